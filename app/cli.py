@@ -1,0 +1,177 @@
+"""The ``v2v`` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.config import get_settings
+from app.db import Database
+from models.principal import Role
+
+cli = typer.Typer(help="vein2vein: vein-to-vein tracking for CAR-T.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+principal_cli = typer.Typer(help="API keys.", no_args_is_help=True)
+audit_cli = typer.Typer(help="The audit trail.", no_args_is_help=True)
+keys_cli = typer.Typer(help="COI signing keys.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(principal_cli, name="principal")
+cli.add_typer(audit_cli, name="audit")
+cli.add_typer(keys_cli, name="keys")
+console = Console(stderr=True)
+
+
+def _database() -> Database:
+    settings = get_settings()
+    return Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                    pool_size=2)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to the latest schema."""
+    from app.migrations import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    console.print(f"[green]database at {revision}[/green]")
+
+
+@cli.command()
+def seed() -> None:
+    """Load reference data (sites, routes, profiles, products); safe to repeat."""
+    from seeds.loader import load_reference
+
+    db = _database()
+    with db.transaction() as session:
+        report = load_reference(session)
+    db.dispose()
+    created = ", ".join(f"{n} {k}" for k, n in sorted(report.created.items())) or "nothing new"
+    updated = ", ".join(f"{n} {k}" for k, n in sorted(report.updated.items())) or "nothing"
+    console.print(f"reference data: created {created}; updated {updated}")
+
+
+@principal_cli.command("create")
+def principal_create(
+    role: Annotated[Role, typer.Option(help="admin, coordinator, courier, manufacturer, qa, viewer")],
+    name: Annotated[str, typer.Option(help="Who holds the key.")],
+    site: Annotated[str | None, typer.Option(help="Coordinator's hospital or factory.")] = None,
+    courier: Annotated[str | None, typer.Option(help="Courier organisation.")] = None,
+) -> None:
+    """Create a principal and print its API key (shown this once)."""
+    from app.errors import AppError
+    from app.services import audit, principals
+    from models.base import utcnow
+
+    settings = get_settings()
+    db = _database()
+    try:
+        with db.transaction() as session:
+            principal, key = principals.create_principal(
+                session, name=name, role=role, site=site, courier=courier,
+                secret_key=settings.secret_key.get_secret_value(),
+            )
+            audit.append(session, actor="cli", action="principal.created", entity="principal",
+                         entity_id=principal.id, at=utcnow(),
+                         after={"name": name, "role": role.value, "site": site, "courier": courier})
+    except AppError as exc:
+        console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    print(key)
+
+
+@cli.command("dev-admin")
+def dev_admin(key_file: Path = Path("var/admin.key")) -> None:
+    """Development only: print the local admin key, creating it on first use."""
+    from app.services import principals
+    from models.base import utcnow
+
+    settings = get_settings()
+    if settings.env == "production":
+        console.print("[red]dev-admin is refused in production; use `v2v principal create`[/red]")
+        raise typer.Exit(2)
+    db = _database()
+    try:
+        with db.transaction() as session:
+            if key_file.exists():
+                key = key_file.read_text().strip()
+                if principals.authenticate(session, api_key=key,
+                                           secret_key=settings.secret_key.get_secret_value(),
+                                           now=utcnow()):
+                    print(key)
+                    return
+            _, key = principals.create_principal(
+                session, name="local admin", role=Role.admin,
+                secret_key=settings.secret_key.get_secret_value(),
+            )
+    finally:
+        db.dispose()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
+    os.chmod(key_file, 0o600)
+    print(key)
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit hash chain; exit 1 at the first broken link."""
+    from app.services.audit import verify_chain
+
+    db = _database()
+    with db.session() as session:
+        result = verify_chain(session)
+    db.dispose()
+    if result.ok:
+        console.print(f"[green]audit chain intact[/green]: {result.entries} entries")
+        return
+    console.print(
+        f"[red]audit chain broken at seq {result.first_bad_seq}[/red]: {result.reason} "
+        f"({result.entries} entries read)"
+    )
+    raise typer.Exit(1)
+
+
+@keys_cli.command("generate")
+def keys_generate(kid: Annotated[str, typer.Option(help="Key id, e.g. 2027-01.")]) -> None:
+    """Print a new COI signing key entry; prepend it to V2V_COI_SIGNING_KEYS to rotate."""
+    from app.services.coi import generate_signing_entry
+
+    print(generate_signing_entry(kid))
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: int = 1,
+) -> None:
+    """Serve the API and dashboard."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
+
+
+def main() -> None:
+    try:
+        cli()
+    except ValueError as exc:  # settings refused (e.g. development secrets in production)
+        console.print(f"[red]configuration error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Settings: one class, environment prefix ``V2V_``, secrets as ``SecretStr``.
+
+Development defaults let ``make run`` work on a fresh machine; each of them is refused
+when ``V2V_ENV=production`` so a real deployment cannot start with a published secret.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEV_PATIENT_HASH_KEY = "dev-insecure-patient-hash-key-change-me"
+# kid:base64url(32-byte Ed25519 seed). Published in this file, so never for production.
+DEV_COI_SIGNING_KEYS = "dev-2026:ZGV2LWluc2VjdXJlLWNvaS1zaWduaW5nLWtleS0wMDE"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="V2V_", env_file=None, extra="ignore")
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment kind; `production` refuses development secrets."
+    )
+    database_url: str = Field(
+        "sqlite:///var/v2v.sqlite3",
+        description="SQLAlchemy URL: SQLite (default, WAL) or postgresql+psycopg://…",
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(DEV_SECRET_KEY),
+        description="Keys API-key hashes and dashboard session cookies.",
+    )
+    patient_hash_key: SecretStr = Field(
+        SecretStr(DEV_PATIENT_HASH_KEY),
+        description="HMAC key for patient references (MRNs are never stored in clear).",
+    )
+    coi_signing_keys: SecretStr = Field(
+        SecretStr(DEV_COI_SIGNING_KEYS),
+        description="Ed25519 COI signing keys, `kid:seed_b64url` comma-separated; the first "
+        "signs, all verify (rotation keeps old labels verifiable).",
+    )
+    coi_verify_keys: str = Field(
+        "",
+        description="Retired COI public keys, `kid:x_b64url` comma-separated, kept verifiable "
+        "after their private key is destroyed.",
+    )
+    coi_fin: str = Field(
+        "V2V00",
+        pattern=r"^[A-NP-Z1-9][A-NP-Z0-9]{2}[0-9]{2}$",
+        description="Default ISBT 128 facility identification number for COIs.",
+    )
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Request body limit.")
+    future_tolerance_s: int = Field(
+        300, ge=0, description="How far in the future a client's occurred_at may be."
+    )
+    sqlite_busy_timeout_ms: int = Field(10_000, ge=0, description="SQLite busy timeout.")
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size.")
+    scheduler_enabled: bool = Field(True, description="Run scheduled jobs in the API process.")
+    host: str = Field("127.0.0.1", description="Address `v2v serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `v2v serve` binds.")
+    log_level: str = Field("info", description="Python logging level.")
+    cors_origins: str = Field("", description="Comma-separated allowed CORS origins; none by default.")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        defaults = {
+            "V2V_SECRET_KEY": (self.secret_key, DEV_SECRET_KEY),
+            "V2V_PATIENT_HASH_KEY": (self.patient_hash_key, DEV_PATIENT_HASH_KEY),
+            "V2V_COI_SIGNING_KEYS": (self.coi_signing_keys, DEV_COI_SIGNING_KEYS),
+        }
+        bad = [name for name, (value, dev) in defaults.items() if value.get_secret_value() == dev]
+        if bad:
+            raise ValueError(
+                "development secrets refused in production; set " + ", ".join(bad)
+            )
+        short = [
+            name
+            for name, (value, _) in defaults.items()
+            if name != "V2V_COI_SIGNING_KEYS" and len(value.get_secret_value()) < 32
+        ]
+        if short:
+            raise ValueError("secrets must be at least 32 characters: " + ", ".join(short))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

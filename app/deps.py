@@ -1,0 +1,167 @@
+"""Annotated dependencies: sessions, the caller, role checks and scoped loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import Session, select
+
+from app.config import Settings
+from app.db import Database
+from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.services import principals
+from app.services.access import CASE_READERS, SHIPMENT_READERS, case_scope, shipment_scope
+from app.services.coi import Keyring
+from app.services.idempotency import Idempotency, request_hash
+from models.case import Case
+from models.principal import Principal, Role
+from models.shipment import Shipment
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
+def get_now(request: Request) -> datetime:
+    now: datetime = request.app.state.clock()
+    return now
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    # Writes take SQLite's writer lock up front (BEGIN IMMEDIATE); reads never block.
+    with get_db(request).session(write=request.method not in READ_METHODS) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    principal = principals.authenticate(
+        session,
+        api_key=token.strip(),
+        secret_key=settings.secret_key.get_secret_value(),
+        now=request.app.state.clock(),
+    )
+    if principal is None:
+        raise Unauthorized("invalid or revoked API key")
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """A dependency admitting only these roles (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(f"role {principal.role} may not use this operation")
+        return principal
+
+    check.allowed_roles = allowed  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+def load_case(
+    case_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, require_roles(*CASE_READERS)],
+) -> Case:
+    stmt = select(Case).where(Case.id == case_id, case_scope(principal))
+    if request.method not in READ_METHODS:
+        stmt = stmt.with_for_update()
+    case = session.exec(stmt).first()
+    if case is None:
+        raise NotFound("no such case")
+    return case
+
+
+ScopedCase = Annotated[Case, Depends(load_case)]
+
+
+def load_shipment(
+    shipment_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, require_roles(*SHIPMENT_READERS)],
+) -> Shipment:
+    stmt = select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
+    if request.method not in READ_METHODS:
+        stmt = stmt.with_for_update()
+    shipment = session.exec(stmt).first()
+    if shipment is None:
+        raise NotFound("no such shipment")
+    return shipment
+
+
+ScopedShipment = Annotated[Shipment, Depends(load_shipment)]
+
+
+async def get_idempotency(
+    request: Request,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Idempotency:
+    body = await request.body()
+    return Idempotency(
+        key=idempotency_key,
+        principal_id=principal.id,
+        fingerprint=request_hash(request.method, request.url.path, body),
+    )
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
+
+
+@contextmanager
+def committing(session: Session) -> Iterator[None]:
+    """One commit per request; a refusal rolls back, then commits what it must record."""
+    try:
+        yield
+        session.commit()
+    except AppError as exc:
+        session.rollback()
+        if exc.on_refusal is not None:
+            exc.on_refusal(session)
+            session.commit()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def replay_response(stored: tuple[int, Any]) -> JSONResponse:
+    status, body = stored
+    return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+
+
+Handler = Callable[..., Any]

@@ -1,0 +1,204 @@
+"""The error hierarchy and its RFC 9457 ``application/problem+json`` rendering.
+
+Services raise ``AppError`` subclasses; handlers here turn them, request validation errors,
+unknown paths and anything unexpected into one problem shape. No stack trace ever leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("v2v.errors")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "urn:v2v:problem:"
+
+
+class AppError(Exception):
+    status = 500
+    code = "internal-error"
+    title = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        on_refusal: Callable[[Session], None] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        # Work that must be committed although the request itself is refused (for example the
+        # alert and audit entry of a chain-of-identity mismatch); run after the rollback.
+        self.on_refusal = on_refusal
+        self.detail = detail
+        if code:
+            self.code = code
+        self.errors = errors
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class BadRequest(AppError):
+    status, code, title = 400, "bad-request", "Bad request"
+
+
+class Unauthorized(AppError):
+    status, code, title = 401, "unauthorized", "Authentication required"
+
+    def __init__(self, detail: str = "a valid API key is required", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "Role not allowed"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not-found", "Not found"
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict with the current state"
+
+
+class IllegalTransition(Conflict):
+    code, title = "illegal-transition", "Illegal journey transition"
+
+
+class CoiMismatch(Conflict):
+    code, title = "coi-mismatch", "Chain-of-identity mismatch"
+
+
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class Invalid(AppError):
+    status, code, title = 422, "invalid", "Invalid input"
+
+
+class TooManyRequests(AppError):
+    status, code, title = 429, "too-many-requests", "Too many requests"
+
+
+def problem_body(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, code, title, detail, errors, extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _loc(loc: Any) -> str:
+    return "/".join(str(part) for part in loc)
+
+
+def validation_errors(raw: Any) -> list[dict[str, Any]]:
+    """Field locations and messages only: the offending input may be huge or unprintable."""
+    return [{"loc": _loc(err.get("loc", ())), "msg": str(err.get("msg", ""))} for err in raw]
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        exc.status,
+        exc.code,
+        exc.title,
+        exc.detail,
+        errors=exc.errors,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    first = errors[0] if errors else {"loc": "", "msg": "invalid request"}
+    return problem_response(
+        422,
+        "validation-error",
+        "Invalid input",
+        f"{first['loc']}: {first['msg']}" if first["loc"] else first["msg"],
+        errors=errors,
+    )
+
+
+_HTTP_CODES = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    400: ("bad-request", "Bad request"),
+}
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such resource"
+    return problem_response(
+        exc.status_code, code, title, detail, headers=dict(exc.headers or {})
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return problem_response(
+        500, "internal-error", "Internal server error", "the server failed; it has been logged"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,66 @@
+"""The FastAPI application: settings, database, routers, error handlers, middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.clock import Clock, system_clock
+from app.config import Settings, get_settings
+from app.db import Database
+from app.errors import install_error_handlers
+from app.middleware import BodyGuard, Telemetry
+from app.routers import alerts, audit, cases, coi, ops, principals, reference, shipments
+from app.services.coi import Keyring
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """Tracks the vein-to-vein journey of autologous CAR-T cell therapy: apheresis,
+shipment to the factory, manufacturing, QC release, the frozen return and infusion, with the
+chain of identity checked at every handoff. Every error is RFC 9457 `application/problem+json`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    database: Database | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    db = database or Database(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.db_pool_size,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if database is None:
+            db.dispose()
+
+    app = FastAPI(
+        title="vein2vein",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.clock = clock or system_clock
+    app.state.keyring = Keyring(
+        settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
+    )
+    install_error_handlers(app)
+    for module in (reference, cases, shipments, alerts, coi, audit, principals):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(ops.router)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Telemetry)
+    logging.getLogger("v2v").setLevel(settings.log_level.upper())
+    return app

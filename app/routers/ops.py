@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import telemetry
+from app.deps import get_db
+from app.migrations import current_revision, head_revision
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready"}})
+def readyz(request: Request) -> Any:
+    """The database answers and its schema is at the migrations' head."""
+    db = get_db(request)
+    try:
+        current = current_revision(db.engine)
+    except Exception:  # noqa: BLE001 - any failure means "not ready", never a 500
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    head = head_revision()
+    if current != head:
+        return JSONResponse(
+            {"status": "unavailable", "database": "ok", "migration": current, "head": head},
+            status_code=503,
+        )
+    return {"status": "ok", "database": "ok", "migration": current}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics() -> Response:
+    """Prometheus exposition: requests, latencies, open alerts, job runs."""
+    return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)

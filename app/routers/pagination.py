@@ -1,0 +1,31 @@
+"""Keyset pagination cursors: opaque to clients, stable under concurrent inserts."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any
+
+from fastapi import Query
+
+from app.errors import Invalid
+
+LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (max 500).")]
+CursorQuery = Annotated[
+    str | None, Query(max_length=500, description="`next_cursor` of the previous page.")
+]
+
+
+def encode_cursor(*values: Any) -> str:
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}]) from exc
+    if not isinstance(values, list) or len(values) != arity:
+        raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
+    return values

@@ -1,0 +1,1 @@
+"""Domain rules. Functions take keyword-only arguments, flush and never commit."""

@@ -1,0 +1,53 @@
+"""Raising alerts: one open alert per rule and subject, updated rather than duplicated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.alert import Alert, AlertKind, AlertStatus, Severity
+
+
+def raise_alert(
+    session: Session,
+    *,
+    kind: AlertKind,
+    severity: Severity,
+    message: str,
+    now: datetime,
+    case_id: str | None = None,
+    shipment_id: str | None = None,
+    dedupe_key: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Alert:
+    """Open an alert, or refresh the unresolved one this rule already raised for the subject."""
+    if dedupe_key is not None:
+        existing = session.exec(
+            select(Alert)
+            .where(Alert.dedupe_key == dedupe_key, col(Alert.status) != AlertStatus.resolved)
+            .with_for_update()
+        ).first()
+        if existing is not None:
+            existing.message = message
+            existing.severity = severity.value
+            existing.data = data
+            existing.updated_at = now
+            session.add(existing)
+            session.flush()
+            return existing
+    alert = Alert(
+        kind=kind.value,
+        severity=severity.value,
+        message=message,
+        case_id=case_id,
+        shipment_id=shipment_id,
+        dedupe_key=dedupe_key,
+        data=data,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    return alert

@@ -1,0 +1,229 @@
+"""The vein-to-vein state machine: transitions, who may record them, and physical order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app.errors import Forbidden, IllegalTransition, Invalid
+from app.services import audit, capacity
+from app.services.identity import require_coi
+from models.case import Case, CaseStatus, Milestone
+from models.principal import Principal, Role
+from models.reference import Route, Site
+from models.shipment import CustodyEvent, Shipment
+
+S = CaseStatus
+TERMINAL = frozenset({S.infused, S.cancelled})
+NON_TERMINAL = frozenset(S) - TERMINAL
+
+# event type -> (states it may follow, state it leads to). DESIGN.md's diagram, exactly.
+TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus]] = {
+    "collected": (frozenset({S.apheresis_scheduled}), S.collected),
+    "received_at_manufacturing": (frozenset({S.in_transit_to_manufacturing}), S.at_manufacturing),
+    "manufacturing_started": (frozenset({S.at_manufacturing}), S.in_manufacturing),
+    "qc_released": (frozenset({S.in_manufacturing}), S.released),
+    "manufacturing_failed": (frozenset({S.in_manufacturing}), S.failed),
+    "received_at_site": (frozenset({S.in_transit_to_site}), S.at_site),
+    "thawed": (frozenset({S.at_site}), S.thawed),
+    "infused": (frozenset({S.thawed}), S.infused),
+    "cancelled": (NON_TERMINAL, S.cancelled),
+    "recollection": (frozenset({S.failed}), S.apheresis_scheduled),
+}
+EVENT_TYPES = tuple(TRANSITIONS)
+
+# Steps where the material changes hands or enters a patient: the label must be scanned.
+IDENTITY_BEARING = frozenset(
+    {"collected", "received_at_manufacturing", "received_at_site", "thawed", "infused"}
+)
+MANUFACTURING_EVENTS = frozenset(
+    {"received_at_manufacturing", "manufacturing_started", "qc_released", "manufacturing_failed"}
+)
+EVENT_ROLES: dict[str, frozenset[Role]] = {
+    t: frozenset({Role.admin, Role.manufacturer})
+    if t in MANUFACTURING_EVENTS
+    else frozenset({Role.admin, Role.coordinator})
+    for t in EVENT_TYPES
+}
+
+
+def check_instant(*, occurred_at: datetime, now: datetime, future_tolerance_s: int) -> None:
+    if occurred_at.tzinfo is None:
+        raise Invalid("occurred_at needs a UTC offset", errors=[{"loc": "body/occurred_at",
+                                                                  "msg": "naive time"}])
+    if occurred_at > now + timedelta(seconds=future_tolerance_s):
+        raise Invalid(
+            f"occurred_at is more than {future_tolerance_s // 60} minutes in the future",
+            code="future-time",
+            errors=[{"loc": "body/occurred_at", "msg": "in the future"}],
+        )
+
+
+def last_physical_at(session: Session, case_id: str) -> datetime | None:
+    """The latest physical milestone of the case: journey events and custody scans."""
+    latest_event = session.exec(
+        select(func.max(Milestone.occurred_at)).where(Milestone.case_id == case_id)
+    ).one()
+    latest_custody = session.exec(
+        select(func.max(CustodyEvent.occurred_at))
+        .join(Shipment, col(Shipment.id) == col(CustodyEvent.shipment_id))
+        .where(Shipment.case_id == case_id)
+    ).one()
+    found = [as_utc(t) for t in (latest_event, latest_custody) if t is not None]
+    return max(found) if found else None
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """Aggregates bypass the column type on SQLite (naive UTC text); restore the zone."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def check_physical_order(session: Session, *, case: Case, occurred_at: datetime) -> None:
+    latest = last_physical_at(session, case.id)
+    if latest is not None and occurred_at < latest:
+        raise Invalid(
+            "occurred_at precedes the previous physical milestone "
+            f"({latest.isoformat().replace('+00:00', 'Z')}); the physical order must hold",
+            code="out-of-order",
+            errors=[{"loc": "body/occurred_at", "msg": "before the previous milestone"}],
+        )
+
+
+def _expected_site(case: Case, route: Route, event_type: str) -> str:
+    return route.manufacturing_site if event_type in MANUFACTURING_EVENTS else case.site
+
+
+def snapshot(case: Case) -> dict[str, Any]:
+    return {
+        "status": case.status,
+        "cycle": case.cycle,
+        "apheresis_at": case.apheresis_at,
+        "closed_at": case.closed_at,
+    }
+
+
+def record_event(
+    session: Session,
+    *,
+    case: Case,
+    actor: Principal,
+    event_type: str,
+    occurred_at: datetime,
+    site: str,
+    coi: str | None,
+    note: str | None,
+    data: dict[str, Any] | None,
+    now: datetime,
+    future_tolerance_s: int,
+) -> Milestone:
+    """Apply one journey event to a case, or refuse it and change nothing."""
+    if Role(actor.role) not in EVENT_ROLES[event_type]:
+        raise Forbidden(f"role {actor.role} may not record {event_type}")
+    sources, target = TRANSITIONS[event_type]
+    if CaseStatus(case.status) not in sources:
+        raise IllegalTransition(
+            f"{event_type} is not allowed while the case is {case.status}",
+            extra={"current_status": case.status},
+        )
+    check_instant(occurred_at=occurred_at, now=now, future_tolerance_s=future_tolerance_s)
+    if session.get(Site, site) is None:
+        raise Invalid(f"unknown site {site!r}", errors=[{"loc": "body/site", "msg": "unknown"}])
+    route = session.get(Route, case.route)
+    assert route is not None
+    expected_site = _expected_site(case, route, event_type)
+    if site != expected_site:
+        raise Invalid(
+            f"{event_type} happens at {expected_site}, not {site}",
+            code="site-mismatch",
+            errors=[{"loc": "body/site", "msg": f"expected {expected_site}"}],
+        )
+    if event_type in IDENTITY_BEARING or coi:
+        require_coi(case=case, scanned=coi, step=event_type, actor=actor, now=now)
+    check_physical_order(session, case=case, occurred_at=occurred_at)
+
+    before = snapshot(case)
+    if event_type == "recollection":
+        case.cycle += 1
+        capacity.release_slots(session, case=case)
+        apheresis_at = (data or {}).get("apheresis_at")
+        if apheresis_at is not None:
+            when = _parse_instant(apheresis_at, "body/data/apheresis_at")
+            case.apheresis_at = when
+            capacity.reserve_slot(session, case=case, apheresis_at=when)
+    if target in TERMINAL:
+        case.closed_at = now
+    if target == S.cancelled:
+        capacity.release_slots(session, case=case)
+    case.status = target.value
+    case.updated_at = now
+    session.add(case)
+    milestone = Milestone(
+        case_id=case.id,
+        type=event_type,
+        cycle=case.cycle,
+        occurred_at=occurred_at,
+        recorded_at=now,
+        site=site,
+        actor=actor.name,
+        actor_id=actor.id,
+        note=note,
+        data=audit.jsonable(data) if data else None,
+    )
+    session.add(milestone)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor,
+        action=f"case.{event_type}",
+        entity="case",
+        entity_id=case.id,
+        at=now,
+        before=before,
+        after={**snapshot(case), "occurred_at": occurred_at, "site": site},
+        reason=note,
+    )
+    return milestone
+
+
+def _parse_instant(value: Any, loc: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise Invalid(f"{loc} is not an RFC 3339 time", errors=[{"loc": loc, "msg": "bad time"}]) from exc
+    if parsed.tzinfo is None:
+        raise Invalid(f"{loc} needs a UTC offset", errors=[{"loc": loc, "msg": "naive time"}])
+    return parsed
+
+
+def schedule(
+    session: Session, *, case: Case, actor: Principal, apheresis_at: datetime, now: datetime
+) -> None:
+    """Book apheresis: registered -> apheresis_scheduled, or move an existing booking."""
+    if case.status not in (S.registered, S.apheresis_scheduled):
+        raise IllegalTransition(
+            f"apheresis can only be scheduled for a registered case, not one {case.status}",
+            extra={"current_status": case.status},
+        )
+    before = snapshot(case)
+    capacity.release_slots(session, case=case)
+    capacity.reserve_slot(session, case=case, apheresis_at=apheresis_at)
+    case.apheresis_at = apheresis_at
+    case.status = S.apheresis_scheduled.value
+    case.updated_at = now
+    session.add(case)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor,
+        action="case.scheduled",
+        entity="case",
+        entity_id=case.id,
+        at=now,
+        before=before,
+        after=snapshot(case),
+    )

@@ -1,0 +1,100 @@
+"""API keys: generated once, shown once, stored only as a keyed hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from app.errors import Invalid
+from models.principal import Principal, Role
+from models.reference import Courier, Site
+
+KEY_PREFIX = "v2v"
+_SITE_KINDS = {
+    Role.coordinator: {"apheresis_center", "treatment_center"},
+    Role.manufacturer: {"manufacturing"},
+}
+
+
+def hash_key(secret_key: str, api_key: str) -> str:
+    return hmac.new(secret_key.encode(), api_key.encode(), hashlib.sha256).hexdigest()
+
+
+def _split(api_key: str) -> str | None:
+    parts = api_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1]
+
+
+def create_principal(
+    session: Session,
+    *,
+    name: str,
+    role: Role,
+    secret_key: str,
+    site: str | None = None,
+    courier: str | None = None,
+) -> tuple[Principal, str]:
+    """Create a principal and return it with its API key (the only time the key exists)."""
+    name = name.strip()
+    if not name:
+        raise Invalid("a principal needs a name", errors=[{"loc": "name", "msg": "empty"}])
+    if role in _SITE_KINDS:
+        if not site:
+            raise Invalid(f"role {role} needs a site", errors=[{"loc": "site", "msg": "required"}])
+        row = session.get(Site, site)
+        if row is None or row.kind not in _SITE_KINDS[role]:
+            kinds = " or ".join(sorted(_SITE_KINDS[role]))
+            raise Invalid(
+                f"site {site!r} is not a known {kinds} site",
+                errors=[{"loc": "site", "msg": "unknown site for this role"}],
+            )
+    elif site:
+        raise Invalid(f"role {role} takes no site", errors=[{"loc": "site", "msg": "not allowed"}])
+    if role == Role.courier:
+        if not courier or session.get(Courier, courier) is None:
+            raise Invalid(
+                f"role courier needs a known courier organisation, not {courier!r}",
+                errors=[{"loc": "courier", "msg": "unknown courier"}],
+            )
+    elif courier:
+        raise Invalid(
+            f"role {role} takes no courier", errors=[{"loc": "courier", "msg": "not allowed"}]
+        )
+    prefix = secrets.token_hex(6)
+    api_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    principal = Principal(
+        name=name,
+        role=role.value,
+        site=site,
+        courier=courier,
+        key_prefix=prefix,
+        key_hash=hash_key(secret_key, api_key),
+    )
+    session.add(principal)
+    session.flush()
+    return principal, api_key
+
+
+def authenticate(
+    session: Session, *, api_key: str, secret_key: str, now: datetime
+) -> Principal | None:
+    """The active principal holding this key, compared in constant time, or None."""
+    prefix = _split(api_key)
+    if prefix is None:
+        return None
+    principal = session.exec(select(Principal).where(Principal.key_prefix == prefix)).first()
+    if principal is None:
+        # Same work as a hit, so timing does not reveal which prefixes exist.
+        hmac.compare_digest(hash_key(secret_key, api_key), "0" * 64)
+        return None
+    if not hmac.compare_digest(principal.key_hash, hash_key(secret_key, api_key)):
+        return None
+    if principal.revoked_at is not None and principal.revoked_at <= now:
+        return None
+    return principal

@@ -1,0 +1,238 @@
+"""Shipments and their chain of custody, linked to the journey.
+
+Picking up the inbound shipment moves the case into transit to manufacturing; picking up the
+outbound one moves it into transit to the treatment site. Every scan presents the COI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
+from app.services import audit
+from app.services.identity import require_coi
+from app.services.journey import check_instant, check_physical_order
+from models.case import Case, CaseStatus, Milestone
+from models.principal import Principal, Role
+from models.reference import Courier, Profile, Site
+from models.shipment import (
+    CustodyAction,
+    CustodyEvent,
+    DeviceAssignment,
+    Direction,
+    Shipment,
+    ShipmentStatus,
+)
+
+S = CaseStatus
+# direction -> (case states in which it may be created, state required at pickup,
+#               state after pickup, roles that create it)
+_RULES: dict[Direction, tuple[frozenset[CaseStatus], CaseStatus, CaseStatus, frozenset[Role]]] = {
+    Direction.to_manufacturing: (
+        frozenset({S.apheresis_scheduled, S.collected}),
+        S.collected,
+        S.in_transit_to_manufacturing,
+        frozenset({Role.admin, Role.coordinator}),
+    ),
+    Direction.to_site: (
+        frozenset({S.in_manufacturing, S.released}),
+        S.released,
+        S.in_transit_to_site,
+        frozenset({Role.admin, Role.manufacturer}),
+    ),
+}
+CUSTODY_ROLES = frozenset({Role.admin, Role.courier, Role.coordinator, Role.manufacturer})
+ACTIVE = (ShipmentStatus.created.value, ShipmentStatus.in_transit.value)
+
+
+def create(
+    session: Session,
+    *,
+    case: Case,
+    actor: Principal,
+    direction: Direction,
+    origin: str,
+    destination: str,
+    profile: str,
+    courier: str,
+    container_serial: str,
+    container_kind: str,
+    hold_time_h: float | None,
+    device_ids: list[str],
+    coi: str,
+    now: datetime,
+) -> Shipment:
+    """Create a shipment for a case, after checking its label and the case's state."""
+    states, _, _, roles = _RULES[direction]
+    if Role(actor.role) not in roles:
+        raise Forbidden(f"role {actor.role} may not create a {direction} shipment")
+    for loc, code in (("origin", origin), ("destination", destination)):
+        if session.get(Site, code) is None:
+            raise Invalid(f"unknown site {code!r}", errors=[{"loc": f"body/{loc}", "msg": "unknown"}])
+    if origin == destination:
+        raise Invalid("origin and destination are the same site",
+                      errors=[{"loc": "body/destination", "msg": "same as origin"}])
+    if session.get(Profile, profile) is None:
+        raise Invalid(f"unknown profile {profile!r}", errors=[{"loc": "body/profile", "msg": "unknown"}])
+    if session.get(Courier, courier) is None:
+        raise Invalid(f"unknown courier {courier!r}", errors=[{"loc": "body/courier", "msg": "unknown"}])
+    if CaseStatus(case.status) not in states:
+        raise IllegalTransition(
+            f"a {direction} shipment cannot be created while the case is {case.status}",
+            extra={"current_status": case.status},
+        )
+    require_coi(case=case, scanned=coi, step=f"shipment {direction}", actor=actor, now=now)
+    active = session.exec(
+        select(Shipment.id).where(
+            Shipment.case_id == case.id,
+            Shipment.direction == direction.value,
+            col(Shipment.status).in_(ACTIVE),
+        )
+    ).first()
+    if active is not None:
+        raise Conflict(
+            f"the case already has an open {direction} shipment",
+            code="shipment-exists",
+            extra={"shipment_id": active},
+        )
+    shipment = Shipment(
+        case_id=case.id,
+        direction=direction.value,
+        origin=origin,
+        destination=destination,
+        profile=profile,
+        courier=courier,
+        container_serial=container_serial,
+        container_kind=container_kind,
+        hold_time_h=hold_time_h,
+        device_ids=device_ids,
+        created_at=now,
+        created_by=actor.id,
+    )
+    session.add(shipment)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor,
+        action="shipment.created",
+        entity="shipment",
+        entity_id=shipment.id,
+        at=now,
+        after={"case_id": case.id, "direction": direction.value, "origin": origin,
+               "destination": destination, "profile": profile, "courier": courier,
+               "container_serial": container_serial, "device_ids": device_ids},
+    )
+    return shipment
+
+
+def record_custody(
+    session: Session,
+    *,
+    shipment: Shipment,
+    case: Case,
+    actor: Principal,
+    action: CustodyAction,
+    occurred_at: datetime,
+    from_party: str,
+    to_party: str,
+    coi: str,
+    lat: float | None,
+    lon: float | None,
+    now: datetime,
+    future_tolerance_s: int,
+) -> CustodyEvent:
+    """Record a custody scan; pickup and delivery move the shipment (and the case)."""
+    if Role(actor.role) not in CUSTODY_ROLES:
+        raise Forbidden(f"role {actor.role} may not record custody")
+    direction = Direction(shipment.direction)
+    _, pickup_state, transit_state, _ = _RULES[direction]
+    before: dict[str, Any] = {"shipment_status": shipment.status, "case_status": case.status}
+    if action == CustodyAction.picked_up:
+        if shipment.status != ShipmentStatus.created:
+            raise IllegalTransition(f"cannot pick up a shipment that is {shipment.status}")
+        if case.status != pickup_state:
+            raise IllegalTransition(
+                f"the case is {case.status}; pickup needs it {pickup_state.value}",
+                extra={"current_status": case.status},
+            )
+    elif shipment.status != ShipmentStatus.in_transit:
+        raise IllegalTransition(f"cannot record {action.value} on a shipment that is {shipment.status}")
+    check_instant(occurred_at=occurred_at, now=now, future_tolerance_s=future_tolerance_s)
+    require_coi(
+        case=case, scanned=coi, step=f"custody {action.value}", actor=actor, now=now,
+        shipment_id=shipment.id,
+    )
+    check_physical_order(session, case=case, occurred_at=occurred_at)
+
+    if action == CustodyAction.picked_up:
+        shipment.status = ShipmentStatus.in_transit.value
+        shipment.picked_up_at = occurred_at
+        for device_id in shipment.device_ids:
+            session.add(DeviceAssignment(device_id=device_id, shipment_id=shipment.id,
+                                         assigned_from=occurred_at))
+        case.status = transit_state.value
+        case.updated_at = now
+        session.add(case)
+        session.add(
+            Milestone(
+                case_id=case.id,
+                type=f"shipped_{direction.value}",
+                cycle=case.cycle,
+                occurred_at=occurred_at,
+                recorded_at=now,
+                site=shipment.origin,
+                actor=actor.name,
+                actor_id=actor.id,
+            )
+        )
+    elif action == CustodyAction.delivered:
+        shipment.status = ShipmentStatus.delivered.value
+        shipment.delivered_at = occurred_at
+        for assignment in session.exec(
+            select(DeviceAssignment).where(
+                DeviceAssignment.shipment_id == shipment.id,
+                col(DeviceAssignment.assigned_until).is_(None),
+            )
+        ):
+            assignment.assigned_until = occurred_at
+            session.add(assignment)
+    session.add(shipment)
+    event = CustodyEvent(
+        shipment_id=shipment.id,
+        action=action.value,
+        occurred_at=occurred_at,
+        recorded_at=now,
+        from_party=from_party,
+        to_party=to_party,
+        lat=lat,
+        lon=lon,
+        actor=actor.name,
+        actor_id=actor.id,
+    )
+    session.add(event)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor,
+        action=f"shipment.{action.value}",
+        entity="shipment",
+        entity_id=shipment.id,
+        at=now,
+        before=before,
+        after={"shipment_status": shipment.status, "case_status": case.status,
+               "occurred_at": occurred_at, "from_party": from_party, "to_party": to_party},
+    )
+    return event
+
+
+def custody_chain(session: Session, *, shipment_id: str) -> list[CustodyEvent]:
+    return list(
+        session.exec(
+            select(CustodyEvent)
+            .where(CustodyEvent.shipment_id == shipment_id)
+            .order_by(col(CustodyEvent.occurred_at), col(CustodyEvent.id))
+        )
+    )

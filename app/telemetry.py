@@ -1,0 +1,28 @@
+"""Prometheus metrics, in a registry of our own so tests can build many apps."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "v2v_http_requests_total",
+    "HTTP requests by method, route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "v2v_http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    ["method", "route"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+READINGS = Counter(
+    "v2v_readings_ingested_total", "Temperature readings stored.", registry=REGISTRY
+)
+JOB_RUNS = Counter(
+    "v2v_job_runs_total", "Scheduled job runs by job and outcome.", ["job", "outcome"],
+    registry=REGISTRY,
+)

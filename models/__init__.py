@@ -1,0 +1,33 @@
+"""SQLModel tables and API schemas, one module per domain.
+
+Importing this package registers every table on ``SQLModel.metadata`` (Alembic and the
+test suite rely on that), after ``base`` has installed the constraint naming convention.
+"""
+
+from models import base as base  # noqa: I001  (naming convention before any table)
+from models.alert import Alert
+from models.audit import AuditEntry
+from models.case import Case, CoiSequence, Milestone, Slot
+from models.principal import IdempotencyRecord, Principal
+from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
+from models.shipment import CustodyEvent, DeviceAssignment, Shipment
+
+__all__ = [
+    "Alert",
+    "AuditEntry",
+    "Case",
+    "CoiSequence",
+    "Courier",
+    "CustodyEvent",
+    "DeviceAssignment",
+    "IdempotencyRecord",
+    "Milestone",
+    "Principal",
+    "Product",
+    "Profile",
+    "Route",
+    "RouteLeg",
+    "Shipment",
+    "Site",
+    "Slot",
+]

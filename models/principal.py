@@ -1,0 +1,69 @@
+"""Principals (API keys with a role and a scope) and idempotency records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field as PField
+from pydantic import StringConstraints
+from sqlmodel import Field, SQLModel
+
+from models.base import RequestModel, ResponseModel, UTCDateTime, new_id, utcnow
+
+
+class Role(StrEnum):
+    admin = "admin"
+    coordinator = "coordinator"
+    courier = "courier"
+    manufacturer = "manufacturer"
+    qa = "qa"
+    viewer = "viewer"
+
+
+class Principal(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=16)  # Role
+    # Coordinator: its hospital; manufacturer: its factory.
+    site: str | None = Field(default=None, foreign_key="site.code", max_length=32)
+    courier: str | None = Field(default=None, foreign_key="courier.code", max_length=32)
+    # The key is shown once; only a keyed hash is kept. The prefix finds the row.
+    key_prefix: str = Field(max_length=16, unique=True)
+    key_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_record"
+
+    principal_id: str = Field(primary_key=True, foreign_key="principal.id", max_length=32)
+    key: str = Field(primary_key=True, max_length=200)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    response_body: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PrincipalCreate(RequestModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    role: Role
+    site: Annotated[str, StringConstraints(max_length=32)] | None = None
+    courier: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class PrincipalPublic(ResponseModel):
+    id: str
+    name: str
+    role: str
+    site: str | None = None
+    courier: str | None = None
+    key_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class PrincipalCreated(PrincipalPublic):
+    api_key: str = PField(description="Shown once; only a keyed hash is stored.")

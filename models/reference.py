@@ -1,0 +1,142 @@
+"""Reference data: sites, courier organisations, temperature profiles, products and routes.
+
+Loaded from ``seeds/`` by natural keys; an admin may add more.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlmodel import Field, SQLModel
+
+
+class SiteKind(StrEnum):
+    apheresis_center = "apheresis_center"
+    treatment_center = "treatment_center"
+    manufacturing = "manufacturing"
+    airport = "airport"
+    courier_hub = "courier_hub"
+
+
+class RouteKind(StrEnum):
+    local = "local"
+    overseas = "overseas"
+
+
+class LegMode(StrEnum):
+    ground = "ground"
+    air = "air"
+
+
+class SiteBase(SQLModel):
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=32)  # SiteKind
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    timezone: str = Field(max_length=64)
+    country: str = Field(min_length=2, max_length=2)
+
+
+class Site(SiteBase, table=True):
+    # ISBT 128 facility identification number used in COIs issued for this site's cases.
+    fin: str | None = Field(default=None, max_length=5)
+    address: str | None = Field(default=None, max_length=300)
+    # Manufacturing sites: Cell Shuttles installed and batches each runs in parallel.
+    shuttles: int | None = Field(default=None, ge=0)
+    positions_per_shuttle: int | None = Field(default=None, ge=1)
+
+
+class SitePublic(SiteBase):
+    pass
+
+
+class Courier(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+
+
+class ProfileBase(SQLModel):
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    min_c: float | None = None
+    max_c: float
+    alarm_after_min: float
+    cumulative_budget_min: float | None = None
+    critical_below_c: float | None = None
+    critical_above_c: float | None = None
+    warn_above_c: float | None = None
+    max_gap_min: float = 30.0
+    mkt_limit_c: float | None = None
+    max_trip_h: float | None = None
+    hold_time_h: float | None = None
+    cryogenic: bool = False
+
+
+class Profile(ProfileBase, table=True):
+    pass
+
+
+class ProductBase(SQLModel):
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    thaw_to_infusion_start_min: float
+    thaw_expiry_min: float
+    fresh_max_h: float | None = None
+    process_h: float = 24.0 * 7
+
+
+class Product(ProductBase, table=True):
+    pass
+
+
+class Route(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=16)  # RouteKind
+    manufacturing_site: str = Field(foreign_key="site.code", max_length=32)
+    inbound_profile: str = Field(foreign_key="profile.code", max_length=32)
+    outbound_profile: str = Field(foreign_key="profile.code", max_length=32)
+    targets: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    cost_per_case: float | None = None
+    currency: str | None = Field(default=None, max_length=3)
+
+
+class RouteLeg(SQLModel, table=True):
+    __tablename__ = "route_leg"
+
+    id: int | None = Field(default=None, primary_key=True)
+    route_code: str = Field(foreign_key="route.code", max_length=32, index=True)
+    direction: str = Field(max_length=16)  # inbound (to the factory) | outbound (to the site)
+    seq: int
+    from_site: str = Field(foreign_key="site.code", max_length=32)
+    to_site: str = Field(foreign_key="site.code", max_length=32)
+    mode: str = Field(max_length=16)  # LegMode
+    customs: bool = False
+    handling_h: float = 0.0
+    customs_h: float = 0.0
+    expected_h: float
+
+
+class LegPublic(SQLModel):
+    from_site: str
+    to_site: str
+    mode: LegMode
+    customs: bool
+    expected_h: float
+    direction: str
+
+
+class RoutePublic(SQLModel):
+    code: str
+    name: str
+    kind: RouteKind
+    manufacturing_site: str
+    inbound_profile: str
+    outbound_profile: str
+    legs: list[LegPublic]
+    targets: dict[str, Any]
+    cost_per_case: float | None = None
+    currency: str | None = None

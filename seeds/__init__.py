@@ -1,0 +1,1 @@
+"""Reference data files and their loader (and, later, the demo generator)."""

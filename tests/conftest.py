@@ -1,0 +1,176 @@
+"""Fixtures: a fresh, migrated and seeded database per test on SQLite and on PostgreSQL.
+
+SQLite: the template file is migrated and seeded once per session and copied per test.
+PostgreSQL: a template database is migrated and seeded once; each test gets
+``CREATE DATABASE … TEMPLATE``. Under ``CI=true`` an unreachable PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from app.clock import FrozenClock
+from app.config import Settings
+from app.db import Database
+from app.main import create_app
+from app.migrations import upgrade
+from app.services import principals
+from models.principal import Role
+from seeds.loader import load_reference
+
+PG_ADMIN_DSN = os.environ.get("V2V_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+NOW = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _pg_url(dbname: str) -> str:
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base}/{dbname}"
+
+
+def _pg_exec(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)
+
+
+def _prepare(url: str) -> None:
+    upgrade(url)
+    db = Database(url, pool_size=1)
+    with db.transaction() as session:
+        load_reference(session)
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    _prepare(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI and unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable ({exc}); set CI=true to make this fatal")
+    name = f"v2v_tmpl_{_worker()}_{uuid.uuid4().hex[:6]}"
+    _pg_exec(f'CREATE DATABASE "{name}"')
+    try:
+        _prepare(_pg_url(name))
+        yield name
+    finally:
+        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh seeded database URL, once per backend."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "v2v.sqlite3"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+        return
+    template_name: str = request.getfixturevalue("pg_template")
+    name = f"v2v_t_{_worker()}_{uuid.uuid4().hex[:10]}"
+    _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, env="test", max_body_bytes=256 * 1024)
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    db = Database(settings.database_url, pool_size=5)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: FrozenClock, database: Database) -> Any:
+    return create_app(settings, clock=clock, database=database)
+
+
+@dataclass
+class Api:
+    """A TestClient plus one API key per persona."""
+
+    client: TestClient
+    database: Database
+    settings: Settings
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def key(self, persona: str, role: Role, *, site: str | None = None,
+            courier: str | None = None) -> str:
+        if persona not in self.keys:
+            with self.database.transaction() as session:
+                _, key = principals.create_principal(
+                    session, name=persona, role=role, site=site, courier=courier,
+                    secret_key=self.settings.secret_key.get_secret_value(),
+                )
+            self.keys[persona] = key
+        return self.keys[persona]
+
+    def headers(self, persona: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[persona]}"}
+
+    def get(self, persona: str, url: str, **kw: Any) -> Any:
+        return self.client.get(url, headers=self.headers(persona), **kw)
+
+    def post(self, persona: str, url: str, json: Any = None, **kw: Any) -> Any:
+        headers = {**self.headers(persona), **kw.pop("headers", {})}
+        return self.client.post(url, json=json, headers=headers, **kw)
+
+
+# Personas used across the suite.
+PERSONAS: dict[str, dict[str, Any]] = {
+    "admin": {"role": Role.admin},
+    "ncc": {"role": Role.coordinator, "site": "NCC-EAST"},
+    "utokyo": {"role": Role.coordinator, "site": "UTOKYO-HOSP"},
+    "kyoto": {"role": Role.coordinator, "site": "KYOTO-UNIV-HOSP"},
+    "kashiwa": {"role": Role.manufacturer, "site": "CELLARES-KASHIWA"},
+    "bridgewater": {"role": Role.manufacturer, "site": "CELLARES-BRIDGEWATER"},
+    "courier": {"role": Role.courier, "courier": "KASHIWA-COLD"},
+    "global": {"role": Role.courier, "courier": "GLOBAL-CRYO"},
+    "qa": {"role": Role.qa},
+    "viewer": {"role": Role.viewer},
+}
+
+
+@pytest.fixture
+def api(app: Any, database: Database, settings: Settings) -> Iterator[Api]:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        helper = Api(client, database, settings)
+        for persona, spec in PERSONAS.items():
+            helper.key(persona, **spec)
+        yield helper
