@@ -149,17 +149,17 @@ def _detail(session: Session, case: Case, now: datetime) -> dict[str, Any]:
 
 
 @router.get("/{case_id}", response_model=CaseDetail)
-def get_case(case: ScopedCase, session: SessionDep, now: NowDep) -> Any:
+def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: NowDep) -> Any:
     """One case with its milestones, shipments, alerts, durations so far and slot."""
     return _detail(session, case, now)
 
 
 @router.post("/{case_id}/schedule", response_model=ScheduleResponse)
 def schedule_case(
+    principal: Scheduler,
     body: ScheduleRequest,
     case: ScopedCase,
     session: SessionDep,
-    principal: Scheduler,
     now: NowDep,
 ) -> Any:
     """Book apheresis and reserve the manufacturing slot the material will need."""
@@ -178,10 +178,10 @@ def schedule_case(
 
 @router.post("/{case_id}/events", status_code=status.HTTP_201_CREATED, response_model=EventPublic)
 def record_event(
+    principal: EventRecorder,
     body: EventCreate,
     case: ScopedCase,
     session: SessionDep,
-    principal: EventRecorder,
     settings: SettingsDep,
     now: NowDep,
     idem: IdempotencyDep,

@@ -95,7 +95,7 @@ def create_shipment(
 
 
 @router.get("/{shipment_id}", response_model=ShipmentPublic)
-def get_shipment(shipment: ScopedShipment, session: SessionDep, principal: Reader) -> Any:
+def get_shipment(_principal: Reader, shipment: ScopedShipment, session: SessionDep) -> Any:
     """One shipment with its chain of custody."""
     return _public(session, shipment)
 
@@ -104,10 +104,10 @@ def get_shipment(shipment: ScopedShipment, session: SessionDep, principal: Reade
     "/{shipment_id}/custody", status_code=status.HTTP_201_CREATED, response_model=CustodyPublic
 )
 def record_custody(
+    principal: Custodian,
     body: CustodyCreate,
     shipment: ScopedShipment,
     session: SessionDep,
-    principal: Custodian,
     settings: SettingsDep,
     now: NowDep,
     idem: IdempotencyDep,
