@@ -28,8 +28,9 @@ console = Console(stderr=True)
 
 def _database() -> Database:
     settings = get_settings()
-    return Database(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                    pool_size=2)
+    return Database(
+        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=2
+    )
 
 
 @db_cli.command("upgrade")
@@ -57,7 +58,9 @@ def seed() -> None:
 
 @principal_cli.command("create")
 def principal_create(
-    role: Annotated[Role, typer.Option(help="admin, coordinator, courier, manufacturer, qa, viewer")],
+    role: Annotated[
+        Role, typer.Option(help="admin, coordinator, courier, manufacturer, qa, viewer")
+    ],
     name: Annotated[str, typer.Option(help="Who holds the key.")],
     site: Annotated[str | None, typer.Option(help="Coordinator's hospital or factory.")] = None,
     courier: Annotated[str | None, typer.Option(help="Courier organisation.")] = None,
@@ -72,12 +75,22 @@ def principal_create(
     try:
         with db.transaction() as session:
             principal, key = principals.create_principal(
-                session, name=name, role=role, site=site, courier=courier,
+                session,
+                name=name,
+                role=role,
+                site=site,
+                courier=courier,
                 secret_key=settings.secret_key.get_secret_value(),
             )
-            audit.append(session, actor="cli", action="principal.created", entity="principal",
-                         entity_id=principal.id, at=utcnow(),
-                         after={"name": name, "role": role.value, "site": site, "courier": courier})
+            audit.append(
+                session,
+                actor="cli",
+                action="principal.created",
+                entity="principal",
+                entity_id=principal.id,
+                at=utcnow(),
+                after={"name": name, "role": role.value, "site": site, "courier": courier},
+            )
     except AppError as exc:
         console.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(2) from exc
@@ -101,13 +114,18 @@ def dev_admin(key_file: Path = Path("var/admin.key")) -> None:
         with db.transaction() as session:
             if key_file.exists():
                 key = key_file.read_text().strip()
-                if principals.authenticate(session, api_key=key,
-                                           secret_key=settings.secret_key.get_secret_value(),
-                                           now=utcnow()):
+                if principals.authenticate(
+                    session,
+                    api_key=key,
+                    secret_key=settings.secret_key.get_secret_value(),
+                    now=utcnow(),
+                ):
                     print(key)
                     return
             _, key = principals.create_principal(
-                session, name="local admin", role=Role.admin,
+                session,
+                name="local admin",
+                role=Role.admin,
                 secret_key=settings.secret_key.get_secret_value(),
             )
     finally:

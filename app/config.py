@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `v2v serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `v2v serve` binds.")
     log_level: str = Field("info", description="Python logging level.")
-    cors_origins: str = Field("", description="Comma-separated allowed CORS origins; none by default.")
+    cors_origins: str = Field(
+        "", description="Comma-separated allowed CORS origins; none by default."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
@@ -74,9 +76,7 @@ class Settings(BaseSettings):
         }
         bad = [name for name, (value, dev) in defaults.items() if value.get_secret_value() == dev]
         if bad:
-            raise ValueError(
-                "development secrets refused in production; set " + ", ".join(bad)
-            )
+            raise ValueError("development secrets refused in production; set " + ", ".join(bad))
         short = [
             name
             for name, (value, _) in defaults.items()

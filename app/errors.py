@@ -185,9 +185,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource"
-    return problem_response(
-        exc.status_code, code, title, detail, headers=dict(exc.headers or {})
-    )
+    return problem_response(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

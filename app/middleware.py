@@ -16,7 +16,9 @@ _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
@@ -55,7 +57,10 @@ class BodyGuard:
                 return
             if declared > self.max:
                 await _send_problem(
-                    send, 413, "payload-too-large", "Request body too large",
+                    send,
+                    413,
+                    "payload-too-large",
+                    "Request body too large",
                     f"the body exceeds the {self.max}-byte limit",
                 )
                 return
@@ -71,7 +76,10 @@ class BodyGuard:
             size += len(chunk)
             if size > self.max:
                 await _send_problem(
-                    send, 413, "payload-too-large", "Request body too large",
+                    send,
+                    413,
+                    "payload-too-large",
+                    "Request body too large",
                     f"the body exceeds the {self.max}-byte limit",
                 )
                 return
@@ -83,7 +91,10 @@ class BodyGuard:
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if not _is_json(content_type):
                 await _send_problem(
-                    send, 415, "unsupported-media-type", "Unsupported media type",
+                    send,
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported media type",
                     "send JSON with Content-Type: application/json",
                 )
                 return
@@ -104,6 +115,18 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template (bounded label cardinality), prefixes included."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not path:
+        return "unmatched"
+    included = (scope.get("fastapi") or {}).get("included_router")
+    context = getattr(included, "include_context", None)
+    prefix = getattr(context, "prefix", "") or ""
+    return f"{prefix}{path}"
 
 
 class Telemetry:
@@ -132,8 +155,7 @@ class Telemetry:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope)
             method = scope["method"]
             telemetry.REQUESTS.labels(method, template, str(status_holder["status"])).inc()
             telemetry.LATENCY.labels(method, template).observe(time.perf_counter() - start)

@@ -19,10 +19,10 @@ LATENCY = Histogram(
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-READINGS = Counter(
-    "v2v_readings_ingested_total", "Temperature readings stored.", registry=REGISTRY
-)
+READINGS = Counter("v2v_readings_ingested_total", "Temperature readings stored.", registry=REGISTRY)
 JOB_RUNS = Counter(
-    "v2v_job_runs_total", "Scheduled job runs by job and outcome.", ["job", "outcome"],
+    "v2v_job_runs_total",
+    "Scheduled job runs by job and outcome.",
+    ["job", "outcome"],
     registry=REGISTRY,
 )

@@ -31,8 +31,9 @@ def _read(name: str, seed_dir: Path) -> list[dict[str, Any]]:
     return data
 
 
-def _upsert(session: Session, model: type[SQLModel], key: Any, values: dict[str, Any],
-            report: SeedReport) -> None:
+def _upsert(
+    session: Session, model: type[SQLModel], key: Any, values: dict[str, Any], report: SeedReport
+) -> None:
     row = session.get(model, key)
     validated = model.model_validate(values)
     if row is None:

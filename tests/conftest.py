@@ -130,12 +130,17 @@ class Api:
     settings: Settings
     keys: dict[str, str] = field(default_factory=dict)
 
-    def key(self, persona: str, role: Role, *, site: str | None = None,
-            courier: str | None = None) -> str:
+    def key(
+        self, persona: str, role: Role, *, site: str | None = None, courier: str | None = None
+    ) -> str:
         if persona not in self.keys:
             with self.database.transaction() as session:
                 _, key = principals.create_principal(
-                    session, name=persona, role=role, site=site, courier=courier,
+                    session,
+                    name=persona,
+                    role=role,
+                    site=site,
+                    courier=courier,
                     secret_key=self.settings.secret_key.get_secret_value(),
                 )
             self.keys[persona] = key

@@ -10,7 +10,14 @@ from tests.conftest import NOW, Api
 ROUTE_PARTIES = {
     # route: (coordinator persona, site, manufacturer persona, factory, courier persona, courier)
     "KASHIWA-LOCAL": ("ncc", "NCC-EAST", "kashiwa", "CELLARES-KASHIWA", "courier", "KASHIWA-COLD"),
-    "JP-US-EWR": ("ncc", "NCC-EAST", "bridgewater", "CELLARES-BRIDGEWATER", "global", "GLOBAL-CRYO"),
+    "JP-US-EWR": (
+        "ncc",
+        "NCC-EAST",
+        "bridgewater",
+        "CELLARES-BRIDGEWATER",
+        "global",
+        "GLOBAL-CRYO",
+    ),
 }
 
 
@@ -18,16 +25,34 @@ def iso(t: datetime) -> str:
     return t.isoformat()
 
 
-def register(api: Api, *, route: str = "KASHIWA-LOCAL", patient: str = "MRN-0001",
-             persona: str = "ncc", site: str = "NCC-EAST", product: str = "CART-CD19") -> dict[str, Any]:
-    r = api.post(persona, "/api/v1/cases", {"site": site, "route": route, "product": product,
-                                            "patient_ref": patient})
+def register(
+    api: Api,
+    *,
+    route: str = "KASHIWA-LOCAL",
+    patient: str = "MRN-0001",
+    persona: str = "ncc",
+    site: str = "NCC-EAST",
+    product: str = "CART-CD19",
+) -> dict[str, Any]:
+    r = api.post(
+        persona,
+        "/api/v1/cases",
+        {"site": site, "route": route, "product": product, "patient_ref": patient},
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 
 
-def event(api: Api, persona: str, case: dict[str, Any], type_: str, at: datetime, site: str,
-          coi: str | None = None, **extra: Any) -> Any:
+def event(
+    api: Api,
+    persona: str,
+    case: dict[str, Any],
+    type_: str,
+    at: datetime,
+    site: str,
+    coi: str | None = None,
+    **extra: Any,
+) -> Any:
     body: dict[str, Any] = {"type": type_, "occurred_at": iso(at), "site": site, **extra}
     if coi is not None:
         body["coi"] = coi
@@ -37,12 +62,18 @@ def event(api: Api, persona: str, case: dict[str, Any], type_: str, at: datetime
 class Journey:
     """Walks one case along its route, step by step, asserting each step is accepted."""
 
-    def __init__(self, api: Api, route: str = "KASHIWA-LOCAL", patient: str = "MRN-0001",
-                 start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        api: Api,
+        route: str = "KASHIWA-LOCAL",
+        patient: str = "MRN-0001",
+        start: datetime | None = None,
+    ) -> None:
         self.api = api
         self.route = route
-        (self.coord, self.site, self.maker, self.factory, self.courier,
-         self.courier_org) = ROUTE_PARTIES[route]
+        (self.coord, self.site, self.maker, self.factory, self.courier, self.courier_org) = (
+            ROUTE_PARTIES[route]
+        )
         self.case = register(api, route=route, patient=patient, persona=self.coord, site=self.site)
         self.coi = self.case["coi"]
         self.t = start or NOW - timedelta(days=40)
@@ -58,31 +89,71 @@ class Journey:
         return r.json()
 
     def schedule(self) -> Any:
-        return self.ok(self.api.post(self.coord, f"/api/v1/cases/{self.case['id']}/schedule",
-                                     {"apheresis_at": iso(self.t)}), 200)
+        return self.ok(
+            self.api.post(
+                self.coord,
+                f"/api/v1/cases/{self.case['id']}/schedule",
+                {"apheresis_at": iso(self.t)},
+            ),
+            200,
+        )
 
     def step(self, type_: str, *, hours: float = 1, coi: bool = True) -> Any:
-        persona = self.maker if type_ in {"received_at_manufacturing", "manufacturing_started",
-                                          "qc_released", "manufacturing_failed"} else self.coord
+        persona = (
+            self.maker
+            if type_
+            in {
+                "received_at_manufacturing",
+                "manufacturing_started",
+                "qc_released",
+                "manufacturing_failed",
+            }
+            else self.coord
+        )
         site = self.factory if persona == self.maker else self.site
-        return self.ok(event(self.api, persona, self.case, type_, self.at(hours=hours), site,
-                             self.coi if coi else None))
+        return self.ok(
+            event(
+                self.api,
+                persona,
+                self.case,
+                type_,
+                self.at(hours=hours),
+                site,
+                self.coi if coi else None,
+            )
+        )
 
     def ship(self, direction: str, profile: str) -> dict[str, Any]:
         persona = self.coord if direction == "to_manufacturing" else self.maker
-        origin, dest = ((self.site, self.factory) if direction == "to_manufacturing"
-                        else (self.factory, self.site))
-        body = {"case_id": self.case["id"], "direction": direction, "origin": origin,
-                "destination": dest, "profile": profile, "courier": self.courier_org,
-                "container": {"serial": f"C-{direction}", "kind": "dry shipper"},
-                "device_ids": [f"LOG-{self.case['id'][:6]}-{direction}"], "coi": self.coi}
+        origin, dest = (
+            (self.site, self.factory)
+            if direction == "to_manufacturing"
+            else (self.factory, self.site)
+        )
+        body = {
+            "case_id": self.case["id"],
+            "direction": direction,
+            "origin": origin,
+            "destination": dest,
+            "profile": profile,
+            "courier": self.courier_org,
+            "container": {"serial": f"C-{direction}", "kind": "dry shipper"},
+            "device_ids": [f"LOG-{self.case['id'][:6]}-{direction}"],
+            "coi": self.coi,
+        }
         return dict(self.ok(self.api.post(persona, "/api/v1/shipments", body)))
 
     def custody(self, shipment: dict[str, Any], action: str, *, hours: float = 1) -> Any:
-        body = {"action": action, "occurred_at": iso(self.at(hours=hours)),
-                "from_party": "sender", "to_party": "receiver", "coi": self.coi}
-        return self.ok(self.api.post(self.courier, f"/api/v1/shipments/{shipment['id']}/custody",
-                                     body))
+        body = {
+            "action": action,
+            "occurred_at": iso(self.at(hours=hours)),
+            "from_party": "sender",
+            "to_party": "receiver",
+            "coi": self.coi,
+        }
+        return self.ok(
+            self.api.post(self.courier, f"/api/v1/shipments/{shipment['id']}/custody", body)
+        )
 
     def to_infusion(self) -> dict[str, Any]:
         """The whole happy path, from scheduling to infusion."""

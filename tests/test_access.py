@@ -41,17 +41,27 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),
     ("GET", "/api/v1/shipments/{shipment_id}"): (CASE_READERS | {"courier"}, True),
     ("POST", "/api/v1/shipments/{shipment_id}/custody"): (
-        {"admin", "coordinator", "manufacturer", "courier"}, True),
+        {"admin", "coordinator", "manufacturer", "courier"},
+        True,
+    ),
     ("GET", "/api/v1/alerts"): ({"admin", "qa", "coordinator", "manufacturer", "courier"}, False),
     ("POST", "/api/v1/alerts/{alert_id}/ack"): (
-        {"admin", "qa", "coordinator", "manufacturer", "courier"}, True),
+        {"admin", "qa", "coordinator", "manufacturer", "courier"},
+        True,
+    ),
     ("GET", "/api/v1/audit"): ({"admin", "qa"}, False),
     ("GET", "/api/v1/audit/verify"): ({"admin", "qa"}, False),
 }
 
 # Personas in scope of the fixture case (NCC East, Kashiwa factory, Kashiwa courier) and out.
-IN_SCOPE = {"admin": "admin", "coordinator": "ncc", "manufacturer": "kashiwa",
-            "courier": "courier", "qa": "qa", "viewer": "viewer"}
+IN_SCOPE = {
+    "admin": "admin",
+    "coordinator": "ncc",
+    "manufacturer": "kashiwa",
+    "courier": "courier",
+    "qa": "qa",
+    "viewer": "viewer",
+}
 OUT_OF_SCOPE = {"coordinator": "kyoto", "manufacturer": "bridgewater", "courier": "global"}
 ROLE_OF = {**{v: k for k, v in IN_SCOPE.items()}, **{v: k for k, v in OUT_OF_SCOPE.items()}}
 
@@ -75,17 +85,38 @@ def world(api: Api) -> dict[str, Any]:
     j.step("collected")
     shipment = j.ship("to_manufacturing", "FRESH_2_8")
     j.custody(shipment, "picked_up")
-    bad = api.post("ncc", f"/api/v1/cases/{j.case['id']}/events",
-                   {"type": "thawed", "occurred_at": j.t.isoformat(), "site": "NCC-EAST",
-                    "coi": "CHJ100126999999"})
+    bad = api.post(
+        "ncc",
+        f"/api/v1/cases/{j.case['id']}/events",
+        {
+            "type": "thawed",
+            "occurred_at": j.t.isoformat(),
+            "site": "NCC-EAST",
+            "coi": "CHJ100126999999",
+        },
+    )
     assert bad.status_code in (409, 422)
-    wrong = api.post("courier", f"/api/v1/shipments/{shipment['id']}/custody",
-                     {"action": "handoff", "occurred_at": j.t.isoformat(), "from_party": "a",
-                      "to_party": "b", "coi": "CHJ100126999999"})
+    wrong = api.post(
+        "courier",
+        f"/api/v1/shipments/{shipment['id']}/custody",
+        {
+            "action": "handoff",
+            "occurred_at": j.t.isoformat(),
+            "from_party": "a",
+            "to_party": "b",
+            "coi": "CHJ100126999999",
+        },
+    )
     assert wrong.status_code == 409
     alerts = api.get("admin", "/api/v1/alerts").json()["items"]
-    return {"case_id": j.case["id"], "shipment_id": shipment["id"], "alert_id": alerts[0]["id"],
-            "code": "NCC-EAST", "coi": j.coi, "t": j.t}
+    return {
+        "case_id": j.case["id"],
+        "shipment_id": shipment["id"],
+        "alert_id": alerts[0]["id"],
+        "code": "NCC-EAST",
+        "coi": j.coi,
+        "t": j.t,
+    }
 
 
 def _body(path: str, persona: str | None, w: dict[str, Any]) -> dict[str, Any]:
@@ -97,10 +128,16 @@ def _body(path: str, persona: str | None, w: dict[str, Any]) -> dict[str, Any]:
     if path != "/api/v1/shipments":
         return {}
     maker = ROLE_OF.get(persona or "") == "manufacturer"
-    return {"case_id": w["case_id"], "direction": "to_site" if maker else "to_manufacturing",
-            "origin": "NCC-EAST", "destination": "CELLARES-KASHIWA", "profile": "FRESH_2_8",
-            "courier": "KASHIWA-COLD", "container": {"serial": "X", "kind": "box"},
-            "coi": w["coi"]}
+    return {
+        "case_id": w["case_id"],
+        "direction": "to_site" if maker else "to_manufacturing",
+        "origin": "NCC-EAST",
+        "destination": "CELLARES-KASHIWA",
+        "profile": "FRESH_2_8",
+        "courier": "KASHIWA-COLD",
+        "container": {"serial": "X", "kind": "box"},
+        "coi": w["coi"],
+    }
 
 
 def _call(api: Api, persona: str | None, method: str, path: str, w: dict[str, Any]) -> int:
@@ -145,7 +182,8 @@ def test_out_of_scope_lists_are_empty_not_errors(api: Api, world: dict[str, Any]
     assert api.get("global", "/api/v1/alerts").json()["items"] == []
     assert [c["id"] for c in api.get("ncc", "/api/v1/cases").json()["items"]] == [world["case_id"]]
     assert [c["id"] for c in api.get("kashiwa", "/api/v1/cases").json()["items"]] == [
-        world["case_id"]]
+        world["case_id"]
+    ]
 
 
 def test_out_of_scope_404_is_indistinguishable_from_a_missing_case(

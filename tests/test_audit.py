@@ -40,8 +40,10 @@ def _first_seq(database: Database) -> int:
 def test_update_and_delete_on_audit_rows_are_refused(api: Api, database: Database) -> None:
     Journey(api).schedule()
     seq = _first_seq(database)
-    for sql in (f"UPDATE audit_log SET actor = 'mallory' WHERE seq = {seq}",
-                f"DELETE FROM audit_log WHERE seq = {seq}"):
+    for sql in (
+        f"UPDATE audit_log SET actor = 'mallory' WHERE seq = {seq}",
+        f"DELETE FROM audit_log WHERE seq = {seq}",
+    ):
         with pytest.raises(DatabaseError, match="append-only"), database.engine.begin() as conn:
             conn.execute(text(sql))
     assert api.get("admin", "/api/v1/audit/verify").json()["ok"] is True
@@ -63,8 +65,12 @@ def test_verify_finds_a_row_altered_with_triggers_disabled(
             conn.execute(text(f"UPDATE audit_log SET actor = 'mallory' WHERE seq = {seq}"))
             conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update"))
     result = api.get("admin", "/api/v1/audit/verify").json()
-    assert result == {"ok": False, "entries": result["entries"], "first_bad_seq": seq,
-                      "reason": "entry content does not match its hash"}
+    assert result == {
+        "ok": False,
+        "entries": result["entries"],
+        "first_bad_seq": seq,
+        "reason": "entry content does not match its hash",
+    }
 
     from app.cli import cli
     from app.config import get_settings

@@ -11,8 +11,16 @@ from app.db import Database
 from tests.conftest import Api
 from tests.helpers import Journey
 
-TABLES = ("cases", "milestone", "shipment", "custody_event", "alert", "audit_log",
-          "idempotency_record", "slot")
+TABLES = (
+    "cases",
+    "milestone",
+    "shipment",
+    "custody_event",
+    "alert",
+    "audit_log",
+    "idempotency_record",
+    "slot",
+)
 
 
 def _counts(database: Database) -> dict[str, Any]:
@@ -43,8 +51,12 @@ def test_case_creation_refuses_bad_input_and_writes_nothing(
     api: Api, database: Database, scheduled: Journey
 ) -> None:
     before = _counts(database)
-    good = {"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19",
-            "patient_ref": "MRN-X"}
+    good = {
+        "site": "NCC-EAST",
+        "route": "KASHIWA-LOCAL",
+        "product": "CART-CD19",
+        "patient_ref": "MRN-X",
+    }
     cases = [
         ({**good, "site": "NOWHERE"}, 422, "body/site"),
         ({**good, "route": "NOWHERE"}, 422, "body/route"),
@@ -64,8 +76,12 @@ def test_event_refusals_change_nothing(api: Api, database: Database, scheduled: 
     j = scheduled
     url = f"/api/v1/cases/{j.case['id']}/events"
     before = _counts(database)
-    base = {"type": "collected", "occurred_at": j.at(hours=1).isoformat(), "site": "NCC-EAST",
-            "coi": j.coi}
+    base = {
+        "type": "collected",
+        "occurred_at": j.at(hours=1).isoformat(),
+        "site": "NCC-EAST",
+        "coi": j.coi,
+    }
     refusals = [
         ({**base, "occurred_at": "2026-11-25T09:00:00"}, 422),  # naive
         ({**base, "occurred_at": "2030-01-01T00:00:00Z"}, 422),  # future
@@ -85,16 +101,30 @@ def test_event_refusals_change_nothing(api: Api, database: Database, scheduled: 
 
 
 def test_nan_and_infinity_are_refused(api: Api, database: Database, scheduled: Journey) -> None:
+    j = scheduled
+    j.step("collected")
+    shipment = j.ship("to_manufacturing", "FRESH_2_8")
     before = _counts(database)
-    raw = ('{"action": "picked_up", "occurred_at": "2026-11-20T00:00:00Z", "from_party": "a",'
-           ' "to_party": "b", "coi": "%s", "lat": NaN}' % scheduled.coi)
-    r = api.client.post("/api/v1/shipments/" + "0" * 32 + "/custody", content=raw,
-                        headers={**api.headers("courier"), "content-type": "application/json"})
-    assert r.status_code in (404, 422)
-    case_url = "/api/v1/cases"
-    raw_case = '{"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19", "patient_ref": "M", "planned_infusion_at": Infinity}'
-    r = api.client.post(case_url, content=raw_case,
-                        headers={**api.headers("ncc"), "content-type": "application/json"})
+    when = j.at(hours=1).isoformat()
+    raw = (
+        f'{{"action": "picked_up", "occurred_at": "{when}", "from_party": "a", '
+        f'"to_party": "b", "coi": "{j.coi}", "lat": NaN}}'
+    )
+    r = api.client.post(
+        f"/api/v1/shipments/{shipment['id']}/custody",
+        content=raw,
+        headers={**api.headers("courier"), "content-type": "application/json"},
+    )
+    assert "body/lat" in [e["loc"] for e in _assert_problem(r, 422)["errors"]]
+    raw_case = (
+        '{"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19", '
+        '"patient_ref": "M", "planned_infusion_at": Infinity}'
+    )
+    r = api.client.post(
+        "/api/v1/cases",
+        content=raw_case,
+        headers={**api.headers("ncc"), "content-type": "application/json"},
+    )
     _assert_problem(r, 422)
     assert _counts(database) == before
 
@@ -103,15 +133,24 @@ def test_wrong_content_type_malformed_json_and_oversized_body(
     api: Api, database: Database, scheduled: Journey
 ) -> None:
     before = _counts(database)
-    r = api.client.post("/api/v1/cases", content="site=NCC-EAST",
-                        headers={**api.headers("ncc"), "content-type": "text/plain"})
+    r = api.client.post(
+        "/api/v1/cases",
+        content="site=NCC-EAST",
+        headers={**api.headers("ncc"), "content-type": "text/plain"},
+    )
     _assert_problem(r, 415)
-    r = api.client.post("/api/v1/cases", content="{not json",
-                        headers={**api.headers("ncc"), "content-type": "application/json"})
+    r = api.client.post(
+        "/api/v1/cases",
+        content="{not json",
+        headers={**api.headers("ncc"), "content-type": "application/json"},
+    )
     _assert_problem(r, 422)
     big = '{"site": "' + "x" * (api.settings.max_body_bytes + 10) + '"}'
-    r = api.client.post("/api/v1/cases", content=big,
-                        headers={**api.headers("ncc"), "content-type": "application/json"})
+    r = api.client.post(
+        "/api/v1/cases",
+        content=big,
+        headers={**api.headers("ncc"), "content-type": "application/json"},
+    )
     _assert_problem(r, 413)
     assert _counts(database) == before
 
@@ -130,8 +169,12 @@ def test_unknown_paths_methods_and_keys_are_problems(api: Api) -> None:
 
 
 def test_idempotency_key_replays_and_refuses_reuse(api: Api, database: Database) -> None:
-    body = {"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19",
-            "patient_ref": "MRN-IDEM"}
+    body = {
+        "site": "NCC-EAST",
+        "route": "KASHIWA-LOCAL",
+        "product": "CART-CD19",
+        "patient_ref": "MRN-IDEM",
+    }
     headers = {"Idempotency-Key": "reg-1"}
     first = api.post("ncc", "/api/v1/cases", body, headers=headers)
     again = api.post("ncc", "/api/v1/cases", body, headers=headers)
@@ -139,7 +182,6 @@ def test_idempotency_key_replays_and_refuses_reuse(api: Api, database: Database)
     assert first.json() == again.json()
     assert again.headers.get("idempotent-replayed") == "true"
     before = _counts(database)
-    other = api.post("ncc", "/api/v1/cases", {**body, "patient_ref": "MRN-OTHER"},
-                     headers=headers)
+    other = api.post("ncc", "/api/v1/cases", {**body, "patient_ref": "MRN-OTHER"}, headers=headers)
     assert _assert_problem(other, 409)["code"] == "idempotency-key-reused"
     assert _counts(database) == before

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 import pytest
 
 from app.config import DEV_COI_SIGNING_KEYS
-from app.services.coi import COI_RE, CoiFormatError, Keyring, check_char, generate_signing_entry, parse_scan
+from app.services.coi import (
+    COI_RE,
+    CoiFormatError,
+    Keyring,
+    check_char,
+    generate_signing_entry,
+    parse_scan,
+)
 from tests.conftest import Api
 from tests.helpers import register
 

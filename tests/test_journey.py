@@ -19,9 +19,15 @@ def test_full_journey_from_registration_to_infusion(api: Api, route: str) -> Non
     assert case["status"] == "infused"
     types = [m["type"] for m in case["milestones"]]
     assert types == [
-        "collected", "shipped_to_manufacturing", "received_at_manufacturing",
-        "manufacturing_started", "qc_released", "shipped_to_site", "received_at_site",
-        "thawed", "infused",
+        "collected",
+        "shipped_to_manufacturing",
+        "received_at_manufacturing",
+        "manufacturing_started",
+        "qc_released",
+        "shipped_to_site",
+        "received_at_site",
+        "thawed",
+        "infused",
     ]
     d = case["durations"]
     # pickup, handoff and delivery an hour apart, receipt half an hour after delivery.
@@ -49,18 +55,46 @@ def test_milestone_times_keep_their_instant_across_offsets(api: Api) -> None:
 
 def test_second_open_case_for_same_patient_and_product_is_refused(api: Api) -> None:
     register(api, patient="MRN-42")
-    r = api.post("ncc", "/api/v1/cases", {"site": "NCC-EAST", "route": "KASHIWA-LOCAL",
-                                          "product": "CART-CD19", "patient_ref": "MRN-42"})
+    r = api.post(
+        "ncc",
+        "/api/v1/cases",
+        {
+            "site": "NCC-EAST",
+            "route": "KASHIWA-LOCAL",
+            "product": "CART-CD19",
+            "patient_ref": "MRN-42",
+        },
+    )
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "MRN-42" not in r.text
     # Another product, or the same MRN at another hospital, is another case.
-    assert api.post("ncc", "/api/v1/cases", {"site": "NCC-EAST", "route": "KASHIWA-LOCAL",
-                                             "product": "CART-BCMA", "patient_ref": "MRN-42"}
-                    ).status_code == 201
-    assert api.post("utokyo", "/api/v1/cases", {"site": "UTOKYO-HOSP", "route": "TOKYO-KASHIWA",
-                                                "product": "CART-CD19", "patient_ref": "MRN-42"}
-                    ).status_code == 201
+    assert (
+        api.post(
+            "ncc",
+            "/api/v1/cases",
+            {
+                "site": "NCC-EAST",
+                "route": "KASHIWA-LOCAL",
+                "product": "CART-BCMA",
+                "patient_ref": "MRN-42",
+            },
+        ).status_code
+        == 201
+    )
+    assert (
+        api.post(
+            "utokyo",
+            "/api/v1/cases",
+            {
+                "site": "UTOKYO-HOSP",
+                "route": "TOKYO-KASHIWA",
+                "product": "CART-CD19",
+                "patient_ref": "MRN-42",
+            },
+        ).status_code
+        == 201
+    )
 
 
 def test_patient_ref_is_never_stored_or_returned(api: Api, database) -> None:  # type: ignore[no-untyped-def]
@@ -71,8 +105,7 @@ def test_patient_ref_is_never_stored_or_returned(api: Api, database) -> None:  #
     from sqlalchemy import text
 
     with database.engine.connect() as conn:
-        tables = [t for t in ("cases", "audit_log", "milestone", "idempotency_record")]
-        for table in tables:
+        for table in ("cases", "audit_log", "milestone", "idempotency_record"):
             dump = str(conn.execute(text(f"SELECT * FROM {table}")).fetchall())
             assert "SECRET-MRN-777" not in dump
 
@@ -97,8 +130,15 @@ def test_failed_manufacturing_allows_recollection_with_the_same_coi(api: Api) ->
     j.step("received_at_manufacturing")
     j.step("manufacturing_started", coi=False)
     j.step("manufacturing_failed", hours=48, coi=False)
-    r = event(api, "ncc", j.case, "recollection", j.at(hours=24), "NCC-EAST",
-              data={"apheresis_at": (j.t + timedelta(days=7)).isoformat()})
+    r = event(
+        api,
+        "ncc",
+        j.case,
+        "recollection",
+        j.at(hours=24),
+        "NCC-EAST",
+        data={"apheresis_at": (j.t + timedelta(days=7)).isoformat()},
+    )
     assert r.status_code == 201, r.text
     case = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
     assert case["status"] == "apheresis_scheduled"

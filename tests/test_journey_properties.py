@@ -34,8 +34,12 @@ DIAGRAM = {
     ("released", "pickup_out"): "in_transit_to_site",
 }
 TERMINAL = {"infused", "cancelled"}
-FACTORY = {"received_at_manufacturing", "manufacturing_started", "qc_released",
-           "manufacturing_failed"}
+FACTORY = {
+    "received_at_manufacturing",
+    "manufacturing_started",
+    "qc_released",
+    "manufacturing_failed",
+}
 IDENTITY = {"collected", "received_at_manufacturing", "received_at_site", "thawed", "infused"}
 EVENTS = sorted({e for _, e in DIAGRAM} - {"pickup_in", "pickup_out"} | {"cancelled"})
 
@@ -50,14 +54,17 @@ _patients = itertools.count()
 
 def _snapshot(db: Database, case_id: str) -> dict[str, Any]:
     with db.engine.connect() as conn:
+
         def one(sql: str) -> Any:
             return conn.execute(text(sql), {"c": case_id}).scalar_one()
+
         return {
             "status": one("SELECT status FROM cases WHERE id = :c"),
             "milestones": one("SELECT count(*) FROM milestone WHERE case_id = :c"),
             "audit": one("SELECT count(*) FROM audit_log"),
             "mismatch_audit": one(
-                "SELECT count(*) FROM audit_log WHERE action = 'coi.mismatch' AND entity_id = :c"),
+                "SELECT count(*) FROM audit_log WHERE action = 'coi.mismatch' AND entity_id = :c"
+            ),
             "alerts": one("SELECT count(*) FROM alert WHERE case_id = :c"),
         }
 
@@ -68,15 +75,21 @@ def _predict(state: str, event: str) -> str | None:
     return DIAGRAM.get((state, event))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(steps=st.lists(step, min_size=1, max_size=14))
 def test_refused_events_change_nothing(api: Api, database: Database, steps: list[Any]) -> None:
     case = register(api, patient=f"PROP-{next(_patients)}")
     cid, coi = case["id"], case["coi"]
     wrong_coi = coi[:-1] + ("0" if coi[-1] != "0" else "1")
     t = NOW - timedelta(days=60)
-    assert api.post("ncc", f"/api/v1/cases/{cid}/schedule",
-                    {"apheresis_at": t.isoformat()}).status_code == 200
+    assert (
+        api.post(
+            "ncc", f"/api/v1/cases/{cid}/schedule", {"apheresis_at": t.isoformat()}
+        ).status_code
+        == 200
+    )
     state, last_physical = "apheresis_scheduled", None
     for event, coi_choice, hours, right_party in steps:
         when = t + timedelta(hours=hours)
@@ -86,8 +99,11 @@ def test_refused_events_change_nothing(api: Api, database: Database, steps: list
             response = _pickup(api, database, cid, coi, scanned, event, when, before)
             role_ok, needs_coi = True, True
         else:
-            party = ("kashiwa" if event in FACTORY else "ncc") if right_party else (
-                "ncc" if event in FACTORY else "kashiwa")
+            party = (
+                ("kashiwa" if event in FACTORY else "ncc")
+                if right_party
+                else ("ncc" if event in FACTORY else "kashiwa")
+            )
             site = "CELLARES-KASHIWA" if event in FACTORY else "NCC-EAST"
             body: dict[str, Any] = {"type": event, "occurred_at": when.isoformat(), "site": site}
             if scanned:
@@ -119,19 +135,32 @@ def test_refused_events_change_nothing(api: Api, database: Database, steps: list
             assert after == before
 
 
-def _pickup(api: Api, database: Database, cid: str, coi: str, scanned: str | None, event: str,
-            when: Any, before: dict[str, Any]) -> Any:
+def _pickup(
+    api: Api,
+    database: Database,
+    cid: str,
+    coi: str,
+    scanned: str | None,
+    event: str,
+    when: Any,
+    before: dict[str, Any],
+) -> Any:
     """Create the shipment (with the right label) and pick it up with the scanned one.
 
     ``before`` is refreshed after the shipment exists: the property is about the pickup.
     """
     inbound = event == "pickup_in"
     maker = not inbound
-    body = {"case_id": cid, "direction": "to_manufacturing" if inbound else "to_site",
-            "origin": "NCC-EAST" if inbound else "CELLARES-KASHIWA",
-            "destination": "CELLARES-KASHIWA" if inbound else "NCC-EAST",
-            "profile": "FRESH_2_8" if inbound else "CRYO_LN2", "courier": "KASHIWA-COLD",
-            "container": {"serial": "S", "kind": "box"}, "coi": coi}
+    body = {
+        "case_id": cid,
+        "direction": "to_manufacturing" if inbound else "to_site",
+        "origin": "NCC-EAST" if inbound else "CELLARES-KASHIWA",
+        "destination": "CELLARES-KASHIWA" if inbound else "NCC-EAST",
+        "profile": "FRESH_2_8" if inbound else "CRYO_LN2",
+        "courier": "KASHIWA-COLD",
+        "container": {"serial": "S", "kind": "box"},
+        "coi": coi,
+    }
     created = api.post("kashiwa" if maker else "ncc", "/api/v1/shipments", body)
     if created.status_code == 201:
         shipment_id = created.json()["id"]
@@ -140,8 +169,12 @@ def _pickup(api: Api, database: Database, cid: str, coi: str, scanned: str | Non
     else:
         return created
     before.update(_snapshot(database, cid))
-    custody: dict[str, Any] = {"action": "picked_up", "occurred_at": when.isoformat(),
-                               "from_party": "site", "to_party": "courier"}
+    custody: dict[str, Any] = {
+        "action": "picked_up",
+        "occurred_at": when.isoformat(),
+        "from_party": "site",
+        "to_party": "courier",
+    }
     if scanned:
         custody["coi"] = scanned
     return api.post("courier", f"/api/v1/shipments/{shipment_id}/custody", custody)

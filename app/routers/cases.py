@@ -111,7 +111,9 @@ def list_cases(
         try:
             created_at = datetime.fromisoformat(str(created))
         except ValueError as exc:
-            raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "bad"}]) from exc
+            raise Invalid(
+                "malformed cursor", errors=[{"loc": "query/cursor", "msg": "bad"}]
+            ) from exc
         stmt = stmt.where(
             or_(
                 col(Case.created_at) < created_at,
@@ -119,7 +121,9 @@ def list_cases(
             )
         )
     rows = list(
-        session.exec(stmt.order_by(col(Case.created_at).desc(), col(Case.id).desc()).limit(limit + 1))
+        session.exec(
+            stmt.order_by(col(Case.created_at).desc(), col(Case.id).desc()).limit(limit + 1)
+        )
     )
     next_cursor = None
     if len(rows) > limit:
@@ -164,7 +168,9 @@ def schedule_case(
 ) -> Any:
     """Book apheresis and reserve the manufacturing slot the material will need."""
     with committing(session):
-        journey.schedule(session, case=case, actor=principal, apheresis_at=body.apheresis_at, now=now)
+        journey.schedule(
+            session, case=case, actor=principal, apheresis_at=body.apheresis_at, now=now
+        )
         slot = capacity.current_slot(session, case_id=case.id)
         assert slot is not None and case.apheresis_at is not None
         out = ScheduleResponse(

@@ -57,14 +57,16 @@ def verify(body: VerifyRequest, keyring: KeyringDep) -> Any:
     assert body.token is not None
     result = keyring.verify(body.token)
     if not result.signature_ok or result.payload is None:
-        return VerifyResponse(valid=False, check_char_ok=False, signature_ok=False,
-                              reason=result.reason)
-    coi = result.payload.get("coi")
-    coi_ok = isinstance(coi, str) and COI_RE.fullmatch(coi) is not None
+        return VerifyResponse(
+            valid=False, check_char_ok=False, signature_ok=False, reason=result.reason
+        )
+    claimed = result.payload.get("coi")
+    coi = claimed if isinstance(claimed, str) else None
+    coi_ok = coi is not None and COI_RE.fullmatch(coi) is not None
     return VerifyResponse(
         valid=coi_ok,
-        coi=coi if isinstance(coi, str) else None,
-        check_char=check_char(coi) if coi_ok else None,
+        coi=coi,
+        check_char=check_char(coi) if coi is not None and coi_ok else None,
         check_char_ok=coi_ok,
         signature_ok=True,
         case_id=str(result.payload.get("case_id")),

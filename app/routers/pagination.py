@@ -25,7 +25,9 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError as exc:
-        raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}]) from exc
+        raise Invalid(
+            "malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}]
+        ) from exc
     if not isinstance(values, list) or len(values) != arity:
         raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
     return values

@@ -56,8 +56,12 @@ def create_principal(
             entity="principal",
             entity_id=principal.id,
             at=now,
-            after={"name": principal.name, "role": principal.role, "site": principal.site,
-                   "courier": principal.courier},
+            after={
+                "name": principal.name,
+                "role": principal.role,
+                "site": principal.site,
+                "courier": principal.courier,
+            },
         )
         out = PrincipalCreated.model_validate({**principal.model_dump(), "api_key": api_key})
     return out

@@ -48,8 +48,10 @@ def _route(session: Session, route: Route) -> dict[str, Any]:
         .where(RouteLeg.route_code == route.code)
         .order_by(col(RouteLeg.direction), col(RouteLeg.seq))
     ).all()
-    return {**route.model_dump(), "legs": [LegPublic.model_validate(leg, from_attributes=True)
-                                           for leg in legs]}
+    return {
+        **route.model_dump(),
+        "legs": [LegPublic.model_validate(leg, from_attributes=True) for leg in legs],
+    }
 
 
 @router.get("/routes", response_model=Page[RoutePublic])

@@ -133,9 +133,9 @@ class VerifyResult:
 def verify_chain(session: Session, *, batch: int = 2000) -> VerifyResult:
     """Walk the chain in order and report the first entry whose link or content is wrong."""
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
-    rows = session.exec(select(AuditEntry).order_by(col(AuditEntry.seq)).execution_options(
-        yield_per=batch
-    ))
+    rows = session.exec(
+        select(AuditEntry).order_by(col(AuditEntry.seq)).execution_options(yield_per=batch)
+    )
     for row in rows:
         count += 1
         if row.seq != expected_seq:

@@ -18,7 +18,9 @@ def predicted_arrival(session: Session, *, route: Route, apheresis_at: datetime)
     inbound_h = sum(
         leg.expected_h
         for leg in session.exec(
-            select(RouteLeg).where(RouteLeg.route_code == route.code, RouteLeg.direction == "inbound")
+            select(RouteLeg).where(
+                RouteLeg.route_code == route.code, RouteLeg.direction == "inbound"
+            )
         )
     )
     return apheresis_at + timedelta(hours=inbound_h)

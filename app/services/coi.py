@@ -177,8 +177,14 @@ class Keyring:
         for kid, key in self._public.items():
             raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
             keys.append(
-                {"kty": "OKP", "crv": "Ed25519", "x": _b64e(raw), "kid": kid, "use": "sig",
-                 "alg": "EdDSA"}
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": _b64e(raw),
+                    "kid": kid,
+                    "use": "sig",
+                    "alg": "EdDSA",
+                }
             )
         return {"keys": keys}
 

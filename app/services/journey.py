@@ -52,8 +52,10 @@ EVENT_ROLES: dict[str, frozenset[Role]] = {
 
 def check_instant(*, occurred_at: datetime, now: datetime, future_tolerance_s: int) -> None:
     if occurred_at.tzinfo is None:
-        raise Invalid("occurred_at needs a UTC offset", errors=[{"loc": "body/occurred_at",
-                                                                  "msg": "naive time"}])
+        raise Invalid(
+            "occurred_at needs a UTC offset",
+            errors=[{"loc": "body/occurred_at", "msg": "naive time"}],
+        )
     if occurred_at > now + timedelta(seconds=future_tolerance_s):
         raise Invalid(
             f"occurred_at is more than {future_tolerance_s // 60} minutes in the future",
@@ -194,7 +196,9 @@ def _parse_instant(value: Any, loc: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError as exc:
-        raise Invalid(f"{loc} is not an RFC 3339 time", errors=[{"loc": loc, "msg": "bad time"}]) from exc
+        raise Invalid(
+            f"{loc} is not an RFC 3339 time", errors=[{"loc": loc, "msg": "bad time"}]
+        ) from exc
     if parsed.tzinfo is None:
         raise Invalid(f"{loc} needs a UTC offset", errors=[{"loc": loc, "msg": "naive time"}])
     return parsed

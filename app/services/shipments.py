@@ -71,14 +71,22 @@ def create(
         raise Forbidden(f"role {actor.role} may not create a {direction} shipment")
     for loc, code in (("origin", origin), ("destination", destination)):
         if session.get(Site, code) is None:
-            raise Invalid(f"unknown site {code!r}", errors=[{"loc": f"body/{loc}", "msg": "unknown"}])
+            raise Invalid(
+                f"unknown site {code!r}", errors=[{"loc": f"body/{loc}", "msg": "unknown"}]
+            )
     if origin == destination:
-        raise Invalid("origin and destination are the same site",
-                      errors=[{"loc": "body/destination", "msg": "same as origin"}])
+        raise Invalid(
+            "origin and destination are the same site",
+            errors=[{"loc": "body/destination", "msg": "same as origin"}],
+        )
     if session.get(Profile, profile) is None:
-        raise Invalid(f"unknown profile {profile!r}", errors=[{"loc": "body/profile", "msg": "unknown"}])
+        raise Invalid(
+            f"unknown profile {profile!r}", errors=[{"loc": "body/profile", "msg": "unknown"}]
+        )
     if session.get(Courier, courier) is None:
-        raise Invalid(f"unknown courier {courier!r}", errors=[{"loc": "body/courier", "msg": "unknown"}])
+        raise Invalid(
+            f"unknown courier {courier!r}", errors=[{"loc": "body/courier", "msg": "unknown"}]
+        )
     if CaseStatus(case.status) not in states:
         raise IllegalTransition(
             f"a {direction} shipment cannot be created while the case is {case.status}",
@@ -121,9 +129,16 @@ def create(
         entity="shipment",
         entity_id=shipment.id,
         at=now,
-        after={"case_id": case.id, "direction": direction.value, "origin": origin,
-               "destination": destination, "profile": profile, "courier": courier,
-               "container_serial": container_serial, "device_ids": device_ids},
+        after={
+            "case_id": case.id,
+            "direction": direction.value,
+            "origin": origin,
+            "destination": destination,
+            "profile": profile,
+            "courier": courier,
+            "container_serial": container_serial,
+            "device_ids": device_ids,
+        },
     )
     return shipment
 
@@ -159,10 +174,16 @@ def record_custody(
                 extra={"current_status": case.status},
             )
     elif shipment.status != ShipmentStatus.in_transit:
-        raise IllegalTransition(f"cannot record {action.value} on a shipment that is {shipment.status}")
+        raise IllegalTransition(
+            f"cannot record {action.value} on a shipment that is {shipment.status}"
+        )
     check_instant(occurred_at=occurred_at, now=now, future_tolerance_s=future_tolerance_s)
     require_coi(
-        case=case, scanned=coi, step=f"custody {action.value}", actor=actor, now=now,
+        case=case,
+        scanned=coi,
+        step=f"custody {action.value}",
+        actor=actor,
+        now=now,
         shipment_id=shipment.id,
     )
     check_physical_order(session, case=case, occurred_at=occurred_at)
@@ -171,8 +192,11 @@ def record_custody(
         shipment.status = ShipmentStatus.in_transit.value
         shipment.picked_up_at = occurred_at
         for device_id in shipment.device_ids:
-            session.add(DeviceAssignment(device_id=device_id, shipment_id=shipment.id,
-                                         assigned_from=occurred_at))
+            session.add(
+                DeviceAssignment(
+                    device_id=device_id, shipment_id=shipment.id, assigned_from=occurred_at
+                )
+            )
         case.status = transit_state.value
         case.updated_at = now
         session.add(case)
@@ -222,8 +246,13 @@ def record_custody(
         entity_id=shipment.id,
         at=now,
         before=before,
-        after={"shipment_status": shipment.status, "case_status": case.status,
-               "occurred_at": occurred_at, "from_party": from_party, "to_party": to_party},
+        after={
+            "shipment_status": shipment.status,
+            "case_status": case.status,
+            "occurred_at": occurred_at,
+            "from_party": from_party,
+            "to_party": to_party,
+        },
     )
     return event
 
