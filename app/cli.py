@@ -64,6 +64,7 @@ def principal_create(
     name: Annotated[str, typer.Option(help="Who holds the key.")],
     site: Annotated[str | None, typer.Option(help="Coordinator's hospital or factory.")] = None,
     courier: Annotated[str | None, typer.Option(help="Courier organisation.")] = None,
+    device: Annotated[str | None, typer.Option(help="Logger id, for role device.")] = None,
 ) -> None:
     """Create a principal and print its API key (shown this once)."""
     from app.errors import AppError

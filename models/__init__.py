@@ -7,6 +7,7 @@ test suite rely on that), after ``base`` has installed the constraint naming con
 from models import base as base  # noqa: I001  (naming convention before any table)
 from models.alert import Alert
 from models.audit import AuditEntry
+from models.coldchain import Device, Excursion, Reading, ShipmentState
 from models.case import Case, CoiSequence, Milestone, Slot
 from models.principal import IdempotencyRecord, Principal
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
@@ -19,15 +20,19 @@ __all__ = [
     "CoiSequence",
     "Courier",
     "CustodyEvent",
+    "Device",
+    "Excursion",
     "DeviceAssignment",
     "IdempotencyRecord",
     "Milestone",
     "Principal",
     "Product",
     "Profile",
+    "Reading",
     "Route",
     "RouteLeg",
     "Shipment",
+    "ShipmentState",
     "Site",
     "Slot",
 ]

@@ -20,6 +20,7 @@ class Role(StrEnum):
     manufacturer = "manufacturer"
     qa = "qa"
     viewer = "viewer"
+    device = "device"
 
 
 class Principal(SQLModel, table=True):
@@ -29,6 +30,8 @@ class Principal(SQLModel, table=True):
     # Coordinator: its hospital; manufacturer: its factory.
     site: str | None = Field(default=None, foreign_key="site.code", max_length=32)
     courier: str | None = Field(default=None, foreign_key="courier.code", max_length=32)
+    # Device keys (a logger's own credential) publish readings for that device only.
+    device_id: str | None = Field(default=None, max_length=200)
     # The key is shown once; only a keyed hash is kept. The prefix finds the row.
     key_prefix: str = Field(max_length=16, unique=True)
     key_hash: str = Field(max_length=64)
@@ -52,6 +55,7 @@ class PrincipalCreate(RequestModel):
     role: Role
     site: Annotated[str, StringConstraints(max_length=32)] | None = None
     courier: Annotated[str, StringConstraints(max_length=32)] | None = None
+    device_id: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
 class PrincipalPublic(ResponseModel):
@@ -60,6 +64,7 @@ class PrincipalPublic(ResponseModel):
     role: str
     site: str | None = None
     courier: str | None = None
+    device_id: str | None = None
     key_prefix: str
     created_at: datetime
     revoked_at: datetime | None = None

@@ -70,6 +70,10 @@ class ProfileBase(SQLModel):
     warn_above_c: float | None = None
     max_gap_min: float = 30.0
     mkt_limit_c: float | None = None
+    # Severity when MKT exceeds mkt_limit_c.
+    mkt_severity: str = Field(
+        default="major", max_length=16, sa_column_kwargs={"server_default": "major"}
+    )
     max_trip_h: float | None = None
     hold_time_h: float | None = None
     cryogenic: bool = False

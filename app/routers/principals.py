@@ -47,6 +47,7 @@ def create_principal(
             role=body.role,
             site=body.site,
             courier=body.courier,
+            device_id=body.device_id,
             secret_key=settings.secret_key.get_secret_value(),
         )
         audit.append(

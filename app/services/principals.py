@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from app.errors import Invalid
+from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier, Site
 
@@ -39,6 +40,7 @@ def create_principal(
     secret_key: str,
     site: str | None = None,
     courier: str | None = None,
+    device_id: str | None = None,
 ) -> tuple[Principal, str]:
     """Create a principal and return it with its API key (the only time the key exists)."""
     name = name.strip()
@@ -56,7 +58,22 @@ def create_principal(
             )
     elif site:
         raise Invalid(f"role {role} takes no site", errors=[{"loc": "site", "msg": "not allowed"}])
-    if role == Role.courier:
+    if role == Role.device:
+        if not device_id:
+            raise Invalid(
+                "role device needs a device_id", errors=[{"loc": "device_id", "msg": "required"}]
+            )
+        if not courier or session.get(Courier, courier) is None:
+            raise Invalid(
+                "role device needs the courier organisation that owns the logger",
+                errors=[{"loc": "courier", "msg": "unknown courier"}],
+            )
+        register_device(session, device_id=device_id, courier=courier)
+    elif device_id:
+        raise Invalid(
+            f"role {role} takes no device_id", errors=[{"loc": "device_id", "msg": "not allowed"}]
+        )
+    if role in (Role.courier, Role.device):
         if not courier or session.get(Courier, courier) is None:
             raise Invalid(
                 f"role courier needs a known courier organisation, not {courier!r}",
@@ -73,12 +90,28 @@ def create_principal(
         role=role.value,
         site=site,
         courier=courier,
+        device_id=device_id,
         key_prefix=prefix,
         key_hash=hash_key(secret_key, api_key),
     )
     session.add(principal)
     session.flush()
     return principal, api_key
+
+
+def register_device(session: Session, *, device_id: str, courier: str) -> Device:
+    """The logger row, created for this courier on first sight; refused if another owns it."""
+    device = session.get(Device, device_id)
+    if device is None:
+        device = Device(id=device_id, courier=courier)
+        session.add(device)
+        session.flush()
+    elif device.courier != courier:
+        raise Invalid(
+            f"device {device_id!r} belongs to another courier organisation",
+            errors=[{"loc": "device_id", "msg": "owned by another courier"}],
+        )
+    return device
 
 
 def authenticate(

@@ -15,6 +15,7 @@ from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
 from app.services import audit
 from app.services.identity import require_coi
 from app.services.journey import check_instant, check_physical_order
+from app.services.principals import register_device
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
 from models.reference import Courier, Profile, Site
@@ -93,6 +94,8 @@ def create(
             extra={"current_status": case.status},
         )
     require_coi(case=case, scanned=coi, step=f"shipment {direction}", actor=actor, now=now)
+    for device_id in device_ids:
+        register_device(session, device_id=device_id, courier=courier)
     active = session.exec(
         select(Shipment.id).where(
             Shipment.case_id == case.id,
