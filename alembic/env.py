@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from logging.config import fileConfig
 
+from alembic import context
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table)
-from alembic import context
 from app.config import get_settings
 from app.db import make_engine, normalize_url
 

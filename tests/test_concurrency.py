@@ -8,8 +8,16 @@ from tests.conftest import Api
 
 
 def _register(api: Api, patient: str) -> int:
-    r = api.post("ncc", "/api/v1/cases", {"site": "NCC-EAST", "route": "KASHIWA-LOCAL",
-                                          "product": "CART-CD19", "patient_ref": patient})
+    r = api.post(
+        "ncc",
+        "/api/v1/cases",
+        {
+            "site": "NCC-EAST",
+            "route": "KASHIWA-LOCAL",
+            "product": "CART-CD19",
+            "patient_ref": patient,
+        },
+    )
     return int(r.status_code)
 
 
@@ -27,8 +35,12 @@ def test_concurrent_registrations_keep_identity_and_audit_intact(api: Api) -> No
 
 
 def test_concurrent_identical_idempotent_requests_create_once(api: Api) -> None:
-    body = {"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19",
-            "patient_ref": "MRN-RETRY"}
+    body = {
+        "site": "NCC-EAST",
+        "route": "KASHIWA-LOCAL",
+        "product": "CART-CD19",
+        "patient_ref": "MRN-RETRY",
+    }
 
     def send(_: int) -> tuple[int, str]:
         r = api.post("ncc", "/api/v1/cases", body, headers={"Idempotency-Key": "same-key"})
