@@ -12,6 +12,7 @@ from models.case import Case, CoiSequence, Milestone, Slot
 from models.principal import IdempotencyRecord, Principal
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
 from models.shipment import CustodyEvent, DeviceAssignment, Shipment
+from models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "Alert",
@@ -35,4 +36,6 @@ __all__ = [
     "ShipmentState",
     "Site",
     "Slot",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -51,6 +51,10 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ),
     ("GET", "/api/v1/audit"): ({"admin", "qa"}, False),
     ("GET", "/api/v1/audit/verify"): ({"admin", "qa"}, False),
+    ("POST", "/api/v1/webhooks"): ({"admin"}, False),
+    ("GET", "/api/v1/webhooks"): ({"admin"}, False),
+    ("GET", "/api/v1/webhooks/deliveries"): ({"admin"}, False),
+    ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/retry"): ({"admin"}, False),
 }
 
 # Personas in scope of the fixture case (NCC East, Kashiwa factory, Kashiwa courier) and out.
@@ -116,6 +120,7 @@ def world(api: Api) -> dict[str, Any]:
         "code": "NCC-EAST",
         "coi": j.coi,
         "t": j.t,
+        "delivery_id": "0" * 32,
     }
 
 

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.services import webhooks
 from models.alert import Alert, AlertKind, AlertStatus, Severity
+from models.webhook import WebhookEvent
 
 
 def raise_alert(
@@ -30,12 +32,18 @@ def raise_alert(
             .with_for_update()
         ).first()
         if existing is not None:
+            # Scheduled sweeps refresh alerts often; only a visible change is news to subscribers.
+            changed = (existing.message, existing.severity) != (message, severity.value)
             existing.message = message
             existing.severity = severity.value
             existing.data = data
             existing.updated_at = now
             session.add(existing)
             session.flush()
+            if changed:
+                webhooks.enqueue_for_alert(
+                    session, alert=existing, event=WebhookEvent.alert_updated, now=now
+                )
             return existing
     alert = Alert(
         kind=kind.value,
@@ -50,4 +58,5 @@ def raise_alert(
     )
     session.add(alert)
     session.flush()
+    webhooks.enqueue_for_alert(session, alert=alert, event=WebhookEvent.alert_opened, now=now)
     return alert

@@ -1,0 +1,1 @@
+"""Scheduled jobs: each idempotent, each opening its own sessions."""

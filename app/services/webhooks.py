@@ -1,0 +1,298 @@
+"""Webhooks: subscriptions, the outbox written with each alert change, and its delivery.
+
+An alert change and its outbox rows commit in one transaction, so an event is never lost
+and never announced for a change that rolled back. Delivery is at-least-once: a row is
+claimed (its lease pushes ``next_attempt_at`` forward and counts the attempt), committed,
+sent with no transaction open, and its result recorded in a second transaction. A worker
+that dies mid-attempt leaves the row pending; it becomes due again when the lease ends.
+Receivers de-duplicate on ``X-V2V-Delivery``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlmodel import Session, col, select
+
+from app.db import Database
+from app.errors import Conflict, NotFound
+from app.services import audit
+from app.services.audit import jsonable
+from integrations.webhooks import SendResult, WebhookSender
+from models.alert import Alert, AlertKind, AlertPublic
+from models.principal import Principal
+from models.webhook import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
+
+log = logging.getLogger("v2v.webhooks")
+
+# Retry schedule: 30 s, 1, 2, 4, 8, 16, 32 min after failed attempts 1–7; dead after the 8th.
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+MAX_ATTEMPTS = 8
+# A claimed row is due again after this long: it must exceed one send (timeout 10 s) plus
+# the run budget below, so a live attempt's row is never claimed a second time.
+LEASE = timedelta(minutes=5)
+RUN_BUDGET_S = 120.0
+
+
+def subscribe(
+    session: Session,
+    *,
+    actor: Principal,
+    url: str,
+    kinds: Sequence[AlertKind],
+    secret: str,
+    now: datetime,
+) -> Webhook:
+    """Register a subscriber for alert events (an empty ``kinds`` means every kind)."""
+    webhook = Webhook(
+        url=url,
+        kinds=sorted({AlertKind(k).value for k in kinds}),
+        secret=secret,
+        active=True,
+        created_at=now,
+        created_by=actor.name,
+    )
+    session.add(webhook)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor,
+        action="webhook.created",
+        entity="webhook",
+        entity_id=webhook.id,
+        at=now,
+        after={"url": webhook.url, "kinds": webhook.kinds, "active": webhook.active},
+    )
+    return webhook
+
+
+def enqueue_for_alert(
+    session: Session, *, alert: Alert, event: WebhookEvent, now: datetime
+) -> list[WebhookDelivery]:
+    """One pending delivery per active webhook subscribed to this alert's kind."""
+    hooks = session.exec(select(Webhook).where(col(Webhook.active).is_(True))).all()
+    alert_body = AlertPublic.model_validate(alert).model_dump(mode="json")
+    rows = []
+    for hook in hooks:
+        if hook.kinds and alert.kind not in hook.kinds:
+            continue
+        delivery = WebhookDelivery(
+            webhook_id=hook.id,
+            event=event.value,
+            alert_id=alert.id,
+            payload="",
+            next_attempt_at=now,
+            created_at=now,
+        )
+        # The delivery id is inside the signed body too: the header alone could be replayed.
+        delivery.payload = json.dumps(
+            {
+                "delivery_id": delivery.id,
+                "event": event.value,
+                "occurred_at": jsonable(now),
+                "alert": alert_body,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        session.add(delivery)
+        rows.append(delivery)
+    if rows:
+        session.flush()
+    return rows
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt: 30 s doubling, capped at one hour."""
+    wait: timedelta = BACKOFF_BASE * 2 ** max(attempts - 1, 0)
+    return min(wait, BACKOFF_CAP)
+
+
+def retry_dead(
+    session: Session, *, actor: Principal, delivery_id: str, now: datetime
+) -> WebhookDelivery:
+    """Put a dead delivery back in the outbox with a fresh set of attempts."""
+    delivery = session.exec(
+        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update()
+    ).first()
+    if delivery is None:
+        raise NotFound("no such delivery")
+    if delivery.status != DeliveryStatus.dead:
+        raise Conflict(
+            f"only a dead delivery can be retried; this one is {delivery.status}",
+            code="delivery-not-dead",
+        )
+    before = {
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+    }
+    delivery.status = DeliveryStatus.pending.value
+    delivery.attempts = 0
+    delivery.next_attempt_at = now
+    session.add(delivery)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor,
+        action="webhook.delivery_retried",
+        entity="webhook_delivery",
+        entity_id=delivery.id,
+        at=now,
+        before=before,
+        after={"status": delivery.status, "attempts": delivery.attempts},
+        reason="dead letter put back in the outbox by an admin",
+    )
+    return delivery
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Everything one attempt needs, so the HTTP call runs with no session open."""
+
+    delivery_id: str
+    attempt: int
+    url: str
+    secret: str
+    event: str
+    body: bytes
+
+
+def claim_next(session: Session, *, now: datetime) -> Claim | None:
+    """Lease the oldest due delivery (call inside a write transaction), or None."""
+    while True:
+        # SKIP LOCKED lets concurrent workers on PostgreSQL take different rows; SQLite
+        # renders no FOR UPDATE, and its BEGIN IMMEDIATE already serialises writers.
+        delivery = session.exec(
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.pending,
+                col(WebhookDelivery.next_attempt_at) <= now,
+            )
+            .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.id))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if delivery is None:
+            return None
+        hook = session.get(Webhook, delivery.webhook_id)
+        if hook is None or not hook.active:
+            _bury(session, delivery, "webhook is inactive")
+            continue
+        if delivery.attempts >= MAX_ATTEMPTS:
+            # Its last attempt never reported back (a crash or an expired lease).
+            _bury(session, delivery, "no result from the last attempt (worker stopped?)")
+            continue
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + LEASE
+        session.add(delivery)
+        session.flush()
+        return Claim(
+            delivery_id=delivery.id,
+            attempt=delivery.attempts,
+            url=hook.url,
+            secret=hook.secret,
+            event=delivery.event,
+            body=delivery.payload.encode("utf-8"),
+        )
+
+
+def record_result(
+    session: Session, *, claim: Claim, result: SendResult, now: datetime
+) -> DeliveryStatus | None:
+    """Store an attempt's outcome; None when the row was re-claimed since (a stale result)."""
+    delivery = session.exec(
+        select(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id).with_for_update()
+    ).first()
+    if (
+        delivery is None
+        or delivery.status != DeliveryStatus.pending
+        or delivery.attempts != claim.attempt
+    ):
+        return None
+    delivery.last_status_code = result.status_code
+    if result.ok:
+        delivery.status = DeliveryStatus.delivered.value
+        delivery.delivered_at = now
+        delivery.last_error = None
+    elif delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status = DeliveryStatus.dead.value
+        delivery.last_error = result.error
+    else:
+        delivery.next_attempt_at = now + backoff(delivery.attempts)
+        delivery.last_error = result.error
+    session.add(delivery)
+    session.flush()
+    return DeliveryStatus(delivery.status)
+
+
+@dataclass
+class DeliveryRun:
+    attempted: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+
+
+def deliver_due(
+    db: Database,
+    *,
+    client: httpx.Client,
+    now: datetime,
+    batch: int = 50,
+    budget_s: float = RUN_BUDGET_S,
+) -> DeliveryRun:
+    """Send up to ``batch`` due deliveries, one claim at a time (each in its own transactions).
+
+    This is a job-level function: the outbox protocol needs a commit before and after each
+    HTTP call, so it opens its own transactions instead of flushing into the caller's.
+    """
+    sender = WebhookSender(client)
+    run = DeliveryRun()
+    # Stop claiming once the budget is spent, so no claim outlives its lease.
+    deadline = time.monotonic() + budget_s
+    while run.attempted < batch and time.monotonic() < deadline:
+        with db.transaction() as session:
+            claim = claim_next(session, now=now)
+        if claim is None:
+            break
+        result = sender.send(
+            url=claim.url,
+            body=claim.body,
+            secret=claim.secret,
+            event=claim.event,
+            delivery_id=claim.delivery_id,
+        )
+        run.attempted += 1
+        with db.transaction() as session:
+            outcome = record_result(session, claim=claim, result=result, now=now)
+        if outcome == DeliveryStatus.delivered:
+            run.delivered += 1
+            continue
+        if outcome == DeliveryStatus.dead:
+            run.dead += 1
+        elif outcome == DeliveryStatus.pending:
+            run.retrying += 1
+        log.warning(
+            "webhook delivery %s attempt %d failed: %s%s",
+            claim.delivery_id,
+            claim.attempt,
+            result.error,
+            " (dead)" if outcome == DeliveryStatus.dead else "",
+        )
+    return run
+
+
+def _bury(session: Session, delivery: WebhookDelivery, error: str) -> None:
+    delivery.status = DeliveryStatus.dead.value
+    delivery.last_error = error[:500]
+    session.add(delivery)
+    session.flush()

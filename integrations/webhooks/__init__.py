@@ -1,0 +1,32 @@
+"""Outgoing webhooks: HMAC-SHA256 signing and a typed sender around an injected httpx.Client.
+
+Every request carries ``X-V2V-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` keyed
+with the subscriber's secret, ``X-V2V-Event`` and ``X-V2V-Delivery`` (stable across retries,
+so receivers can de-duplicate).
+"""
+
+from integrations.webhooks._sender import (
+    DEFAULT_TIMEOUT_S,
+    SendResult,
+    WebhookSender,
+    default_client,
+)
+from integrations.webhooks._signing import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    sign,
+    verify,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DELIVERY_HEADER",
+    "EVENT_HEADER",
+    "SIGNATURE_HEADER",
+    "SendResult",
+    "WebhookSender",
+    "default_client",
+    "sign",
+    "verify",
+]
