@@ -57,17 +57,20 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 NowDep = Annotated[datetime, Depends(get_now)]
 
 
-def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+def get_principal(request: Request, settings: SettingsDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
-    principal = principals.authenticate(
-        session,
-        api_key=token.strip(),
-        secret_key=settings.secret_key.get_secret_value(),
-        now=request.app.state.clock(),
-    )
+    # A short read session of its own: the request's write transaction (and SQLite's writer
+    # lock) starts only when the handler writes, not while a key is being checked.
+    with get_db(request).session() as session:
+        principal = principals.authenticate(
+            session,
+            api_key=token.strip(),
+            secret_key=settings.secret_key.get_secret_value(),
+            now=request.app.state.clock(),
+        )
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
     request.state.principal = principal

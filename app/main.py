@@ -14,7 +14,18 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import install_error_handlers
 from app.middleware import BodyGuard, Telemetry
-from app.routers import alerts, audit, cases, coi, ops, principals, reference, shipments, webhooks
+from app.routers import (
+    alerts,
+    audit,
+    cases,
+    coi,
+    ops,
+    principals,
+    readings,
+    reference,
+    shipments,
+    webhooks,
+)
 from app.services.coi import Keyring
 
 API_PREFIX = "/api/v1"
@@ -40,9 +51,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if database is None:
-            db.dispose()
+        scheduler = None
+        if settings.scheduler_enabled:
+            from app.scheduler import Scheduler
+
+            scheduler = Scheduler(db, clock=app.state.clock)
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown()
+            if database is None:
+                db.dispose()
 
     app = FastAPI(
         title="vein2vein",
@@ -57,7 +78,7 @@ def create_app(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )
     install_error_handlers(app)
-    for module in (reference, cases, shipments, alerts, coi, audit, principals, webhooks):
+    for module in (reference, cases, shipments, readings, alerts, coi, audit, principals, webhooks):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)

@@ -65,6 +65,8 @@ class ShipmentState(SQLModel, table=True):
     last_temp_c: float | None = None
     last_lat: float | None = None
     last_lon: float | None = None
+    # Newest reading seen, in or out of order (the watermark above may lag while marked).
+    newest_ts_ms: int | None = Field(default=None, sa_type=BigInteger)
     # Mean kinetic temperature sums: Σ w and Σ w·exp(−ΔH/(R·T)), w in milliseconds.
     mkt_w: float = 0.0
     mkt_wexp: float = 0.0

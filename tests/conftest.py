@@ -106,7 +106,9 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url, env="test", max_body_bytes=256 * 1024)
+    return Settings(
+        database_url=db_url, env="test", max_body_bytes=256 * 1024, scheduler_enabled=False
+    )
 
 
 @pytest.fixture
@@ -131,7 +133,13 @@ class Api:
     keys: dict[str, str] = field(default_factory=dict)
 
     def key(
-        self, persona: str, role: Role, *, site: str | None = None, courier: str | None = None
+        self,
+        persona: str,
+        role: Role,
+        *,
+        site: str | None = None,
+        courier: str | None = None,
+        device_id: str | None = None,
     ) -> str:
         if persona not in self.keys:
             with self.database.transaction() as session:
@@ -141,6 +149,7 @@ class Api:
                     role=role,
                     site=site,
                     courier=courier,
+                    device_id=device_id,
                     secret_key=self.settings.secret_key.get_secret_value(),
                 )
             self.keys[persona] = key

@@ -49,6 +49,10 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         {"admin", "qa", "coordinator", "manufacturer", "courier"},
         True,
     ),
+    ("POST", "/api/v1/readings"): ({"admin", "courier"}, False),
+    ("GET", "/api/v1/shipments/{shipment_id}/readings"): (CASE_READERS | {"courier"}, True),
+    ("GET", "/api/v1/excursions"): (CASE_READERS | {"courier"}, False),
+    ("POST", "/api/v1/excursions/{excursion_id}/disposition"): ({"qa"}, True),
     ("GET", "/api/v1/audit"): ({"admin", "qa"}, False),
     ("GET", "/api/v1/audit/verify"): ({"admin", "qa"}, False),
     ("POST", "/api/v1/webhooks"): ({"admin"}, False),
@@ -121,6 +125,7 @@ def world(api: Api) -> dict[str, Any]:
         "coi": j.coi,
         "t": j.t,
         "delivery_id": "0" * 32,
+        "excursion_id": 1,
     }
 
 

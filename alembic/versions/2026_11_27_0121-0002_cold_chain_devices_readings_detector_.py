@@ -97,6 +97,7 @@ def upgrade() -> None:
         sa.Column("last_temp_c", sa.Float(), nullable=True),
         sa.Column("last_lat", sa.Float(), nullable=True),
         sa.Column("last_lon", sa.Float(), nullable=True),
+        sa.Column("newest_ts_ms", sa.BigInteger(), nullable=True),
         sa.Column("mkt_w", sa.Float(), nullable=False),
         sa.Column("mkt_wexp", sa.Float(), nullable=False),
         sa.Column("oor_closed_ms", sa.BigInteger(), nullable=False),

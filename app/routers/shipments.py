@@ -19,10 +19,11 @@ from app.deps import (
     require_roles,
 )
 from app.errors import NotFound
-from app.services import shipments
+from app.services import coldchain, shipments
 from app.services.access import SHIPMENT_READERS, case_scope
 from models.case import Case
 from models.principal import Principal, Role
+from models.reference import Profile
 from models.shipment import (
     CustodyCreate,
     CustodyPublic,
@@ -42,7 +43,8 @@ Custodian = Annotated[
 
 def _public(session: Session, shipment: Shipment) -> dict[str, Any]:
     case = session.get(Case, shipment.case_id)
-    assert case is not None
+    profile = session.get(Profile, shipment.profile)
+    assert case is not None and profile is not None
     return {
         **shipment.model_dump(),
         "coi": case.coi,
@@ -52,7 +54,8 @@ def _public(session: Session, shipment: Shipment) -> dict[str, Any]:
             "hold_time_h": shipment.hold_time_h,
         },
         "custody": shipments.custody_chain(session, shipment_id=shipment.id),
-        "excursion_summary": {},
+        "last_reading": coldchain.last_reading(session, shipment_id=shipment.id),
+        "excursion_summary": coldchain.summary(session, shipment=shipment, profile=profile),
     }
 
 

@@ -1,42 +1,129 @@
-"""Manufacturing slots. The seam where factory capacity is enforced.
+"""Factory capacity: manufacturing positions reserved for cases, booked atomically.
 
-A case reserves the manufacturing position its material will need from its predicted
-arrival at the factory (apheresis + the route's inbound legs) for the product's process time.
+A factory runs ``shuttles × positions_per_shuttle`` batches at once (a Cell Shuttle runs 16).
+A case reserves a position from its material's predicted arrival (apheresis + the route's
+inbound legs) for the product's process time. Booking locks the factory row (PostgreSQL) or
+holds SQLite's single writer lock, so concurrent bookings never exceed the positions.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from app.errors import Conflict, Invalid
 from models.case import Case, Slot
-from models.reference import Product, Route, RouteLeg
+from models.reference import Product, Route, RouteLeg, Site
+
+SEARCH_HORIZON = timedelta(days=180)
+
+
+def positions(site: Site) -> int:
+    return (site.shuttles or 0) * (site.positions_per_shuttle or 16)
+
+
+def inbound_hours(session: Session, *, route: Route) -> float:
+    legs = session.exec(
+        select(RouteLeg.expected_h).where(
+            RouteLeg.route_code == route.code, RouteLeg.direction == "inbound"
+        )
+    ).all()
+    return float(sum(legs))
 
 
 def predicted_arrival(session: Session, *, route: Route, apheresis_at: datetime) -> datetime:
-    inbound_h = sum(
-        leg.expected_h
-        for leg in session.exec(
-            select(RouteLeg).where(
-                RouteLeg.route_code == route.code, RouteLeg.direction == "inbound"
+    return apheresis_at + timedelta(hours=inbound_hours(session, route=route))
+
+
+def _reserved(session: Session, site: str, start: datetime, end: datetime) -> list[Slot]:
+    return list(
+        session.exec(
+            select(Slot).where(
+                Slot.site == site,
+                Slot.status == "reserved",
+                col(Slot.start_at) < end,
+                col(Slot.end_at) > start,
             )
         )
     )
-    return apheresis_at + timedelta(hours=inbound_h)
 
 
-def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slot:
+def peak_load(slots: Iterable[Slot], start: datetime, end: datetime) -> int:
+    """The most positions in use at any instant of [start, end)."""
+    events: list[tuple[datetime, int]] = []
+    for s in slots:
+        events.append((max(s.start_at, start), 1))
+        events.append((min(s.end_at, end), -1))
+    load = peak = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):  # ends before starts
+        load += delta
+        peak = max(peak, load)
+    return peak
+
+
+def _first_fit(session: Session, site: Site, start: datetime, length: timedelta) -> datetime | None:
+    capacity = positions(site)
+    horizon = start + SEARCH_HORIZON
+    slots = _reserved(session, site.code, start, horizon + length)
+    candidates = sorted({start, *(s.end_at for s in slots if s.end_at > start)})
+    for candidate in candidates:
+        window = [s for s in slots if s.start_at < candidate + length and s.end_at > candidate]
+        if peak_load(window, candidate, candidate + length) < capacity:
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    site: Site
+    start_at: datetime
+    end_at: datetime
+
+
+def plan(session: Session, *, case: Case, apheresis_at: datetime) -> Plan:
     route = session.get(Route, case.route)
     product = session.get(Product, case.product)
     assert route is not None and product is not None
+    site = session.get(Site, route.manufacturing_site)
+    assert site is not None
     start = predicted_arrival(session, route=route, apheresis_at=apheresis_at)
-    slot = Slot(
-        case_id=case.id,
-        site=route.manufacturing_site,
-        start_at=start,
-        end_at=start + timedelta(hours=product.process_h),
-    )
+    return Plan(site, start, start + timedelta(hours=product.process_h))
+
+
+def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slot:
+    """Reserve a position at the case's factory, or refuse with the next time that fits."""
+    p = plan(session, case=case, apheresis_at=apheresis_at)
+    # Serialise bookings per factory (a row lock on PostgreSQL; SQLite has one writer).
+    session.exec(select(Site.code).where(Site.code == p.site.code).with_for_update()).first()
+    capacity = positions(p.site)
+    if capacity <= 0:
+        raise Invalid(f"factory {p.site.code} has no manufacturing positions configured")
+    length = p.end_at - p.start_at
+    if (
+        peak_load(_reserved(session, p.site.code, p.start_at, p.end_at), p.start_at, p.end_at)
+        >= capacity
+    ):
+        fit = _first_fit(session, p.site, p.start_at, length)
+        lead = p.start_at - apheresis_at
+        extra = {"factory": p.site.code, "requested_slot_start_at": p.start_at.isoformat()}
+        if fit is not None:
+            extra["next_available_at"] = (fit - lead).isoformat().replace("+00:00", "Z")
+            extra["next_slot_start_at"] = fit.isoformat().replace("+00:00", "Z")
+        raise Conflict(
+            f"factory {p.site.code} is full when this material would arrive; "
+            + (
+                "schedule apheresis at or after next_available_at"
+                if fit
+                else "no free position within 180 days"
+            ),
+            code="factory-full",
+            extra=extra,
+        )
+    slot = Slot(case_id=case.id, site=p.site.code, start_at=p.start_at, end_at=p.end_at)
     session.add(slot)
     session.flush()
     return slot
@@ -57,3 +144,31 @@ def current_slot(session: Session, *, case_id: str) -> Slot | None:
         .where(Slot.case_id == case_id, Slot.status == "reserved")
         .order_by(col(Slot.id).desc())
     ).first()
+
+
+def availability(
+    session: Session, *, site: Site, start: date, end: date
+) -> list[dict[str, object]]:
+    """Per local calendar day: capacity, peak positions booked, and free positions."""
+    zone = ZoneInfo(site.timezone)
+    capacity = positions(site)
+    day_start = datetime.combine(start, time(), zone)
+    day_end = datetime.combine(end + timedelta(days=1), time(), zone)
+    slots = _reserved(session, site.code, day_start, day_end)
+    days = []
+    current = start
+    while current <= end:
+        lo = datetime.combine(current, time(), zone)
+        hi = datetime.combine(current + timedelta(days=1), time(), zone)
+        window = [s for s in slots if s.start_at < hi and s.end_at > lo]
+        booked = peak_load(window, lo, hi)
+        days.append(
+            {
+                "date": current.isoformat(),
+                "capacity": capacity,
+                "booked": booked,
+                "free": max(0, capacity - booked),
+            }
+        )
+        current += timedelta(days=1)
+    return days

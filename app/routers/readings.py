@@ -1,0 +1,286 @@
+"""Readings (courier and device keys), traces, excursions and QA dispositions."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy import text
+from sqlmodel import col, select
+
+from app.deps import (
+    NowDep,
+    ScopedShipment,
+    SessionDep,
+    SettingsDep,
+    committing,
+    get_db,
+    require_roles,
+)
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
+from app.services import audit, principals, readings
+from app.services.access import SHIPMENT_READERS, shipment_scope
+from app.services.coldchain import ms_to_dt
+from app.telemetry import READINGS
+from models.alert import Alert, AlertStatus
+from models.base import Page
+from models.coldchain import DispositionRequest, Excursion, ExcursionPublic, IngestResponse
+from models.principal import Principal, Role
+from models.shipment import Shipment
+
+router = APIRouter(tags=["cold chain"])
+Ingestor = Annotated[Principal, require_roles(Role.courier, Role.device, Role.admin)]
+Reader = Annotated[Principal, require_roles(*SHIPMENT_READERS)]
+QA = Annotated[Principal, require_roles(Role.qa)]
+
+_READING_SCHEMA = {
+    "type": "object",
+    "required": ["device_id", "ts", "temp_c"],
+    "properties": {
+        "device_id": {"type": "string", "maxLength": 200},
+        "ts": {"type": "string", "format": "date-time", "description": "RFC 3339 with offset"},
+        "temp_c": {"type": "number"},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+        "humidity_pct": {"type": "number", "minimum": 0, "maximum": 100},
+        "shock_g": {"type": "number", "minimum": 0},
+        "light_lux": {"type": "number", "minimum": 0},
+        "battery_pct": {"type": "number", "minimum": 0, "maximum": 100},
+    },
+    "additionalProperties": False,
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["readings"],
+                    "properties": {
+                        "readings": {
+                            "type": "array",
+                            "maxItems": readings.MAX_BATCH,
+                            "items": _READING_SCHEMA,
+                        }
+                    },
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+}
+# One batch at a time per process: executemany in a thread while the event loop validates
+# other batches convoys on the GIL, and SQLite has one writer anyway. Scale with processes.
+_INGEST_LOCK = threading.Lock()
+
+
+def _items(body: bytes) -> list[Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Invalid("body is not valid JSON", errors=[{"loc": "body", "msg": str(exc)}]) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("readings"), list):
+        raise Invalid(
+            'send {"readings": [...]}', errors=[{"loc": "body/readings", "msg": "list required"}]
+        )
+    if set(doc) - {"readings"}:
+        raise Invalid("unknown top-level field", errors=[{"loc": "body", "msg": "only readings"}])
+    items: list[Any] = doc["readings"]
+    if len(items) > readings.MAX_BATCH:
+        raise Invalid(
+            f"at most {readings.MAX_BATCH} readings per call",
+            errors=[{"loc": "body/readings", "msg": f"{len(items)} items"}],
+        )
+    return items
+
+
+@router.post("/readings", response_model=IngestResponse, openapi_extra=_BATCH_BODY)
+async def post_readings(
+    request: Request, principal: Ingestor, settings: SettingsDep, now: NowDep
+) -> Any:
+    """Store a batch of up to 10,000 readings; bad items are rejected alone, resends counted."""
+    body = await request.body()
+    db = get_db(request)
+
+    def work() -> readings.IngestResult:
+        items = _items(body)
+        with _INGEST_LOCK, db.session(write=True) as session, committing(session):
+            return readings.ingest(
+                session,
+                actor=principal,
+                items=items,
+                now=now,
+                future_tolerance_s=settings.future_tolerance_s,
+            )
+
+    result = await to_thread.run_sync(work)
+    READINGS.inc(result.accepted)
+    return IngestResponse(
+        accepted=result.accepted, duplicates=result.duplicates, rejected=result.rejected
+    )
+
+
+@router.get("/shipments/{shipment_id}/readings")
+def shipment_trace(
+    _principal: Reader,
+    shipment: ScopedShipment,
+    session: SessionDep,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
+) -> dict[str, Any]:
+    """The temperature trace, downsampled in SQL; every bucket keeps its min and max."""
+    for name, value in (("from", from_), ("to", to)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid(
+                f"{name} needs a UTC offset", errors=[{"loc": f"query/{name}", "msg": "naive"}]
+            )
+    bounds = session.execute(
+        text("SELECT min(ts_ms), max(ts_ms) FROM reading WHERE shipment_id = :s"),
+        {"s": shipment.id},
+    ).one()
+    if bounds[0] is None:
+        return {"points": [], "bucket_s": 0}
+    low = int(from_.timestamp() * 1000) if from_ else int(bounds[0])
+    high = int(to.timestamp() * 1000) if to else int(bounds[1])
+    if high < low:
+        raise Invalid("to is before from", errors=[{"loc": "query/to", "msg": "before from"}])
+    bucket_ms = max(1000, -(-(high - low + 1) // max_points))
+    rows = session.execute(
+        text(
+            "SELECT (ts_ms - :low) / :bucket AS b, min(temp_c), max(temp_c), avg(temp_c), "
+            "count(*) FROM reading WHERE shipment_id = :s AND ts_ms BETWEEN :low AND :high "
+            "GROUP BY b ORDER BY b"
+        ),
+        {"s": shipment.id, "low": low, "high": high, "bucket": bucket_ms},
+    ).all()
+    points = [
+        {
+            "t": ms_to_dt(low + int(b) * bucket_ms),
+            "min_c": mn,
+            "max_c": mx,
+            "mean_c": round(float(mean), 4),
+            "n": int(n),
+        }
+        for b, mn, mx, mean, n in rows
+    ]
+    return {"points": points, "bucket_s": bucket_ms / 1000}
+
+
+def _public(e: Excursion) -> ExcursionPublic:
+    return ExcursionPublic(
+        id=e.id or 0,
+        shipment_id=e.shipment_id,
+        kind=e.kind,
+        status=e.status,
+        started_at=ms_to_dt(e.started_ms),
+        ended_at=ms_to_dt(e.ended_ms) if e.ended_ms is not None else None,
+        duration_min=round(((e.ended_ms or e.last_ms) - e.started_ms) / 60_000, 3),
+        peak_c=e.peak_c,
+        severity=e.severity,
+        disposition=e.disposition,
+        disposition_reason=e.disposition_reason,
+        signed_by=e.signed_by,
+        signed_at=e.signed_at,
+        signature_meaning=e.signature_meaning,
+    )
+
+
+@router.get("/excursions", response_model=Page[ExcursionPublic])
+def list_excursions(
+    principal: Reader,
+    session: SessionDep,
+    shipment_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Any:
+    """Temperature excursions on the shipments the caller may see, newest first."""
+    visible = select(Shipment.id).where(shipment_scope(principal))
+    stmt = select(Excursion).where(col(Excursion.shipment_id).in_(visible))
+    if shipment_id:
+        stmt = stmt.where(Excursion.shipment_id == shipment_id)
+    if status:
+        stmt = stmt.where(Excursion.status == status)
+    if cursor:
+        (before,) = decode_cursor(cursor, 1)
+        stmt = stmt.where(col(Excursion.id) < int(before))
+    rows = list(session.exec(stmt.order_by(col(Excursion.id).desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return {"items": [_public(e) for e in rows[:limit]], "next_cursor": next_cursor}
+
+
+@router.post("/excursions/{excursion_id}/disposition", response_model=ExcursionPublic)
+def disposition(
+    principal: QA,
+    excursion_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: DispositionRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> Any:
+    """QA's signed decision on an excursion: accept, reject or quarantine the material."""
+    with committing(session):
+        visible = select(Shipment.id).where(shipment_scope(principal))
+        exc = session.exec(
+            select(Excursion)
+            .where(Excursion.id == excursion_id, col(Excursion.shipment_id).in_(visible))
+            .with_for_update()
+        ).first()
+        if exc is None:
+            raise NotFound("no such excursion")
+        # 21 CFR 11.200: the signer re-enters their credential for each signing.
+        signer = principals.authenticate(
+            session,
+            api_key=body.signature.password_or_key,
+            secret_key=settings.secret_key.get_secret_value(),
+            now=now,
+        )
+        if signer is None or signer.id != principal.id:
+            raise Forbidden("the signature credential is not the signer's own key")
+        if exc.disposition is not None:
+            raise Conflict(
+                f"already dispositioned: {exc.disposition}", code="already-dispositioned"
+            )
+        before = {"disposition": None, "severity": exc.severity}
+        exc.disposition = body.decision
+        exc.disposition_reason = body.reason
+        exc.signed_by = principal.name
+        exc.signed_at = now
+        exc.signature_meaning = body.signature.meaning
+        session.add(exc)
+        for alert in session.exec(
+            select(Alert).where(
+                Alert.dedupe_key == f"excursion:{exc.shipment_id}:{exc.started_ms}",
+                col(Alert.status) != AlertStatus.resolved,
+            )
+        ):
+            alert.status = AlertStatus.resolved.value
+            alert.resolved_at = now
+            alert.updated_at = now
+            session.add(alert)
+        session.flush()
+        audit.append(
+            session,
+            actor=principal,
+            action="excursion.disposition",
+            entity="excursion",
+            entity_id=str(exc.id),
+            at=now,
+            before=before,
+            after={
+                "disposition": body.decision,
+                "signed_by": principal.name,
+                "signed_at": now,
+                "meaning": body.signature.meaning,
+            },
+            reason=body.reason,
+        )
+        out = _public(exc)
+    return out
