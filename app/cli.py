@@ -184,6 +184,47 @@ def serve(
     )
 
 
+@cli.command()
+def mqtt(
+    client_id: Annotated[
+        str | None, typer.Option(help="Stable client id (persistent session); one per worker.")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Shared-subscription group, to split load among workers.")
+    ] = None,
+) -> None:
+    """Store readings published on v2v/devices/+/readings until SIGTERM or Ctrl-C."""
+    import logging
+    import signal
+    import threading
+
+    from app.clock import system_clock
+    from integrations.mqtt import MqttWorker
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    db = _database()
+    worker = MqttWorker.from_settings(
+        db, settings, clock=system_clock, client_id=client_id, shared_group=group
+    )
+    worker.start()
+    console.print(
+        f"mqtt worker {worker.client_id}: {worker.subscription} on "
+        f"{settings.mqtt_host}:{settings.mqtt_port}; Ctrl-C to stop"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+        db.dispose()
+
+
 def main() -> None:
     try:
         cli()

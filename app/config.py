@@ -64,6 +64,22 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="Comma-separated allowed CORS origins; none by default."
     )
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host for `v2v mqtt`.")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
+    mqtt_client_id: str = Field(
+        "v2v-ingest-1",
+        min_length=1,
+        max_length=128,
+        description="Stable MQTT client id: the broker keeps this worker's session (and the "
+        "messages queued for it) across restarts. One per worker process.",
+    )
+    mqtt_shared_group: str = Field(
+        "",
+        pattern=r"^[^/+#]*$",
+        description="Shared-subscription group; workers in one group split the messages.",
+    )
+    mqtt_username: SecretStr | None = Field(None, description="MQTT broker user name.")
+    mqtt_password: SecretStr | None = Field(None, description="MQTT broker password.")
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

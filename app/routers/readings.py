@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -75,9 +74,6 @@ _BATCH_BODY = {
         },
     }
 }
-# One batch at a time per process: executemany in a thread while the event loop validates
-# other batches convoys on the GIL, and SQLite has one writer anyway. Scale with processes.
-_INGEST_LOCK = threading.Lock()
 
 
 def _items(body: bytes) -> list[Any]:
@@ -110,7 +106,7 @@ async def post_readings(
 
     def work() -> readings.IngestResult:
         items = _items(body)
-        with _INGEST_LOCK, db.session(write=True) as session, committing(session):
+        with readings.INGEST_LOCK, db.session(write=True) as session, committing(session):
             return readings.ingest(
                 session,
                 actor=principal,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,10 @@ from models.reference import Profile
 from models.shipment import DeviceAssignment, Shipment
 
 MAX_BATCH = 10_000
+# One batch at a time per process, held by every ingest path (HTTP, MQTT) around its write
+# transaction: executemany in a thread while the event loop validates other batches convoys
+# on the GIL, and SQLite has one writer anyway. Scale with processes.
+INGEST_LOCK = threading.Lock()
 OPTIONAL = {
     "lat": (-90.0, 90.0),
     "lon": (-180.0, 180.0),
