@@ -59,7 +59,7 @@ def seed() -> None:
 @principal_cli.command("create")
 def principal_create(
     role: Annotated[
-        Role, typer.Option(help="admin, coordinator, courier, manufacturer, qa, viewer")
+        Role, typer.Option(help="admin, coordinator, courier, manufacturer, qa, viewer, device")
     ],
     name: Annotated[str, typer.Option(help="Who holds the key.")],
     site: Annotated[str | None, typer.Option(help="Coordinator's hospital or factory.")] = None,
@@ -81,6 +81,7 @@ def principal_create(
                 role=role,
                 site=site,
                 courier=courier,
+                device_id=device,
                 secret_key=settings.secret_key.get_secret_value(),
             )
             audit.append(
@@ -90,7 +91,13 @@ def principal_create(
                 entity="principal",
                 entity_id=principal.id,
                 at=utcnow(),
-                after={"name": name, "role": role.value, "site": site, "courier": courier},
+                after={
+                    "name": name,
+                    "role": role.value,
+                    "site": site,
+                    "courier": courier,
+                    "device_id": device,
+                },
             )
     except AppError as exc:
         console.print(f"[red]error:[/red] {exc.detail}")
@@ -182,6 +189,30 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
     )
+
+
+@cli.command()
+def scheduler() -> None:
+    """Run the scheduled jobs alone (one leader among instances on PostgreSQL)."""
+    import signal
+    import threading
+
+    from app.clock import system_clock
+    from app.scheduler import Scheduler
+
+    db = _database()
+    runner = Scheduler(db, clock=system_clock)
+    runner.start()
+    console.print("scheduler running; Ctrl-C to stop")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.shutdown()
+        db.dispose()
 
 
 @cli.command()

@@ -17,8 +17,10 @@ from app.middleware import BodyGuard, Telemetry
 from app.routers import (
     alerts,
     audit,
+    capacity,
     cases,
     coi,
+    metrics,
     ops,
     principals,
     readings,
@@ -78,7 +80,19 @@ def create_app(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )
     install_error_handlers(app)
-    for module in (reference, cases, shipments, readings, alerts, coi, audit, principals, webhooks):
+    for module in (
+        reference,
+        cases,
+        capacity,
+        shipments,
+        readings,
+        alerts,
+        metrics,
+        coi,
+        audit,
+        principals,
+        webhooks,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)

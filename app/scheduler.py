@@ -22,7 +22,7 @@ from sqlalchemy import Connection, text
 from app import telemetry
 from app.clock import Clock
 from app.db import Database
-from app.jobs import sweeps
+from app.jobs import delays, sweeps
 
 log = logging.getLogger("v2v.scheduler")
 LEADER_LOCK_KEY = 0x5632_5653_4348  # "V2VSCH"
@@ -39,6 +39,7 @@ def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
         "loss_of_signal": (lambda db, now: sweeps.loss_of_signal(db, now=now), 60),
         "hold_time": (lambda db, now: sweeps.hold_time(db, now=now), 300),
         "thaw_clock": (lambda db, now: sweeps.thaw_clock(db, now=now), 60),
+        "delays": (lambda db, now: delays.delay_sweep(db, now=now), 300),
         "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=client), 15),
     }
 

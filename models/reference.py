@@ -104,6 +104,8 @@ class Route(SQLModel, table=True):
     inbound_profile: str = Field(foreign_key="profile.code", max_length=32)
     outbound_profile: str = Field(foreign_key="profile.code", max_length=32)
     targets: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # Typical non-transit durations used by predictions (see seeds/routes.yaml).
+    expected: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     cost_per_case: float | None = None
     currency: str | None = Field(default=None, max_length=3)
 
@@ -142,5 +144,6 @@ class RoutePublic(SQLModel):
     outbound_profile: str
     legs: list[LegPublic]
     targets: dict[str, Any]
+    expected: dict[str, Any] = {}
     cost_per_case: float | None = None
     currency: str | None = None

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from sqlmodel import Session, SQLModel, select
 
+from integrations.geo import leg_hours
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
 
 SEED_DIR = Path(__file__).resolve().parent
@@ -50,6 +51,16 @@ def _upsert(
         report.count(model.__name__, False)
 
 
+def _leg_hours(session: Session, leg: dict[str, Any]) -> float:
+    a, b = session.get(Site, leg["from_site"]), session.get(Site, leg["to_site"])
+    if a is None or b is None:
+        raise ValueError(f"route leg between unknown sites: {leg['from_site']} -> {leg['to_site']}")
+    return leg_hours(
+        (a.lat, a.lon), (b.lat, b.lon), mode=leg["mode"],
+        handling_h=float(leg.get("handling_h", 0)), customs_h=float(leg.get("customs_h", 0)),
+    )
+
+
 def load_reference(session: Session, seed_dir: Path = SEED_DIR) -> SeedReport:
     """Insert or update every reference record; running it twice changes nothing."""
     report = SeedReport()
@@ -78,6 +89,8 @@ def load_reference(session: Session, seed_dir: Path = SEED_DIR) -> SeedReport:
                 )
             ).first()
             values = {"route_code": record["code"], "seq": seqs[direction], **leg}
+            if values.get("expected_h") is None:
+                values["expected_h"] = round(_leg_hours(session, values), 2)
             if existing is None:
                 session.add(RouteLeg.model_validate(values))
                 report.count("RouteLeg", True)

@@ -49,3 +49,25 @@ def test_principal_create_refuses_a_scope_that_does_not_fit(env: Api) -> None:
 def test_audit_verify_on_an_intact_chain(env: Api) -> None:
     out = CliRunner().invoke(cli, ["audit", "verify"])
     assert out.exit_code == 0 and "intact" in out.output
+
+
+def test_principal_create_makes_a_device_key(env: Api) -> None:
+    out = CliRunner().invoke(
+        cli,
+        [
+            "principal",
+            "create",
+            "--role",
+            "device",
+            "--courier",
+            "KASHIWA-COLD",
+            "--device",
+            "LOG-CLI-1",
+            "--name",
+            "logger 1",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    key = out.stdout.strip().splitlines()[-1]
+    me = env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"}).json()
+    assert me["role"] == "device" and me["device_id"] == "LOG-CLI-1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
@@ -19,7 +20,7 @@ from app.deps import (
     require_roles,
 )
 from app.errors import NotFound
-from app.services import coldchain, shipments
+from app.services import coldchain, routes, shipments
 from app.services.access import SHIPMENT_READERS, case_scope
 from models.case import Case
 from models.principal import Principal, Role
@@ -41,10 +42,11 @@ Custodian = Annotated[
 ]
 
 
-def _public(session: Session, shipment: Shipment) -> dict[str, Any]:
+def _public(session: Session, shipment: Shipment, now: datetime) -> dict[str, Any]:
     case = session.get(Case, shipment.case_id)
     profile = session.get(Profile, shipment.profile)
     assert case is not None and profile is not None
+    model = routes.load_models(session)[case.route]
     return {
         **shipment.model_dump(),
         "coi": case.coi,
@@ -54,6 +56,7 @@ def _public(session: Session, shipment: Shipment) -> dict[str, Any]:
             "hold_time_h": shipment.hold_time_h,
         },
         "custody": shipments.custody_chain(session, shipment_id=shipment.id),
+        "eta": routes.shipment_eta(session, shipment=shipment, model=model, now=now),
         "last_reading": coldchain.last_reading(session, shipment_id=shipment.id),
         "excursion_summary": coldchain.summary(session, shipment=shipment, profile=profile),
     }
@@ -92,15 +95,17 @@ def create_shipment(
             coi=body.coi,
             now=now,
         )
-        out = ShipmentPublic.model_validate(_public(session, shipment))
+        out = ShipmentPublic.model_validate(_public(session, shipment, now))
         idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
     return out
 
 
 @router.get("/{shipment_id}", response_model=ShipmentPublic)
-def get_shipment(_principal: Reader, shipment: ScopedShipment, session: SessionDep) -> Any:
-    """One shipment with its chain of custody."""
-    return _public(session, shipment)
+def get_shipment(
+    _principal: Reader, shipment: ScopedShipment, session: SessionDep, now: NowDep
+) -> Any:
+    """One shipment with its chain of custody, ETA, last reading and excursion summary."""
+    return _public(session, shipment, now)
 
 
 @router.post(

@@ -65,7 +65,7 @@ def peak_load(slots: Iterable[Slot], start: datetime, end: datetime) -> int:
     return peak
 
 
-def _first_fit(session: Session, site: Site, start: datetime, length: timedelta) -> datetime | None:
+def first_fit(session: Session, site: Site, start: datetime, length: timedelta) -> datetime | None:
     capacity = positions(site)
     horizon = start + SEARCH_HORIZON
     slots = _reserved(session, site.code, start, horizon + length)
@@ -107,7 +107,7 @@ def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slo
         peak_load(_reserved(session, p.site.code, p.start_at, p.end_at), p.start_at, p.end_at)
         >= capacity
     ):
-        fit = _first_fit(session, p.site, p.start_at, length)
+        fit = first_fit(session, p.site, p.start_at, length)
         lead = p.start_at - apheresis_at
         extra = {"factory": p.site.code, "requested_slot_start_at": p.start_at.isoformat()}
         if fit is not None:

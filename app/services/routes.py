@@ -1,0 +1,233 @@
+"""The route model: expected leg times, predicted milestones and shipment ETAs.
+
+A case's next milestones are predicted from its latest actual milestone: transit from the
+route's legs (geodesic distance, mode speed, handling, customs — integrations/geo.py), the
+route's typical non-transit times (seeds/routes.yaml ``expected``), the reserved slot at the
+factory, and for a shipment in transit its last known position.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from integrations.geo import distance_km, travel_hours
+from models.case import Case, Milestone
+from models.reference import Product, Route, RouteLeg, Site
+
+# The physical journey in order; thawing is folded into site_to_infusion.
+SEQUENCE = (
+    "collected",
+    "shipped_to_manufacturing",
+    "received_at_manufacturing",
+    "manufacturing_started",
+    "qc_released",
+    "shipped_to_site",
+    "received_at_site",
+    "infused",
+)
+# (target name, from milestone, to milestone, hours per unit)
+TARGETS = (
+    ("collection_to_receipt_h", "collected", "received_at_manufacturing", 1.0),
+    ("receipt_to_start_h", "received_at_manufacturing", "manufacturing_started", 1.0),
+    ("start_to_release_d", "manufacturing_started", "qc_released", 24.0),
+    ("release_to_site_h", "qc_released", "received_at_site", 1.0),
+    ("site_to_infusion_d", "received_at_site", "infused", 24.0),
+    ("vein_to_vein_d", "collected", "infused", 24.0),
+)
+
+
+@dataclass(frozen=True)
+class Leg:
+    direction: str
+    from_site: str
+    to_site: str
+    mode: str
+    customs_h: float
+    expected_h: float
+    a: tuple[float, float]
+    b: tuple[float, float]
+
+
+@dataclass
+class RouteModel:
+    code: str
+    kind: str
+    manufacturing_site: str
+    expected: dict[str, Any]
+    targets: dict[str, Any]
+    cost_per_case: float | None
+    currency: str | None
+    legs: list[Leg] = field(default_factory=list)
+
+    def transit_h(self, direction: str) -> float:
+        return sum(leg.expected_h for leg in self.legs if leg.direction == direction)
+
+    def hours(self, key: str, default_h: float) -> timedelta:
+        """A typical duration from ``expected`` (``_h`` or ``_d`` keys), as a timedelta."""
+        if f"{key}_h" in self.expected:
+            return timedelta(hours=float(self.expected[f"{key}_h"]))
+        if f"{key}_d" in self.expected:
+            return timedelta(days=float(self.expected[f"{key}_d"]))
+        return timedelta(hours=default_h)
+
+    def target(self, name: str) -> timedelta | None:
+        value = self.targets.get(name)
+        if value is None:
+            return None
+        return (
+            timedelta(days=float(value)) if name.endswith("_d") else timedelta(hours=float(value))
+        )
+
+
+def load_models(session: Session) -> dict[str, RouteModel]:
+    sites = {s.code: s for s in session.exec(select(Site))}
+    models = {
+        r.code: RouteModel(
+            r.code,
+            r.kind,
+            r.manufacturing_site,
+            dict(r.expected or {}),
+            dict(r.targets or {}),
+            r.cost_per_case,
+            r.currency,
+        )
+        for r in session.exec(select(Route))
+    }
+    for leg in session.exec(select(RouteLeg).order_by(col(RouteLeg.direction), col(RouteLeg.seq))):
+        a, b = sites[leg.from_site], sites[leg.to_site]
+        models[leg.route_code].legs.append(
+            Leg(
+                leg.direction,
+                leg.from_site,
+                leg.to_site,
+                leg.mode,
+                leg.customs_h,
+                leg.expected_h,
+                (a.lat, a.lon),
+                (b.lat, b.lon),
+            )
+        )
+    return models
+
+
+def remaining_transit(
+    model: RouteModel, direction: str, *, position: tuple[float, float] | None
+) -> timedelta | None:
+    """Time left in transit from a position: the rest of its leg, then the later legs."""
+    legs = [leg for leg in model.legs if leg.direction == direction]
+    if not legs or position is None:
+        return None
+
+    def off_route(leg: Leg) -> float:
+        # How far the position is from lying on the leg (0 when on the great circle).
+        return (
+            distance_km(leg.a, position) + distance_km(position, leg.b) - distance_km(leg.a, leg.b)
+        )
+
+    index = min(range(len(legs)), key=lambda i: off_route(legs[i]))
+    current = legs[index]
+    hours = travel_hours(distance_km(position, current.b), current.mode) + current.customs_h
+    hours += sum(leg.expected_h for leg in legs[index + 1 :])
+    return timedelta(hours=hours)
+
+
+def predict(
+    model: RouteModel,
+    actual: dict[str, datetime],
+    *,
+    now: datetime,
+    apheresis_at: datetime | None,
+    slot_start_at: datetime | None = None,
+    process_h: float = 168.0,
+    eta: dict[str, datetime] | None = None,
+) -> dict[str, datetime]:
+    """Predicted time of every milestone (actual ones as they happened).
+
+    ``eta`` may give a live estimate for ``received_at_manufacturing`` or
+    ``received_at_site`` from a shipment in transit.
+    """
+    eta = eta or {}
+    steps = {
+        "collected": timedelta(0),
+        "shipped_to_manufacturing": model.hours("collection_to_pickup", 1.0),
+        "received_at_manufacturing": timedelta(hours=model.transit_h("inbound")),
+        "manufacturing_started": model.hours("receipt_to_start", 12.0),
+        "qc_released": model.hours("start_to_release", process_h),
+        "shipped_to_site": model.hours("release_to_pickup", 6.0),
+        "received_at_site": timedelta(hours=model.transit_h("outbound")),
+        "infused": model.hours("site_to_infusion", 48.0),
+    }
+    out: dict[str, datetime] = {}
+    previous: datetime | None = None
+    pending_seen = False
+    for name in SEQUENCE:
+        if name in actual:
+            out[name] = previous = actual[name]
+            continue
+        if previous is None:
+            start = apheresis_at or now
+            when = start
+        else:
+            when = previous + steps[name]
+        if name in eta:
+            when = eta[name]
+        if name == "manufacturing_started" and slot_start_at is not None:
+            when = max(when, slot_start_at)
+        if not pending_seen:
+            when = max(when, now)  # what has not happened yet cannot be predicted in the past
+            pending_seen = True
+        out[name] = previous = when
+    return out
+
+
+def milestone_times(session: Session, case_ids: Iterable[str]) -> dict[str, dict[str, datetime]]:
+    """Latest time of each milestone type in each case's current collection cycle."""
+    from app.services.journey import as_utc
+
+    ids = list(case_ids)
+    out: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for chunk_start in range(0, len(ids), 900):
+        chunk = ids[chunk_start : chunk_start + 900]
+        rows = session.exec(
+            select(Milestone.case_id, Milestone.type, func.max(Milestone.occurred_at))
+            .join(Case, col(Case.id) == col(Milestone.case_id))
+            .where(col(Milestone.case_id).in_(chunk), col(Milestone.cycle) == col(Case.cycle))
+            .group_by(col(Milestone.case_id), col(Milestone.type))
+        )
+        for case_id, kind, at in rows:
+            out[case_id][kind] = as_utc(at)
+    return out
+
+
+def process_hours(session: Session) -> dict[str, float]:
+    return {p.code: p.process_h for p in session.exec(select(Product))}
+
+
+def shipment_eta(
+    session: Session, *, shipment: Any, model: RouteModel, now: datetime
+) -> datetime | None:
+    """When a shipment in transit should arrive: from its last position, else from pickup."""
+    from app.services.coldchain import ms_to_dt
+    from models.coldchain import ShipmentState
+
+    if shipment.status != "in_transit" or shipment.picked_up_at is None:
+        return None
+    direction = "inbound" if shipment.direction == "to_manufacturing" else "outbound"
+    state = session.get(ShipmentState, shipment.id)
+    position = (
+        (state.last_lat, state.last_lon)
+        if state is not None and state.last_lat is not None and state.last_lon is not None
+        else None
+    )
+    left = remaining_transit(model, direction, position=position)
+    if left is not None and state is not None and state.newest_ts_ms is not None:
+        return max(ms_to_dt(state.newest_ts_ms) + left, now)
+    planned: datetime = shipment.picked_up_at + timedelta(hours=model.transit_h(direction))
+    return max(planned, now)
