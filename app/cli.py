@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.cli_export import export_cli
 from app.config import get_settings
 from app.db import Database
 from models.principal import Role
@@ -23,6 +24,7 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(principal_cli, name="principal")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(export_cli, name="export")
 console = Console(stderr=True)
 
 

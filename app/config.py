@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `v2v serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `v2v serve` binds.")
     log_level: str = Field("info", description="Python logging level.")
+    geocoder_enabled: bool = Field(
+        True, description="Geocode new sites by address (Nominatim); off on closed networks."
+    )
+    geocoder_domain: str = Field(
+        "nominatim.openstreetmap.org", description="Nominatim host used for geocoding."
+    )
+    geocoder_timeout_s: float = Field(
+        3.0, gt=0, le=30, description="Geocoder timeout; never hang a request on it."
+    )
     cors_origins: str = Field(
         "", description="Comma-separated allowed CORS origins; none by default."
     )

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from app import __version__
@@ -29,6 +30,7 @@ from app.routers import (
     webhooks,
 )
 from app.services.coi import Keyring
+from integrations.geocoding import SiteGeocoder
 
 API_PREFIX = "/api/v1"
 
@@ -76,6 +78,15 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.clock = clock or system_clock
+    app.state.geocoder = (
+        SiteGeocoder(
+            httpx.Client(),
+            domain=settings.geocoder_domain,
+            timeout_s=settings.geocoder_timeout_s,
+        )
+        if settings.geocoder_enabled
+        else None
+    )
     app.state.keyring = Keyring(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )

@@ -6,10 +6,15 @@ Loaded from ``seeds/`` by natural keys; an admin may add more.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import AfterValidator, StringConstraints, model_validator
+from pydantic import Field as PField
 from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
+
+from models.base import RequestModel
 
 
 class SiteKind(StrEnum):
@@ -51,6 +56,36 @@ class Site(SiteBase, table=True):
 
 class SitePublic(SiteBase):
     pass
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown IANA time zone") from exc
+    return value
+
+
+class SiteCreate(RequestModel):
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    kind: SiteKind
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_zone)]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    address: Annotated[str, StringConstraints(min_length=3, max_length=300)] | None = None
+    lat: Annotated[float, PField(ge=-90, le=90)] | None = None
+    lon: Annotated[float, PField(ge=-180, le=180)] | None = None
+    fin: (
+        Annotated[str, StringConstraints(pattern=r"^[A-NP-Z1-9][A-NP-Z0-9]{2}[0-9]{2}$")] | None
+    ) = None
+    shuttles: Annotated[int, PField(ge=0, le=1000)] | None = None
+    positions_per_shuttle: Annotated[int, PField(ge=1, le=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> SiteCreate:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon, or neither")
+        return self
 
 
 class Courier(SQLModel, table=True):

@@ -25,6 +25,7 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/coi/jwks"): (PUBLIC, False),
     ("POST", "/api/v1/coi/verify"): (PUBLIC, False),
     ("GET", "/api/v1/sites"): (ALL, False),
+    ("POST", "/api/v1/sites"): ({"admin"}, False),
     ("GET", "/api/v1/sites/{code}"): (ALL, False),
     ("GET", "/api/v1/routes"): (ALL, False),
     ("GET", "/api/v1/routes/{code}"): (ALL, False),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from sqlmodel import Session, col, select
 
-from app.deps import CurrentPrincipal, SessionDep
+from app.deps import CurrentPrincipal, NowDep, SessionDep, committing, require_roles
 from app.errors import NotFound
+from app.services import sites
 from models.base import Page
+from models.principal import Principal, Role
 from models.reference import (
     LegPublic,
     Product,
@@ -20,6 +22,7 @@ from models.reference import (
     RouteLeg,
     RoutePublic,
     Site,
+    SiteCreate,
     SitePublic,
 )
 
@@ -31,6 +34,23 @@ CodePath = Annotated[str, Path(max_length=32)]
 def list_sites(session: SessionDep, _principal: CurrentPrincipal) -> Any:
     """All sites: hospitals, factories, airports and courier hubs."""
     return {"items": session.exec(select(Site).order_by(col(Site.code))).all()}
+
+
+@router.post("/sites", status_code=201, response_model=SitePublic)
+def create_site(
+    admin: Annotated[Principal, require_roles(Role.admin)],
+    body: SiteCreate,
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+) -> Any:
+    """Add a site; without lat/lon its address is geocoded (422 when that is not possible)."""
+    # Geocode before the write transaction starts: a slow geocoder must not hold the lock.
+    lat, lon = sites.resolve_coordinates(body, request.app.state.geocoder)
+    with committing(session):
+        site = sites.create(session, actor=admin, body=body, lat=lat, lon=lon, now=now)
+        out = SitePublic.model_validate(site, from_attributes=True)
+    return out
 
 
 @router.get("/sites/{code}", response_model=SitePublic)

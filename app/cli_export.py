@@ -1,0 +1,86 @@
+"""``v2v export``: portable SQLite files for auditors, tech transfer and analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.config import get_settings
+from app.db import Database
+
+export_cli = typer.Typer(help="Portable SQLite exports.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _database() -> Database:
+    settings = get_settings()
+    return Database(
+        settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms, pool_size=2
+    )
+
+
+@export_cli.command("case")
+def export_case(
+    case_id: Annotated[str, typer.Argument(help="The case id.")],
+    out: Annotated[Path, typer.Option("--out", help="SQLite file to write (replaced).")],
+) -> None:
+    """One case's whole record, with its audit entries and the chain's hashes."""
+    from app.errors import AppError
+    from app.services import audit, export
+    from models.base import utcnow
+
+    db = _database()
+    try:
+        with db.transaction() as session:
+            counts = export.export_case(
+                session, case_id=case_id, out=out, actor="cli", now=utcnow()
+            )
+            audit.append(
+                session,
+                actor="cli",
+                action="case.exported",
+                entity="case",
+                entity_id=case_id,
+                at=utcnow(),
+                after={"file": out.name, **counts},
+            )
+    except AppError as exc:
+        console.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    console.print(f"wrote {out}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+
+
+@export_cli.command("analytics")
+def export_analytics(
+    out: Annotated[Path, typer.Option("--out", help="SQLite file to write (replaced).")],
+) -> None:
+    """A pseudonymised dataset (no COI, no patient reference) with full-text alert search."""
+    from app.services import export
+    from models.base import utcnow
+
+    settings = get_settings()
+    db = _database()
+    try:
+        with db.session() as session:
+            counts = export.export_analytics(
+                session, out=out, key=settings.secret_key.get_secret_value(), now=utcnow()
+            )
+    finally:
+        db.dispose()
+    console.print(f"wrote {out}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+
+
+@export_cli.command("verify")
+def verify(path: Annotated[Path, typer.Argument(help="A case dossier file.")]) -> None:
+    """Re-check a case dossier's audit entries against the exported chain, offline."""
+    from app.services.export import verify_dossier
+
+    ok, message = verify_dossier(path)
+    console.print(("[green]ok[/green]: " if ok else "[red]broken[/red]: ") + message)
+    if not ok:
+        raise typer.Exit(1)
