@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
 DEV_PATIENT_HASH_KEY = "dev-insecure-patient-hash-key-change-me"
 # kid:base64url(32-byte Ed25519 seed). Published in this file, so never for production.
 DEV_COI_SIGNING_KEYS = "dev-2026:ZGV2LWluc2VjdXJlLWNvaS1zaWduaW5nLWtleS0wMDE"
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     )
     geocoder_timeout_s: float = Field(
         3.0, gt=0, le=30, description="Geocoder timeout; never hang a request on it."
+    )
+    rate_limit_ingest_per_min: float = Field(
+        6000, ge=0, description="Reading-ingest calls per key per minute (0 = no limit)."
+    )
+    rate_limit_login_per_min: float = Field(
+        10, ge=0, description="Dashboard login attempts per client address per minute."
     )
     cors_origins: str = Field(
         "", description="Comma-separated allowed CORS origins; none by default."

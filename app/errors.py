@@ -147,7 +147,8 @@ def validation_errors(raw: Any) -> list[dict[str, Any]]:
 
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)
+    if not isinstance(exc, AppError):
+        raise TypeError("unexpected exception type")
     return problem_response(
         exc.status,
         exc.code,
@@ -160,7 +161,8 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError("unexpected exception type")
     errors = validation_errors(exc.errors())
     first = errors[0] if errors else {"loc": "", "msg": "invalid request"}
     return problem_response(
@@ -180,7 +182,8 @@ _HTTP_CODES = {
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise TypeError("unexpected exception type")
     code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":

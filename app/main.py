@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.clock import Clock, system_clock
@@ -15,6 +16,7 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import install_error_handlers
 from app.middleware import BodyGuard, Telemetry
+from app.ratelimit import RateLimiter
 from app.routers import (
     alerts,
     audit,
@@ -87,6 +89,8 @@ def create_app(
         if settings.geocoder_enabled
         else None
     )
+    app.state.ingest_limiter = RateLimiter(per_minute=settings.rate_limit_ingest_per_min)
+    app.state.login_limiter = RateLimiter(per_minute=settings.rate_limit_login_per_min, burst=5)
     app.state.keyring = Keyring(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )
@@ -106,6 +110,14 @@ def create_app(
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # closed by default: no CORS headers unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Telemetry)
     logging.getLogger("v2v").setLevel(settings.log_level.upper())

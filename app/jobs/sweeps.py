@@ -47,9 +47,11 @@ def reevaluate_marked(db: Database, *, now: datetime, limit: int = 200) -> int:
     for shipment_id in marked:
         with db.transaction() as session:
             shipment = session.get(Shipment, shipment_id)
-            assert shipment is not None
+            if shipment is None:  # guaranteed by foreign keys and state
+                raise RuntimeError("inconsistent data: shipment missing")
             profile = session.get(Profile, shipment.profile)
-            assert profile is not None
+            if profile is None:  # guaranteed by foreign keys and state
+                raise RuntimeError("inconsistent data: profile missing")
             coldchain.reevaluate(session, shipment=shipment, profile=profile, now=now)
     return len(marked)
 

@@ -172,7 +172,8 @@ def schedule_case(
             session, case=case, actor=principal, apheresis_at=body.apheresis_at, now=now
         )
         slot = capacity.current_slot(session, case_id=case.id)
-        assert slot is not None and case.apheresis_at is not None
+        if slot is None or case.apheresis_at is None:  # guaranteed by foreign keys and state
+            raise RuntimeError("inconsistent data: slot, case.apheresis_at missing")
         out = ScheduleResponse(
             case_id=case.id,
             status=case.status,

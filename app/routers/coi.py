@@ -54,7 +54,8 @@ def verify(body: VerifyRequest, keyring: KeyringDep) -> Any:
         return VerifyResponse(
             valid=True, coi=scanned.coi, check_char=check_char(scanned.coi), check_char_ok=True
         )
-    assert body.token is not None
+    if body.token is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: body.token missing")
     result = keyring.verify(body.token)
     if not result.signature_ok or result.payload is None:
         return VerifyResponse(

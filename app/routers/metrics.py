@@ -83,7 +83,8 @@ def predicted_v2v_days(
 ) -> tuple[float, dict[str, datetime]]:
     """V2V for a case collected now, given the factory's free positions and the legs."""
     factory = session.get(Site, model.manufacturing_site)
-    assert factory is not None
+    if factory is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: factory missing")
     arrival = now + timedelta(hours=model.transit_h("inbound"))
     ready = arrival + model.hours("receipt_to_start", 12.0)
     slot = capacity.first_fit(session, factory, ready, timedelta(hours=product.process_h))

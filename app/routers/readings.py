@@ -101,6 +101,7 @@ async def post_readings(
     request: Request, principal: Ingestor, settings: SettingsDep, now: NowDep
 ) -> Any:
     """Store a batch of up to 10,000 readings; bad items are rejected alone, resends counted."""
+    request.app.state.ingest_limiter.hit(principal.id)
     body = await request.body()
     db = get_db(request)
 

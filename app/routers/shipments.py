@@ -45,7 +45,8 @@ Custodian = Annotated[
 def _public(session: Session, shipment: Shipment, now: datetime) -> dict[str, Any]:
     case = session.get(Case, shipment.case_id)
     profile = session.get(Profile, shipment.profile)
-    assert case is not None and profile is not None
+    if case is None or profile is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: case, profile missing")
     model = routes.load_models(session)[case.route]
     return {
         **shipment.model_dump(),

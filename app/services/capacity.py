@@ -87,9 +87,11 @@ class Plan:
 def plan(session: Session, *, case: Case, apheresis_at: datetime) -> Plan:
     route = session.get(Route, case.route)
     product = session.get(Product, case.product)
-    assert route is not None and product is not None
+    if route is None or product is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: route, product missing")
     site = session.get(Site, route.manufacturing_site)
-    assert site is not None
+    if site is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: site missing")
     start = predicted_arrival(session, route=route, apheresis_at=apheresis_at)
     return Plan(site, start, start + timedelta(hours=product.process_h))
 

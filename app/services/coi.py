@@ -130,7 +130,8 @@ class Keyring:
             raise ValueError("no COI signing key configured")
 
     def sign(self, *, coi: str, case_id: str, issued_at: datetime) -> str:
-        assert self.active_kid is not None
+        if self.active_kid is None:  # guaranteed by foreign keys and state
+            raise RuntimeError("inconsistent data: self.active_kid missing")
         kid = self.active_kid
         header = {"alg": "EdDSA", "kid": kid, "typ": "JWT"}
         payload = {

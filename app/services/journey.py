@@ -136,7 +136,8 @@ def record_event(
     if session.get(Site, site) is None:
         raise Invalid(f"unknown site {site!r}", errors=[{"loc": "body/site", "msg": "unknown"}])
     route = session.get(Route, case.route)
-    assert route is not None
+    if route is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: route missing")
     expected_site = _expected_site(case, route, event_type)
     if site != expected_site:
         raise Invalid(

@@ -231,7 +231,8 @@ def _store(session: Session, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...
 
 def _store_postgresql(session: Session, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     driver = session.connection().connection.driver_connection
-    assert driver is not None
+    if driver is None:  # guaranteed by foreign keys and state
+        raise RuntimeError("inconsistent data: driver missing")
     cols = ", ".join(COLUMNS)
     with driver.cursor() as cur:
         cur.execute(
@@ -256,10 +257,12 @@ def _evaluate(session: Session, stored: list[tuple[Any, ...]], now: datetime) ->
     profiles: dict[str, Profile] = {}
     for shipment_id in sorted(by_shipment):  # a fixed order avoids deadlocks between writers
         shipment = session.get(Shipment, shipment_id)
-        assert shipment is not None
+        if shipment is None:  # guaranteed by foreign keys and state
+            raise RuntimeError("inconsistent data: shipment missing")
         if shipment.profile not in profiles:
             profile = session.get(Profile, shipment.profile)
-            assert profile is not None
+            if profile is None:  # guaranteed by foreign keys and state
+                raise RuntimeError("inconsistent data: profile missing")
             profiles[shipment.profile] = profile
         coldchain.apply_readings(
             session,
