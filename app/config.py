@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="Comma-separated allowed CORS origins; none by default."
     )
+    session_https_only: bool = Field(
+        False,
+        description="Mark the dashboard session cookie Secure (sent over HTTPS only); set "
+        "true wherever the dashboard is served over HTTPS.",
+    )
+    session_max_age_s: int = Field(
+        12 * 3600,
+        ge=300,
+        le=7 * 24 * 3600,
+        description="Dashboard session lifetime from login, in seconds (a shift by default).",
+    )
+    dashboard_timezone: str = Field(
+        "Asia/Tokyo",
+        min_length=1,
+        description="IANA time zone for dashboard users without a site of their own (admin, "
+        "QA, viewers, couriers); coordinators and factories see their site's zone.",
+    )
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker host for `v2v mqtt`.")
     mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
     mqtt_client_id: str = Field(

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware.sessions import SessionMiddleware
 
-from app import __version__
+from app import __version__, web
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
@@ -110,6 +111,8 @@ def create_app(
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
+    app.include_router(web.router)  # the dashboard; not in the OpenAPI schema
+    app.mount("/static", web.static_files(), name="static")
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # closed by default: no CORS headers unless origins are configured
         app.add_middleware(
@@ -118,6 +121,7 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
+    app.add_middleware(SessionMiddleware, **web.session_options(settings))
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(Telemetry)
     logging.getLogger("v2v").setLevel(settings.log_level.upper())

@@ -1,0 +1,39 @@
+"""The coordinator dashboard: server-rendered pages at ``/``, outside the OpenAPI schema.
+
+``create_app`` includes ``router``, mounts ``static_files()`` at ``/static`` and adds
+Starlette's ``SessionMiddleware`` with ``session_options(settings)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter
+from starlette.staticfiles import StaticFiles
+
+from app.config import Settings
+from app.web import actions, pages
+from app.web.auth import session_options as _session_options
+from app.web.i18n import catalogues
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+router = APIRouter(include_in_schema=False)
+router.include_router(actions.router)
+router.include_router(pages.router)
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC)
+
+
+def session_options(settings: Settings) -> dict[str, Any]:
+    """Session cookie options; also checks the dashboard settings and loads the catalogues."""
+    ZoneInfo(settings.dashboard_timezone)  # an unknown zone fails at start-up, not per page
+    catalogues()
+    return _session_options(settings)
+
+
+__all__ = ["router", "session_options", "static_files"]

@@ -1,0 +1,190 @@
+"""Dashboard forms (POST): login, logout, acknowledge, QA disposition; the language switch.
+
+Every state-changing form carries the session's CSRF token; the actions themselves are the
+API's handlers, called with the logged-in principal, so their rules and audit entries are
+the API's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+
+from app.deps import NowDep, SessionDep, SettingsDep
+from app.errors import AppError
+from app.routers import alerts as alerts_api
+from app.routers import readings as readings_api
+from app.services import principals
+from app.web import auth
+from app.web.i18n import LANG_COOKIE, LANGUAGES
+from app.web.labels import MEANING
+from app.web.render import ViewDep, WebRoute, anonymous_view, safe_next
+from app.web.roles import require
+from models.alert import AlertAck
+from models.coldchain import DispositionRequest, Signature
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+Next = Annotated[str, Form(max_length=500)]
+Csrf = Annotated[str, Form(alias=auth.CSRF_FIELD, max_length=100)]
+YEAR_S = 365 * 24 * 3600
+
+
+def _back(target: str) -> RedirectResponse:
+    return RedirectResponse(safe_next(target), status_code=303)
+
+
+@router.get("/login")
+def login_form(
+    request: Request, next_: Annotated[str, Query(alias="next", max_length=500)] = "/"
+) -> HTMLResponse:
+    """The login form: paste an API key."""
+    view = anonymous_view(request)
+    return view.render(
+        "login.html", next=safe_next(next_), csrf=auth.csrf_token(request), error=None
+    )
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+    api_key: Annotated[str, Form(max_length=500)],
+    csrf: Csrf,
+    next_: Annotated[str, Form(alias="next", max_length=500)] = "/",
+) -> Response:
+    """Check the key; on success the session holds the principal's id, never the key."""
+    auth.check_csrf(request, csrf)
+    view = anonymous_view(request)
+    limiter = getattr(request.app.state, "login_limiter", None)
+    error: str | None = None
+    status = 401
+    try:
+        if limiter is not None:
+            limiter.hit(request.client.host if request.client else "unknown")
+    except AppError as exc:
+        error, status = view.lang.gettext("Too many attempts; wait a minute and retry."), exc.status
+    principal = None
+    if error is None:
+        principal = principals.authenticate(
+            session,
+            api_key=api_key.strip(),
+            secret_key=settings.secret_key.get_secret_value(),
+            now=now,
+        )
+        if not auth.active(principal, now):
+            error = view.lang.gettext("This key is not valid for the dashboard.")
+    if error is not None or principal is None:
+        return view.render(
+            "login.html",
+            status=status,
+            next=safe_next(next_),
+            csrf=auth.csrf_token(request),
+            error=error,
+        )
+    auth.start(request, principal)
+    return _back(next_)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Csrf) -> RedirectResponse:
+    """End the session."""
+    auth.check_csrf(request, csrf)
+    auth.end(request)
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/lang/{code}")
+def switch_language(
+    code: Annotated[str, Path(max_length=5)],
+    next_: Annotated[str, Query(alias="next", max_length=500)] = "/",
+) -> RedirectResponse:
+    """Remember the chosen language in a cookie (it beats Accept-Language)."""
+    response = RedirectResponse(safe_next(next_), status_code=303)
+    if code in LANGUAGES:
+        response.set_cookie(
+            LANG_COOKIE, code, max_age=YEAR_S, httponly=True, samesite="strict", path="/"
+        )
+    return response
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge(
+    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    view: ViewDep,
+    session: SessionDep,
+    now: NowDep,
+    csrf: Csrf,
+    next_: Annotated[str, Form(alias="next", max_length=500)] = "/",
+    note: Annotated[str | None, Form(max_length=2000)] = None,
+) -> RedirectResponse:
+    """Acknowledge an alert through the API's handler (same scope, same audit entry)."""
+    request = view.request
+    auth.check_csrf(request, csrf)
+    require(view.can.alerts, "alerts")
+    _ = view.lang.gettext
+    try:
+        alerts_api.acknowledge(
+            alert_id=alert_id,
+            body=AlertAck(note=note or None),
+            session=session,
+            principal=view.user,
+            now=now,
+        )
+    except AppError as exc:
+        auth.flash(request, "error", _("Not acknowledged: %(reason)s", reason=exc.detail))
+    else:
+        auth.flash(request, "ok", _("Alert acknowledged."))
+    return _back(next_)
+
+
+@router.post("/excursions/{excursion_id}/disposition")
+def disposition(
+    excursion_id: Annotated[int, Path(ge=1, le=2**62)],
+    view: ViewDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+    csrf: Csrf,
+    decision: Annotated[str, Form(max_length=20)],
+    reason: Annotated[str, Form(max_length=2000)],
+    meaning: Annotated[str, Form(max_length=200)],
+    signature_key: Annotated[str, Form(max_length=500)],
+    next_: Annotated[str, Form(alias="next", max_length=500)] = "/alerts",
+) -> RedirectResponse:
+    """QA's signed decision: the signer re-enters their own key (21 CFR 11.200)."""
+    request = view.request
+    auth.check_csrf(request, csrf)
+    # The API guards this handler with its QA role dependency, which a direct call skips.
+    require(view.can.dispose, "QA dispositions")
+    _ = view.lang.gettext
+    try:
+        body = DispositionRequest(
+            decision=decision,
+            reason=reason.strip(),
+            # The meaning is recorded in English whatever the page's language.
+            signature=Signature(
+                password_or_key=signature_key.strip(), meaning=MEANING.get(meaning, "")
+            ),
+        )
+    except ValidationError:
+        auth.flash(request, "error", _("Not signed: choose a decision and give a reason."))
+        return _back(next_)
+    try:
+        readings_api.disposition(
+            principal=view.user,
+            excursion_id=excursion_id,
+            body=body,
+            session=session,
+            settings=settings,
+            now=now,
+        )
+    except AppError as exc:
+        auth.flash(request, "error", _("Not signed: %(reason)s", reason=exc.detail))
+    else:
+        auth.flash(request, "ok", _("Disposition signed."))
+    return _back(next_)

@@ -1,0 +1,129 @@
+"""Dashboard pages (GET). Each page can also return one live region (``?part=``)."""
+
+from __future__ import annotations
+
+from pathlib import Path as FilePath
+from typing import Annotated
+
+import plotly
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import FileResponse, HTMLResponse
+
+from app.deps import SessionDep
+from app.errors import NotFound
+from app.web import alertlist, comparison, journey, overview
+from app.web import coldchain as coldchain_view
+from app.web.render import ViewDep, WebRoute
+from app.web.roles import require
+from models.case import Case
+from models.reference import Site
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+Part = Annotated[str | None, Query(max_length=20, pattern="^[a-z_]+$")]
+Id = Annotated[str, Path(max_length=64)]
+
+OVERVIEW_PARTS = {
+    "alerts": "_overview_alerts.html",
+    "shipments": "_overview_shipments.html",
+    "stages": "_overview_stages.html",
+}
+
+
+def _part(parts: dict[str, str], part: str | None) -> str | None:
+    if part is None:
+        return None
+    if part not in parts:
+        raise NotFound(f"no live region {part!r}")
+    return parts[part]
+
+
+@router.get("/")
+def overview_page(view: ViewDep, session: SessionDep, part: Part = None) -> HTMLResponse:
+    """Open alerts, shipments in transit, cases by stage and this month's V2V per route."""
+    template = _part(OVERVIEW_PARTS, part) or "overview.html"
+    data = overview.build(session, view.user, view.can, view.now, view.lang.zone)
+    return view.render(template, **data)
+
+
+@router.get("/cases/{case_id}")
+def case_page(case_id: Id, view: ViewDep, session: SessionDep, part: Part = None) -> HTMLResponse:
+    """One case: the journey against its targets, its label, slot, custody and alerts."""
+    require(view.can.cases, "case pages")
+    case = journey.load(session, view.user, case_id)
+    site = session.get(Site, case.site)
+    local = view.in_zone(site.timezone) if site else view
+    data = journey.build(session, view.user, case, now=view.now, alerts_too=view.can.alerts)
+    charts = {
+        s.id: coldchain_view.chart(
+            session, view.user, s, coldchain_view.load_profile(session, s), local.lang, 300
+        )
+        for s in data["shipments"]
+        if s.picked_up_at is not None
+    }
+    template = _part({"timeline": "_case_timeline.html"}, part) or "case.html"
+    return local.render(template, charts=charts, **data)
+
+
+@router.get("/shipments/{shipment_id}")
+def shipment_page(
+    shipment_id: Id, view: ViewDep, session: SessionDep, part: Part = None
+) -> HTMLResponse:
+    """One shipment: temperature chart with band and excursions, MKT, custody chain."""
+    require(view.can.shipments, "shipment pages")
+    shipment = coldchain_view.load(session, view.user, shipment_id)
+    case = session.get(Case, shipment.case_id)
+    site = session.get(Site, case.site) if case else None
+    local = view.in_zone(site.timezone) if site else view
+    data = coldchain_view.build(session, view.user, shipment, now=view.now, lang=local.lang)
+    template = _part({"live": "_shipment_live.html"}, part) or "shipment.html"
+    return local.render(template, **data)
+
+
+@router.get("/routes")
+def routes_page(
+    view: ViewDep,
+    session: SessionDep,
+    product: Annotated[str, Query(max_length=32)] = "CART-CD19",
+) -> HTMLResponse:
+    """Local and overseas routes side by side: observed, predicted and cost."""
+    require(view.can.metrics, "route comparisons")
+    data = comparison.build(session, view.user, now=view.now, product=product, lang=view.lang)
+    return view.render("routes.html", **data)
+
+
+@router.get("/alerts")
+def alerts_page(
+    view: ViewDep,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=20)] = "open",
+    kind: Annotated[str | None, Query(max_length=40)] = None,
+    severity: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    part: Part = None,
+) -> HTMLResponse:
+    """Alerts with filters and acknowledgement; excursions awaiting QA's signed decision."""
+    require(view.can.alerts, "alerts")
+    data = alertlist.build(
+        session,
+        view.user,
+        view.can,
+        status=status,
+        kind=kind,
+        severity=severity,
+        cursor=cursor,
+    )
+    template = _part({"list": "_alerts_list.html"}, part) or "alerts.html"
+    return view.render(template, **data)
+
+
+# ---- plotly.js, served from the installed Python package (no CDN, works offline) ----
+
+PLOTLY_JS = FilePath(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@router.get("/static/vendor/plotly.min.js")
+def plotly_js() -> FileResponse:
+    """The plotly.js bundle that ships inside the locked ``plotly`` wheel."""
+    return FileResponse(
+        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )
