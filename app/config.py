@@ -112,6 +112,29 @@ class Settings(BaseSettings):
     )
     mqtt_username: SecretStr | None = Field(None, description="MQTT broker user name.")
     mqtt_password: SecretStr | None = Field(None, description="MQTT broker password.")
+    courier_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Timeout of each request to a courier tracking API."
+    )
+    courier_max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a courier page after a network error, timeout, 5xx or short "
+        "429, with exponential backoff (1, 2, 4 s …).",
+    )
+    courier_max_wait_s: float = Field(
+        60.0,
+        ge=0,
+        le=600,
+        description="Longest 429 Retry-After the courier poller waits through; a longer one "
+        "defers that courier's feed until then.",
+    )
+    courier_page_limit: int = Field(
+        500, ge=1, le=10_000, description="Events asked for per courier page (`limit`)."
+    )
+    courier_max_pages: int = Field(
+        20, ge=1, description="Pages read per courier feed at each poll (every 60 s)."
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

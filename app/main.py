@@ -24,6 +24,7 @@ from app.routers import (
     capacity,
     cases,
     coi,
+    fhir,
     metrics,
     ops,
     principals,
@@ -108,6 +109,7 @@ def create_app(
         audit,
         principals,
         webhooks,
+        fhir,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)

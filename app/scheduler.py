@@ -32,6 +32,7 @@ Job = Callable[[Database, datetime], Any]
 
 def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
     """Job name -> (function, interval in seconds)."""
+    from app.jobs.courier import poll_couriers
     from app.jobs.webhooks import deliver_webhooks
 
     return {
@@ -41,6 +42,7 @@ def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
         "thaw_clock": (lambda db, now: sweeps.thaw_clock(db, now=now), 60),
         "delays": (lambda db, now: delays.delay_sweep(db, now=now), 300),
         "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=client), 15),
+        "couriers": (lambda db, now: poll_couriers(db, now=now, client=client), 60),
     }
 
 

@@ -8,6 +8,7 @@ from models import base as base  # noqa: I001  (naming convention before any tab
 from models.alert import Alert
 from models.audit import AuditEntry
 from models.coldchain import Device, Excursion, Reading, ShipmentState
+from models.courier_feed import CourierFeed
 from models.case import Case, CoiSequence, Milestone, Slot
 from models.principal import IdempotencyRecord, Principal
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
@@ -20,6 +21,7 @@ __all__ = [
     "Case",
     "CoiSequence",
     "Courier",
+    "CourierFeed",
     "CustodyEvent",
     "Device",
     "Excursion",

@@ -63,6 +63,10 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/webhooks"): ({"admin"}, False),
     ("GET", "/api/v1/webhooks/deliveries"): ({"admin"}, False),
     ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/retry"): ({"admin"}, False),
+    ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProduct/{case_id}"): (
+        CASE_READERS,
+        True,
+    ),
 }
 
 # Personas in scope of the fixture case (NCC East, Kashiwa factory, Kashiwa courier) and out.

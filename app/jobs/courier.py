@@ -1,0 +1,119 @@
+"""Courier polling: read each enabled courier feed from its cursor, page by page.
+
+Idempotent and restartable: the HTTP request runs with no transaction open; each page's data
+and its cursor then commit together, after re-checking that the cursor is still the one the
+page was asked with, so two pollers never store a page twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+from sqlmodel import col, or_, select
+
+from app.clock import Clock, system_clock
+from app.config import Settings, get_settings
+from app.db import Database
+from app.services import readings
+from integrations import courier as feeds
+from models.courier_feed import CourierFeed
+
+log = logging.getLogger("v2v.jobs.courier")
+
+
+def poll_couriers(
+    db: Database,
+    *,
+    now: datetime,
+    client: httpx.Client,
+    settings: Settings | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = system_clock,
+) -> int:
+    """Poll every enabled, due courier feed; returns how many events were processed."""
+    settings = settings or get_settings()
+    api = feeds.CourierClient(
+        client,
+        timeout_s=settings.courier_timeout_s,
+        max_retries=settings.courier_max_retries,
+        max_wait_s=settings.courier_max_wait_s,
+        sleep=sleep,
+        clock=clock,
+    )
+    with db.session() as session:
+        due = list(
+            session.exec(
+                select(CourierFeed.courier)
+                .where(
+                    col(CourierFeed.enabled).is_(True),
+                    or_(
+                        col(CourierFeed.next_poll_at).is_(None),
+                        col(CourierFeed.next_poll_at) <= now,
+                    ),
+                )
+                .order_by(col(CourierFeed.courier))
+            )
+        )
+    return sum(_poll_feed(db, code, api=api, now=now, settings=settings) for code in due)
+
+
+def _poll_feed(
+    db: Database, code: str, *, api: feeds.CourierClient, now: datetime, settings: Settings
+) -> int:
+    processed = 0
+    limit = settings.courier_page_limit
+    for _ in range(settings.courier_max_pages):
+        with db.session() as session:
+            feed = session.get(CourierFeed, code)
+            if feed is None or not feed.enabled:
+                return processed
+            base_url, token, cursor = feed.base_url, feed.auth_token, feed.cursor
+        try:
+            page = api.fetch_events(base_url=base_url, token=token, cursor=cursor, limit=limit)
+        except feeds.CourierError as exc:
+            log.warning("courier feed %s: %s (cursor unchanged)", code, exc)
+            wait = exc.retry_after_s if isinstance(exc, feeds.CourierRateLimited) else None
+            with db.transaction() as session:
+                feeds.record_failure(
+                    session, courier=code, error=str(exc), now=now, retry_after_s=wait
+                )
+            return processed
+        try:
+            with readings.INGEST_LOCK, db.transaction() as session:
+                outcome = feeds.apply_page(
+                    session,
+                    courier=code,
+                    sent_cursor=cursor,
+                    page=page,
+                    now=now,
+                    future_tolerance_s=settings.future_tolerance_s,
+                )
+        except Exception as exc:  # noqa: BLE001 - one feed's failure must not stop the others
+            log.exception("courier feed %s: storing a page failed (cursor unchanged)", code)
+            with db.transaction() as session:
+                feeds.record_failure(
+                    session,
+                    courier=code,
+                    error=f"storing a page failed: {type(exc).__name__}",
+                    now=now,
+                )
+            return processed
+        if outcome is None:
+            log.info("courier feed %s: cursor moved by another poller; page dropped", code)
+            return processed
+        processed += outcome.events
+        if outcome.rejected:
+            log.warning(
+                "courier feed %s: %d of %d events rejected (first: %s)",
+                code,
+                len(outcome.rejected),
+                outcome.events,
+                outcome.rejected[0]["reason"],
+            )
+        if page.next_cursor is None or len(page.events) < limit:
+            return processed
+    return processed
