@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
@@ -203,3 +204,35 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details, the body of every error."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
+
+
+# Documented on every API operation, so clients (and schema-driven fuzzers) know the shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("Bad request"),
+    401: _problem("No or bad API key"),
+    403: _problem("Role not allowed"),
+    404: _problem("Not found, or outside the caller's scope"),
+    409: _problem("Conflict with the current state"),
+    413: _problem("Request body too large"),
+    415: _problem("Unsupported media type"),
+    422: _problem("Invalid input, with field locations"),
+    429: _problem("Too many requests; see Retry-After"),
+}

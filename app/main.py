@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from app import __version__, web
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
-from app.errors import install_error_handlers
+from app.errors import PROBLEM_RESPONSES, ProblemDetail, install_error_handlers
 from app.middleware import BodyGuard, Telemetry
 from app.ratelimit import RateLimiter
 from app.routers import (
@@ -97,6 +98,7 @@ def create_app(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )
     install_error_handlers(app)
+    _register_problem_schema(app)
     for module in (
         reference,
         cases,
@@ -111,7 +113,7 @@ def create_app(
         webhooks,
         fhir,
     ):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(ops.router)
     app.include_router(web.router)  # the dashboard; not in the OpenAPI schema
     app.mount("/static", web.static_files(), name="static")
@@ -128,3 +130,18 @@ def create_app(
     app.add_middleware(Telemetry)
     logging.getLogger("v2v").setLevel(settings.log_level.upper())
     return app
+
+
+def _register_problem_schema(app: FastAPI) -> None:
+    """Publish ProblemDetail in components so every documented error response refers to it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ProblemDetail"] = ProblemDetail.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -44,7 +44,15 @@ class BodyGuard:
         self.max = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"].encode() not in _BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+            await _send_problem(
+                send, 422, "nul-character", "Invalid input", "NUL characters are not allowed"
+            )
+            return
+        if scope["method"].encode() not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -86,6 +94,12 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        # PostgreSQL text cannot hold NUL; refuse it at the edge, the same on every store.
+        if b"\x00" in body or b"\\u0000" in body:
+            await _send_problem(
+                send, 422, "nul-character", "Invalid input", "NUL characters are not allowed"
+            )
+            return
         path: str = scope["path"]
         if body and path.startswith("/api/"):
             content_type = headers.get(b"content-type", b"").decode("latin-1")

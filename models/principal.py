@@ -53,9 +53,9 @@ class IdempotencyRecord(SQLModel, table=True):
 class PrincipalCreate(RequestModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     role: Role
-    site: Annotated[str, StringConstraints(max_length=32)] | None = None
-    courier: Annotated[str, StringConstraints(max_length=32)] | None = None
-    device_id: Annotated[str, StringConstraints(max_length=200)] | None = None
+    site: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    courier: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    device_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
 class PrincipalPublic(ResponseModel):

@@ -185,3 +185,16 @@ def test_idempotency_key_replays_and_refuses_reuse(api: Api, database: Database)
     other = api.post("ncc", "/api/v1/cases", {**body, "patient_ref": "MRN-OTHER"}, headers=headers)
     assert _assert_problem(other, 409)["code"] == "idempotency-key-reused"
     assert _counts(database) == before
+
+
+def test_nul_characters_are_refused_everywhere(api: Api, database: Database) -> None:
+    before = _counts(database)
+    body = '{"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19", "patient_ref": "A\\u0000B"}'
+    r = api.client.post(
+        "/api/v1/cases",
+        content=body,
+        headers={**api.headers("ncc"), "content-type": "application/json"},
+    )
+    assert _assert_problem(r, 422)["code"] == "nul-character"
+    _assert_problem(api.get("ncc", "/api/v1/cases?site=NCC%00EAST"), 422)
+    assert _counts(database) == before

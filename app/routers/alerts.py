@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from sqlmodel import col, or_, select
 
 from app.deps import NowDep, SessionDep, committing, require_roles
 from app.errors import Conflict, NotFound
-from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
+from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
 from app.services import audit
 from app.services.access import case_scope, shipment_scope
 from models.alert import Alert, AlertAck, AlertKind, AlertPublic, AlertStatus, Severity
@@ -53,8 +53,7 @@ def list_alerts(
     if case_id:
         stmt = stmt.where(Alert.case_id == case_id)
     if cursor:
-        (before,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(col(Alert.id) < int(before))
+        stmt = stmt.where(col(Alert.id) < cursor_int(cursor))
     rows = list(session.exec(stmt.order_by(col(Alert.id).desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return {"items": rows[:limit], "next_cursor": next_cursor}
@@ -62,7 +61,7 @@ def list_alerts(
 
 @router.post("/{alert_id}/ack", response_model=AlertPublic)
 def acknowledge(
-    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    alert_id: IntId,
     body: AlertAck,
     session: SessionDep,
     principal: Watcher,

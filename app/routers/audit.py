@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import col, select
 
 from app.deps import SessionDep, require_roles
-from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
+from app.routers.pagination import CursorQuery, LimitQuery, cursor_int, encode_cursor
 from app.services import audit
 from models.audit import AuditEntry, AuditPublic, AuditVerify
 from models.base import Page
@@ -34,8 +34,7 @@ def list_audit(
     if entity_id:
         stmt = stmt.where(AuditEntry.entity_id == entity_id)
     if cursor:
-        (after,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(col(AuditEntry.seq) > int(after))
+        stmt = stmt.where(col(AuditEntry.seq) > cursor_int(cursor))
     rows = list(session.exec(stmt.order_by(col(AuditEntry.seq)).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
     return {"items": rows[:limit], "next_cursor": next_cursor}

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Path, Query
 
 from app.errors import Invalid
 
@@ -31,3 +31,15 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != arity:
         raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
     return values
+
+
+MAX_INT_ID = 2**31 - 1  # integer primary keys are 32-bit on PostgreSQL
+IntId = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
+
+
+def cursor_int(cursor: str) -> int:
+    """The single integer a cursor carries, range-checked (never reaches the database raw)."""
+    (value,) = decode_cursor(cursor, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**63 - 1:
+        raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
+    return min(value, MAX_INT_ID + 1)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import text
 from sqlmodel import col, select
 
@@ -21,7 +21,7 @@ from app.deps import (
     require_roles,
 )
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
+from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
 from app.services import audit, principals, readings
 from app.services.access import SHIPMENT_READERS, shipment_scope
 from app.services.coldchain import ms_to_dt
@@ -206,8 +206,7 @@ def list_excursions(
     if status:
         stmt = stmt.where(Excursion.status == status)
     if cursor:
-        (before,) = decode_cursor(cursor, 1)
-        stmt = stmt.where(col(Excursion.id) < int(before))
+        stmt = stmt.where(col(Excursion.id) < cursor_int(cursor))
     rows = list(session.exec(stmt.order_by(col(Excursion.id).desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return {"items": [_public(e) for e in rows[:limit]], "next_cursor": next_cursor}
@@ -216,7 +215,7 @@ def list_excursions(
 @router.post("/excursions/{excursion_id}/disposition", response_model=ExcursionPublic)
 def disposition(
     principal: QA,
-    excursion_id: Annotated[int, Path(ge=1, le=2**62)],
+    excursion_id: IntId,
     body: DispositionRequest,
     session: SessionDep,
     settings: SettingsDep,

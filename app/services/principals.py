@@ -56,7 +56,7 @@ def create_principal(
                 f"site {site!r} is not a known {kinds} site",
                 errors=[{"loc": "site", "msg": "unknown site for this role"}],
             )
-    elif site:
+    elif site is not None:
         raise Invalid(f"role {role} takes no site", errors=[{"loc": "site", "msg": "not allowed"}])
     if role == Role.device:
         if not device_id:
@@ -69,7 +69,7 @@ def create_principal(
                 errors=[{"loc": "courier", "msg": "unknown courier"}],
             )
         register_device(session, device_id=device_id, courier=courier)
-    elif device_id:
+    elif device_id is not None:
         raise Invalid(
             f"role {role} takes no device_id", errors=[{"loc": "device_id", "msg": "not allowed"}]
         )
@@ -79,7 +79,7 @@ def create_principal(
                 f"role courier needs a known courier organisation, not {courier!r}",
                 errors=[{"loc": "courier", "msg": "unknown courier"}],
             )
-    elif courier:
+    elif courier is not None:
         raise Invalid(
             f"role {role} takes no courier", errors=[{"loc": "courier", "msg": "not allowed"}]
         )
