@@ -48,18 +48,29 @@ def _pg_exec(sql: str) -> None:
         conn.execute(sql)
 
 
-def _prepare(url: str) -> None:
+# API keys of the personas created once in each template database, by backend.
+TEMPLATE_KEYS: dict[str, dict[str, str]] = {}
+
+
+def _prepare(url: str) -> dict[str, str]:
+    """Migrate, seed and create the personas once; every test database is a copy."""
     upgrade(url)
     db = Database(url, pool_size=1)
+    keys: dict[str, str] = {}
     with db.transaction() as session:
         load_reference(session)
+        for persona, spec in PERSONAS.items():
+            _, keys[persona] = principals.create_principal(
+                session, name=persona, secret_key=Settings().secret_key.get_secret_value(), **spec
+            )
     db.dispose()
+    return keys
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
-    _prepare(f"sqlite:///{path}")
+    TEMPLATE_KEYS["sqlite"] = _prepare(f"sqlite:///{path}")
     return path
 
 
@@ -75,7 +86,7 @@ def pg_template() -> Iterator[str]:
     name = f"v2v_tmpl_{_worker()}_{uuid.uuid4().hex[:6]}"
     _pg_exec(f'CREATE DATABASE "{name}"')
     try:
-        _prepare(_pg_url(name))
+        TEMPLATE_KEYS["postgres"] = _prepare(_pg_url(name))
         yield name
     finally:
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -185,6 +196,6 @@ PERSONAS: dict[str, dict[str, Any]] = {
 def api(app: Any, database: Database, settings: Settings) -> Iterator[Api]:
     with TestClient(app, raise_server_exceptions=False) as client:
         helper = Api(client, database, settings)
-        for persona, spec in PERSONAS.items():
-            helper.key(persona, **spec)
+        backend = "sqlite" if database.dialect == "sqlite" else "postgres"
+        helper.keys.update(TEMPLATE_KEYS[backend])
         yield helper

@@ -25,7 +25,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from tests.conftest import NOW, PERSONAS, Api, _pg_exec, _pg_url
+from tests.conftest import NOW, TEMPLATE_KEYS, Api, _pg_exec, _pg_url
 
 EXAMPLES = int(os.environ.get("V2V_FUZZ_EXAMPLES", "12"))
 CHECKS = [
@@ -82,8 +82,7 @@ def fuzz_api(
         app = create_app(settings_, clock=FrozenClock(NOW), database=db)
         with TestClient(app, raise_server_exceptions=False) as client:
             helper = Api(client, db, settings_)
-            for persona, spec in PERSONAS.items():
-                helper.key(persona, **spec)
+            helper.keys.update(TEMPLATE_KEYS[request.param])
             yield helper
     finally:
         db.dispose()
