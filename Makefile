@@ -26,6 +26,7 @@ $(VENV)/.dev-deps: requirements/dev-lock.txt pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-deps
 	$(BIN)/v2v db upgrade
 	$(BIN)/v2v seed
+	$(BIN)/v2v demo --cases 300 --seed 1 --if-empty
 	@echo ""
 	@echo "  vein2vein is starting on http://127.0.0.1:8000  (API docs: /docs)"
 	@echo "  Admin API key: $$($(BIN)/v2v dev-admin)"

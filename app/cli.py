@@ -58,6 +58,59 @@ def seed() -> None:
     console.print(f"reference data: created {created}; updated {updated}")
 
 
+@cli.command()
+def demo(
+    cases: Annotated[int, typer.Option(min=0, help="How many cases.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 1,
+    now: Annotated[
+        str | None, typer.Option(help="Cut-off instant, RFC 3339 (default: the current time).")
+    ] = None,
+    readings: Annotated[bool, typer.Option(help="Store loggers' 10-minute readings.")] = True,
+    if_empty: Annotated[bool, typer.Option(help="Do nothing when cases already exist.")] = False,
+) -> None:
+    """Load a synthetic demo cohort: two years of cases (refused in production)."""
+    from datetime import UTC, datetime
+
+    from rich.progress import Progress
+
+    from seeds import demo as cohort
+
+    settings = get_settings()
+    if settings.env == "production":
+        console.print("[red]demo data is refused with V2V_ENV=production[/red]")
+        raise typer.Exit(2)
+    try:
+        cutoff = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    except ValueError as exc:
+        console.print(f"[red]--now is not an RFC 3339 time:[/red] {now}")
+        raise typer.Exit(2) from exc
+    if cutoff.tzinfo is None:
+        console.print("[red]--now needs a UTC offset[/red]")
+        raise typer.Exit(2)
+    db = _database()
+    try:
+        if if_empty and cohort.has_cases(db):
+            console.print("cases already exist: demo cohort not loaded")
+            return
+        with Progress(console=console, transient=True) as bar:
+            tasks = {stage: bar.add_task(f"cases {stage}", total=cases) for stage in cohort.STAGES}
+            report = cohort.generate(
+                db,
+                cases=cases,
+                seed=seed,
+                now=cutoff,
+                readings=readings,
+                progress=lambda stage, done, _: bar.update(tasks[stage], completed=done),
+                settings=settings,
+            )
+    except cohort.DemoRefused as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    console.print(cohort.summary(report))
+
+
 @principal_cli.command("create")
 def principal_create(
     role: Annotated[
