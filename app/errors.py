@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 

@@ -56,8 +56,11 @@ def _leg_hours(session: Session, leg: dict[str, Any]) -> float:
     if a is None or b is None:
         raise ValueError(f"route leg between unknown sites: {leg['from_site']} -> {leg['to_site']}")
     return leg_hours(
-        (a.lat, a.lon), (b.lat, b.lon), mode=leg["mode"],
-        handling_h=float(leg.get("handling_h", 0)), customs_h=float(leg.get("customs_h", 0)),
+        (a.lat, a.lon),
+        (b.lat, b.lon),
+        mode=leg["mode"],
+        handling_h=float(leg.get("handling_h", 0)),
+        customs_h=float(leg.get("customs_h", 0)),
     )
 
 

@@ -189,7 +189,10 @@ def test_idempotency_key_replays_and_refuses_reuse(api: Api, database: Database)
 
 def test_nul_characters_are_refused_everywhere(api: Api, database: Database) -> None:
     before = _counts(database)
-    body = '{"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19", "patient_ref": "A\\u0000B"}'
+    body = (
+        '{"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19", '
+        '"patient_ref": "A\\u0000B"}'
+    )
     r = api.client.post(
         "/api/v1/cases",
         content=body,
