@@ -18,21 +18,21 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, func
+from sqlalchemy import Table, case, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from app.services.journey import as_utc
 from models.case import Case, Milestone
 from models.coldchain import Excursion
 from models.reference import Route, Site
 from models.shipment import Shipment
 
 CASES: Table = Case.__table__  # type: ignore[attr-defined]
+MILESTONE_TABLE: Table = Milestone.__table__  # type: ignore[attr-defined]
 ROUTES: Table = Route.__table__  # type: ignore[attr-defined]
 SITES: Table = Site.__table__  # type: ignore[attr-defined]
 LEGS = (
@@ -79,19 +79,41 @@ class CaseRow:
     product: str
     status: str
     timezone: str
-    times: dict[str, datetime] = field(default_factory=dict)
+    epoch: dict[str, float] = field(default_factory=dict)  # milestone -> epoch seconds
     shipped: bool = False
     excursion: bool = False
 
+    @property
+    def times(self) -> dict[str, datetime]:
+        return {k: datetime.fromtimestamp(v, UTC) for k, v in self.epoch.items()}
+
     def hours(self, start: str, end: str) -> float | None:
-        if start in self.times and end in self.times:
-            return (self.times[end] - self.times[start]).total_seconds() / 3600
+        if start in self.epoch and end in self.epoch:
+            return (self.epoch[end] - self.epoch[start]) / 3600
         return None
 
     def key(self, group_by: str) -> str:
         if group_by == "month":
-            return self.times["collected"].astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m")
+            local = datetime.fromtimestamp(self.epoch["collected"], ZoneInfo(self.timezone))
+            return local.strftime("%Y-%m")
         return str(getattr(self, group_by))
+
+
+MILESTONES = (
+    "collected",
+    "received_at_manufacturing",
+    "manufacturing_started",
+    "qc_released",
+    "received_at_site",
+    "infused",
+)
+
+
+def _epoch(session: Session, column: Any) -> Any:
+    """Epoch seconds of a timestamp expression, computed by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return (func.julianday(column) - 2440587.5) * 86400.0
 
 
 def fetch(
@@ -119,16 +141,25 @@ def fetch(
     rows = {
         r[0]: CaseRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in session.execute(stmt)
     }
+    # One row per case, the pivot done by the database: epoch seconds of each milestone of
+    # the current collection cycle (no per-milestone rows cross into Python).
+    m = MILESTONE_TABLE.c
+    pivot = [
+        _epoch(session, func.max(case((m.type == name, m.occurred_at)))).label(name)
+        for name in MILESTONES
+    ]
     times = session.execute(
-        select_columns(col(Milestone.case_id), col(Milestone.type), func.max(Milestone.occurred_at))
-        .join(CASES, c.id == col(Milestone.case_id))
-        .where(col(Milestone.cycle) == c.cycle)
-        .group_by(col(Milestone.case_id), col(Milestone.type))
+        select_columns(m.case_id, *pivot)
+        .join(CASES, c.id == m.case_id)
+        .where(m.cycle == c.cycle, m.type.in_(MILESTONES))
+        .group_by(m.case_id)
     )
-    for case_id, kind, at in times:
+    for case_id, *values in times:
         row = rows.get(case_id)
         if row is not None:
-            row.times[kind] = as_utc(at)
+            row.epoch = {
+                k: float(v) for k, v in zip(MILESTONES, values, strict=True) if v is not None
+            }
     shipped = session.execute(select_columns(col(Shipment.case_id)).distinct())
     for (case_id,) in shipped:
         if case_id in rows:
@@ -142,14 +173,16 @@ def fetch(
     for (case_id,) in bad:
         if case_id in rows:
             rows[case_id].excursion = True
+    low = collected_from.timestamp() if collected_from else None
+    high = collected_to.timestamp() if collected_to else None
     out = []
     for row in rows.values():
-        collected = row.times.get("collected")
+        collected = row.epoch.get("collected")
         if collected is None:
             continue
-        if collected_from and collected < collected_from:
+        if low is not None and collected < low:
             continue
-        if collected_to and collected >= collected_to:
+        if high is not None and collected >= high:
             continue
         out.append(row)
     return out
