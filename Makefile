@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench fmt clean
+.PHONY: run test lint bench fmt messages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ fmt: $(VENV)/.dev-deps
 
 bench: $(VENV)/.dev-deps
 	$(BIN)/python -m bench
+
+# Dashboard translations: extract the messages, then merge them into each .po (translate the
+# new entries by hand). The .po files are compiled in memory at start-up; no .mo is kept.
+messages: $(VENV)/.run-deps
+	$(BIN)/pybabel extract -F app/web/babel.cfg -k N_ --no-location --sort-output \
+		--project vein2vein -o app/web/translations/messages.pot .
+	$(BIN)/pybabel update -i app/web/translations/messages.pot -d app/web/translations \
+		--no-fuzzy-matching --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

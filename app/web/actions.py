@@ -27,8 +27,9 @@ from models.alert import AlertAck
 from models.coldchain import DispositionRequest, Signature
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-Next = Annotated[str, Form(max_length=500)]
+# Missing fields get defaults, so a bad post is a 403 page or a message, not a JSON 422.
 Csrf = Annotated[str, Form(alias=auth.CSRF_FIELD, max_length=100)]
+Text = Annotated[str, Form(max_length=2000)]
 YEAR_S = 365 * 24 * 3600
 
 
@@ -53,8 +54,8 @@ def login(
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
-    api_key: Annotated[str, Form(max_length=500)],
-    csrf: Csrf,
+    api_key: Annotated[str, Form(max_length=500)] = "",
+    csrf: Csrf = "",
     next_: Annotated[str, Form(alias="next", max_length=500)] = "/",
 ) -> Response:
     """Check the key; on success the session holds the principal's id, never the key."""
@@ -91,7 +92,7 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: Csrf) -> RedirectResponse:
+def logout(request: Request, csrf: Csrf = "") -> RedirectResponse:
     """End the session."""
     auth.check_csrf(request, csrf)
     auth.end(request)
@@ -118,7 +119,7 @@ def acknowledge(
     view: ViewDep,
     session: SessionDep,
     now: NowDep,
-    csrf: Csrf,
+    csrf: Csrf = "",
     next_: Annotated[str, Form(alias="next", max_length=500)] = "/",
     note: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> RedirectResponse:
@@ -149,11 +150,11 @@ def disposition(
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
-    csrf: Csrf,
-    decision: Annotated[str, Form(max_length=20)],
-    reason: Annotated[str, Form(max_length=2000)],
-    meaning: Annotated[str, Form(max_length=200)],
-    signature_key: Annotated[str, Form(max_length=500)],
+    csrf: Csrf = "",
+    decision: Annotated[str, Form(max_length=20)] = "",
+    reason: Text = "",
+    meaning: Annotated[str, Form(max_length=200)] = "",
+    signature_key: Annotated[str, Form(max_length=500)] = "",
     next_: Annotated[str, Form(alias="next", max_length=500)] = "/alerts",
 ) -> RedirectResponse:
     """QA's signed decision: the signer re-enters their own key (21 CFR 11.200)."""

@@ -189,16 +189,29 @@ def month_v2v(
 
 
 def build(
-    session: Session, principal: Principal, can: Can, now: datetime, zone: Any
+    session: Session,
+    principal: Principal,
+    can: Can,
+    now: datetime,
+    zone: Any,
+    part: str | None = None,
 ) -> dict[str, Any]:
+    """The overview's sections the principal may see; only ``part`` for a live region."""
+
+    def wanted(name: str) -> bool:
+        return part is None or part == name
+
     local = now.astimezone(zone)
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    data: dict[str, Any] = {"month_start": month_start}
-    if can.alerts:
+    data: dict[str, Any] = {"month_start": month_start, "stages": None, "month": None}
+    if can.alerts and wanted("alerts"):
         data["alert_counts"] = alert_counts(session, principal)
         data["open_alerts"] = alerts(session, principal, AlertStatus.open.value, ALERT_LIST)
         data["acknowledged"] = alerts(session, principal, AlertStatus.acknowledged.value, 10)
-    data["shipments"] = in_transit(session, principal, now)
-    data["stages"] = stages(session, principal) if can.cases or can.metrics else None
-    data["month"] = month_v2v(session, principal, month_start) if can.metrics else None
+    if wanted("shipments"):
+        data["shipments"] = in_transit(session, principal, now)
+    if (can.cases or can.metrics) and wanted("stages"):
+        data["stages"] = stages(session, principal)
+    if can.metrics and part is None:
+        data["month"] = month_v2v(session, principal, month_start)
     return data

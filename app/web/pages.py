@@ -41,7 +41,11 @@ def _part(parts: dict[str, str], part: str | None) -> str | None:
 def overview_page(view: ViewDep, session: SessionDep, part: Part = None) -> HTMLResponse:
     """Open alerts, shipments in transit, cases by stage and this month's V2V per route."""
     template = _part(OVERVIEW_PARTS, part) or "overview.html"
-    data = overview.build(session, view.user, view.can, view.now, view.lang.zone)
+    if part == "alerts":
+        require(view.can.alerts, "alerts")
+    if part == "stages":
+        require(view.can.cases or view.can.metrics, "case counts")
+    data = overview.build(session, view.user, view.can, view.now, view.lang.zone, part)
     return view.render(template, **data)
 
 
