@@ -25,6 +25,7 @@ from app.routers import (
     capacity,
     cases,
     coi,
+    epcis,
     fhir,
     metrics,
     ops,
@@ -112,6 +113,7 @@ def create_app(
         principals,
         webhooks,
         fhir,
+        epcis,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(ops.router)

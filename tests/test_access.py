@@ -67,6 +67,9 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         CASE_READERS,
         True,
     ),
+    ("POST", "/api/v1/integrations/epcis/capture"): ({"admin", "courier"}, False),
+    # The case is a query parameter (?case_id=), so its scope is tested in test_epcis.py.
+    ("GET", "/api/v1/integrations/epcis/events"): (CASE_READERS, False),
 }
 
 # Personas in scope of the fixture case (NCC East, Kashiwa factory, Kashiwa courier) and out.

@@ -1,0 +1,127 @@
+"""GS1 EPCIS 2.0: capture of sensor data, custody and pairings; export of a case."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlmodel import select
+
+from app.deps import NowDep, SessionDep, SettingsDep, committing, get_db, require_roles
+from app.errors import NotFound
+from app.services import epcis as epcis_service
+from app.services import readings
+from app.services.access import CASE_READERS, case_scope
+from app.telemetry import READINGS
+from integrations import epcis
+from models.case import Case
+from models.principal import Principal, Role
+
+router = APIRouter(prefix="/integrations/epcis", tags=["interop"])
+Capturer = Annotated[Principal, require_roles(Role.courier, Role.device, Role.admin)]
+Reader = Annotated[Principal, require_roles(*CASE_READERS)]
+
+
+class Rejected(BaseModel):
+    loc: str
+    reason: str
+    code: str | None = None
+
+
+class CaptureResponse(BaseModel):
+    events: int
+    readings: int
+    duplicates: int
+    custody: int
+    custody_duplicates: int
+    associations: int
+    alerts: int
+    ignored: int
+    rejected: list[Rejected]
+
+
+class EpcisResponse(JSONResponse):
+    media_type = epcis.EPCIS_JSON_LD
+
+
+_DOCUMENT = {
+    "type": "object",
+    "description": "A GS1 EPCIS 2.0 document (JSON or JSON-LD), `type` EPCISDocument.",
+    "required": ["@context", "type", "schemaVersion", "creationDate", "epcisBody"],
+}
+_CAPTURE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            epcis.EPCIS_JSON_LD: {"schema": _DOCUMENT},
+            "application/json": {"schema": _DOCUMENT},
+        },
+    }
+}
+_EXPORT_CONTENT = {
+    200: {
+        "description": "The case's custody steps and sensor data as an EPCIS 2.0 document.",
+        "content": {epcis.EPCIS_JSON_LD: {"schema": _DOCUMENT}},
+    }
+}
+
+
+@router.post(
+    "/capture",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CaptureResponse,
+    openapi_extra=_CAPTURE_BODY,
+)
+async def capture(
+    request: Request, principal: Capturer, settings: SettingsDep, now: NowDep
+) -> CaptureResponse:
+    """Capture an EPCIS 2.0 document: readings, alarms, custody steps and device pairings."""
+    request.app.state.ingest_limiter.hit(principal.id)  # shares the key's ingest budget
+    body = await request.body()
+    db = get_db(request)
+
+    def work() -> epcis.CaptureResult:
+        document = epcis_service.parse(body)
+        with readings.INGEST_LOCK, db.session(write=True) as session, committing(session):
+            return epcis_service.capture(
+                session,
+                actor=principal,
+                document=document,
+                now=now,
+                future_tolerance_s=settings.future_tolerance_s,
+            )
+
+    result = await to_thread.run_sync(work)
+    READINGS.inc(result.readings)
+    return CaptureResponse(
+        events=result.events,
+        readings=result.readings,
+        duplicates=result.duplicates,
+        custody=result.custody,
+        custody_duplicates=result.custody_duplicates,
+        associations=result.associations,
+        alerts=result.alerts,
+        ignored=result.ignored,
+        rejected=[Rejected.model_validate(r) for r in result.rejected],
+    )
+
+
+@router.get(
+    "/events",
+    response_class=EpcisResponse,
+    responses=_EXPORT_CONTENT,  # type: ignore[arg-type]
+)
+def export_events(
+    principal: Reader,
+    session: SessionDep,
+    now: NowDep,
+    case_id: Annotated[str, Query(min_length=1, max_length=64)],
+) -> EpcisResponse:
+    """A case's custody steps and sensor data as an EPCIS 2.0 document (JSON-LD)."""
+    case = session.exec(select(Case).where(Case.id == case_id, case_scope(principal))).first()
+    if case is None:
+        raise NotFound("no such case")
+    return EpcisResponse(epcis_service.export(session, case=case, now=now))

@@ -1,0 +1,143 @@
+"""Sensor data of a capture into the cold chain: readings through the ingest service (same
+attachment, ownership, duplicate and excursion rules as ``POST /readings``), alarms as alerts
+on the shipment the device rides in at the report's time."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from app.services import readings
+from app.services.alerts import raise_alert
+from integrations.epcis._identifiers import rfc3339
+from integrations.epcis._sensors import Alarm, DeviceRef, SensorData, reading_items
+from models.alert import AlertKind, Severity
+from models.coldchain import Device
+from models.principal import Principal, Role
+from models.shipment import Shipment
+
+ALARM_SEVERITY = {"ALARM_CONDITION": Severity.major, "ERROR_CONDITION": Severity.warning}
+NO_DEVICE = (
+    "no device: give sensorMetadata.deviceID (or the report's deviceID), or exactly one "
+    "of your devices among the event's EPCs"
+)
+
+
+@dataclass
+class CaptureResult:
+    events: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    custody: int = 0
+    custody_duplicates: int = 0
+    associations: int = 0
+    alerts: int = 0
+    ignored: int = 0
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
+
+    def reject(self, loc: str, reason: str, code: str | None = None) -> None:
+        """Report a refused event or report once (an interval report is two readings)."""
+        if (loc, reason) in self._seen:
+            return
+        self._seen.add((loc, reason))
+        self.rejected.append({"loc": loc, "reason": reason, **({"code": code} if code else {})})
+
+
+class Devices:
+    """Resolves a report's device: its deviceID, or the one of the event's EPCs we know."""
+
+    def __init__(self, session: Session, actor: Principal, data: SensorData) -> None:
+        refs = [m.device for m in data.temperatures + data.extras] + [a.device for a in data.alarms]
+        ids = {r.explicit for r in refs if r.explicit} | {c for r in refs for c in r.candidates}
+        if actor.role == Role.device:
+            self.owned = {actor.device_id} & ids if actor.device_id else set()
+        else:
+            stmt = select(Device.id).where(col(Device.id).in_(ids))
+            if actor.role != Role.admin:
+                stmt = stmt.where(Device.courier == actor.courier)
+            self.owned = set(session.exec(stmt)) if ids else set()
+        self.assignments = readings.Assignments(session, self.owned)
+
+    def resolve(self, ref: DeviceRef) -> str | None:
+        """The device id to use, or None when the event does not say which device it is."""
+        if ref.explicit:
+            return ref.explicit
+        known = [c for c in ref.candidates if c in self.owned]
+        if len(known) == 1:
+            return known[0]
+        return ref.candidates[0] if not known and len(ref.candidates) == 1 else None
+
+
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
+
+
+def store_readings(
+    session: Session,
+    actor: Principal,
+    devices: Devices,
+    data: SensorData,
+    now: datetime,
+    future_tolerance_s: int,
+    result: CaptureResult,
+) -> None:
+    """Store the document's readings as ``POST /readings`` would; faults by JSON pointer."""
+    batch = reading_items(data, devices.resolve, limits=readings.OPTIONAL, no_device=NO_DEVICE)
+    result.ignored += batch.ignored
+    for loc, reason in batch.problems:
+        result.reject(loc, reason)
+    outcome = readings.ingest(
+        session, actor=actor, items=batch.items, now=now, future_tolerance_s=future_tolerance_s
+    )
+    result.readings += outcome.accepted
+    result.duplicates += outcome.duplicates
+    for entry in outcome.rejected:
+        result.reject(batch.pointers[int(entry["index"])], str(entry["reason"]))
+
+
+def raise_alarms(
+    session: Session,
+    devices: Devices,
+    alarms: list[Alarm],
+    now: datetime,
+    result: CaptureResult,
+) -> None:
+    """Open (or refresh) an alert per sensor alarm on the shipment its device rides in."""
+    for alarm in alarms:
+        device = devices.resolve(alarm.device)
+        if device is None or device not in devices.owned:
+            unknown = "unknown device, or not one of your organisation's"
+            result.reject(alarm.pointer, NO_DEVICE if device is None else unknown)
+            continue
+        shipment_id = devices.assignments.shipment_at(device, _ms(alarm.at))
+        shipment = session.get(Shipment, shipment_id) if shipment_id else None
+        if shipment is None:
+            result.reject(alarm.pointer, "device is not assigned to a shipment at that time")
+            continue
+        at = rfc3339(alarm.at)
+        key = hashlib.sha256(f"{device}|{alarm.exception}|{alarm.measurement}|{at}".encode())
+        # AlertKind has no sensor-alarm kind yet; the cold-chain kind carries it, data says which.
+        raise_alert(
+            session,
+            kind=AlertKind.temperature_excursion,
+            severity=ALARM_SEVERITY.get(alarm.exception, Severity.warning),
+            message=f"EPCIS {alarm.exception} from the {alarm.measurement} sensor {device} "
+            f"at {at}" + (f" ({alarm.detail[:200]})" if alarm.detail else ""),
+            now=now,
+            case_id=shipment.case_id,
+            shipment_id=shipment.id,
+            dedupe_key=f"epcis:{shipment.id}:{key.hexdigest()[:32]}",
+            data={
+                "source": "epcis",
+                "exception": alarm.exception,
+                "device_id": device,
+                "measurement": alarm.measurement,
+                "at": at,
+                "detail": alarm.detail,
+            },
+        )
+        result.alerts += 1

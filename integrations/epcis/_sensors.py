@@ -1,0 +1,221 @@
+"""Sensor reports to readings: units, point and interval forms, our optional fields, alarms.
+
+- Temperature in ``CEL`` is taken as is; ``KEL`` − 273.15; ``FAH`` (F − 32)·5/9. Converted
+  values are rounded to 6 decimals (no logger is finer), so 278.15 KEL is exactly 5 °C. A
+  temperature report without one of these units is refused (reported, not guessed).
+- A report with ``value`` is a point reading at its ``time``, else the element's
+  ``sensorMetadata.time``, else its ``endTime``, else the event's ``eventTime``.
+- An interval report (``minValue``/``maxValue`` over ``startTime``–``endTime``) becomes two
+  readings: the minimum at ``startTime`` and the maximum at ``endTime``, so the excursion
+  engine sees both extremes (a maximum above range opens an excursion at the interval's end;
+  a minimum below range one at its start). When the interval has no length, the minimum is
+  put 1 ms before the maximum (one reading per device and millisecond). The mean and
+  standard deviation are not stored.
+- One device has one temperature per instant: when a document gives several (two probes,
+  told apart only by an extension such as ``ex:feature``), the first is stored and the others
+  count as duplicates.
+- Point values of other types fill our optional reading fields at the same device and
+  instant: ``RelativeHumidity`` (P1) → humidity_pct, ``Illuminance`` (LUX) → light_lux,
+  ``Acceleration`` (K40 = g, or MSK m/s²) → shock_g, ``Angle`` with component ``latitude``/
+  ``longitude`` (DD) → lat/lon, and our ``urn:v2v:measurement:battery`` (P1) → battery_pct.
+  Everything else (AbsoluteHumidity, Speed, interval forms of these…) is ignored and counted.
+- A report with an ``exception`` (``ALARM_CONDITION``, ``ERROR_CONDITION``) is an alarm.
+- The device is the report's ``deviceID``, else its element's ``sensorMetadata.deviceID``,
+  else one of the event's EPCs (the caller picks the one that is a known device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from integrations.epcis._document import Document, Event, SensorMetadata, SensorReport, pointer
+from integrations.epcis._identifiers import canonical_id, rfc3339, term
+
+BATTERY_TYPE = "urn:v2v:measurement:battery"
+STANDARD_GRAVITY = 9.80665  # m/s² per g
+TEMPERATURE_UNITS: dict[str, Callable[[float], float]] = {
+    "CEL": lambda v: v,
+    "KEL": lambda v: round(v - 273.15, 6),
+    "FAH": lambda v: round((v - 32) * 5 / 9, 6),
+}
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    explicit: str | None  # canonical deviceID of the report or its element
+    candidates: tuple[str, ...]  # canonical EPCs of the event, when there is no deviceID
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A temperature (``field`` ``temp_c``) or an optional field of a reading."""
+
+    pointer: str
+    device: DeviceRef
+    at: datetime
+    field: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Alarm:
+    pointer: str
+    device: DeviceRef
+    at: datetime
+    exception: str
+    measurement: str
+    detail: str | None
+
+
+@dataclass
+class SensorData:
+    temperatures: list[Measure] = field(default_factory=list)
+    extras: list[Measure] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    ignored: int = 0
+
+
+def to_celsius(value: float, uom: str | None) -> float | None:
+    """A temperature in °C, or None for a unit that is not CEL, KEL or FAH."""
+    convert = TEMPERATURE_UNITS.get(uom or "")
+    return convert(value) if convert else None
+
+
+def _extra(kind: str, report: SensorReport) -> tuple[str, float] | None:
+    value, uom = report.value, report.uom
+    if value is None:
+        return None
+    component = term(report.component, "Component") if report.component else None
+    if kind == "RelativeHumidity" and uom in (None, "P1") and component is None:
+        return "humidity_pct", value
+    if kind == "Illuminance" and uom in (None, "LUX") and component is None:
+        return "light_lux", value
+    if kind == "Acceleration" and uom in ("K40", "MSK") and component is None:
+        return "shock_g", abs(value) / (STANDARD_GRAVITY if uom == "MSK" else 1.0)
+    if kind == "Angle" and uom in (None, "DD") and component in ("latitude", "longitude"):
+        return ("lat" if component == "latitude" else "lon"), value
+    if kind == BATTERY_TYPE and uom in (None, "P1"):
+        return "battery_pct", value
+    return None
+
+
+def _point_time(event: Event, meta: SensorMetadata | None, report: SensorReport) -> datetime:
+    return report.time or (meta.time or meta.end_time if meta else None) or event.event_time
+
+
+def _temperature(
+    out: SensorData,
+    loc: str,
+    device: DeviceRef,
+    event: Event,
+    meta: SensorMetadata | None,
+    report: SensorReport,
+) -> None:
+    if report.value is None and report.min_value is None and report.max_value is None:
+        if report.exception is None:
+            out.ignored += 1
+        return
+    convert = TEMPERATURE_UNITS.get(report.uom or "")
+    if convert is None:
+        out.problems.append((loc + "/uom", "a temperature needs uom CEL, KEL or FAH"))
+        return
+    if report.value is not None:
+        at = _point_time(event, meta, report)
+        out.temperatures.append(Measure(loc, device, at, "temp_c", convert(report.value)))
+        return
+    point = _point_time(event, meta, report)
+    start = (meta.start_time or meta.end_time if meta else None) or point
+    end = (meta.end_time if meta else None) or start
+    if report.min_value is not None:
+        low_at = start
+        if start == end and report.max_value is not None:
+            low_at = end - timedelta(milliseconds=1)
+        out.temperatures.append(Measure(loc, device, low_at, "temp_c", convert(report.min_value)))
+    if report.max_value is not None:
+        out.temperatures.append(Measure(loc, device, end, "temp_c", convert(report.max_value)))
+
+
+def _event_epcs(event: Event) -> tuple[str, ...]:
+    raw = [*event.epc_list, *([event.parent_id] if event.parent_id else []), *event.child_epcs]
+    return tuple(dict.fromkeys(canonical_id(epc) for epc in raw))
+
+
+def sensor_data(document: Document) -> SensorData:
+    """Every sensor report of the document, mapped (see the module docstring)."""
+    out = SensorData()
+    for i, event in enumerate(document.epcis_body.event_list):
+        candidates = _event_epcs(event)
+        for j, element in enumerate(event.sensor_element_list):
+            meta = element.sensor_metadata
+            for k, report in enumerate(element.sensor_report):
+                loc = pointer(
+                    "epcisBody", "eventList", i, "sensorElementList", j, "sensorReport", k
+                )
+                device_id = report.device_id or (meta.device_id if meta else None)
+                device = DeviceRef(canonical_id(device_id) if device_id else None, candidates)
+                kind = term(report.type, "MT")
+                if report.exception:
+                    at = _point_time(event, meta, report)
+                    exception = term(report.exception, "SensorAlertType")
+                    detail = report.uri_value or report.string_value
+                    out.alarms.append(Alarm(loc, device, at, exception, kind, detail))
+                if kind == "Temperature":
+                    _temperature(out, loc, device, event, meta, report)
+                    continue
+                extra = _extra(kind, report)
+                if extra is not None:
+                    at = _point_time(event, meta, report)
+                    out.extras.append(Measure(loc, device, at, extra[0], extra[1]))
+                elif report.exception is None:
+                    out.ignored += 1
+    return out
+
+
+@dataclass
+class ReadingItems:
+    """Ingest items (``device_id``, ``ts``, ``temp_c`` and optional fields), with the pointer
+    of the report each came from; plus reports refused or ignored on the way."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    pointers: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    ignored: int = 0
+
+
+def reading_items(
+    data: SensorData,
+    resolve: Callable[[DeviceRef], str | None],
+    *,
+    limits: Mapping[str, tuple[float, float]],
+    no_device: str,
+) -> ReadingItems:
+    """One item per temperature; other values join the item of the same device and instant."""
+    out = ReadingItems()
+    slots: dict[tuple[str, int], int] = {}
+    for m in data.temperatures:
+        device = resolve(m.device)
+        if device is None:
+            out.problems.append((m.pointer, no_device))
+            continue
+        slots.setdefault((device, _ms(m.at)), len(out.items))
+        out.items.append({"device_id": device, "ts": rfc3339(m.at), "temp_c": m.value})
+        out.pointers.append(m.pointer)
+    for m in data.extras:
+        device = resolve(m.device)
+        index = slots.get((device, _ms(m.at))) if device else None
+        low, high = limits[m.field]
+        if index is None:
+            out.ignored += 1  # no temperature of that device at that instant to join
+        elif not low <= m.value <= high:
+            out.problems.append((m.pointer, f"{m.field}: {m.value:g} is outside {low:g}…{high:g}"))
+        else:
+            out.items[index][m.field] = m.value
+    return out
+
+
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
