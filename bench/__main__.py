@@ -33,12 +33,22 @@ from bench import (
     p2_single_reading,
     p3_large_shipment,
     p4_postgres,
+    p5_queries,
+    p6_sweeps,
     serving,
 )
 from bench.harness import Figure
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.ID: m for m in (p1_sqlite_ingest, p2_single_reading, p3_large_shipment, p4_postgres)
+    m.ID: m
+    for m in (
+        p1_sqlite_ingest,
+        p2_single_reading,
+        p3_large_shipment,
+        p4_postgres,
+        p5_queries,
+        p6_sweeps,
+    )
 }
 
 

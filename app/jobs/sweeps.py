@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import Table, or_
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.db import Database
@@ -19,6 +21,9 @@ from models.coldchain import ShipmentState
 from models.reference import Product, Profile, RouteLeg
 from models.shipment import Shipment, ShipmentStatus
 
+SHIPMENTS: Table = Shipment.__table__  # type: ignore[attr-defined]
+STATES: Table = ShipmentState.__table__  # type: ignore[attr-defined]
+PROFILES: Table = Profile.__table__  # type: ignore[attr-defined]
 HOLD_SAFETY_FACTOR = 0.7  # real dry shippers vary by up to 40 % from their rated hold time
 
 
@@ -57,51 +62,66 @@ def reevaluate_marked(db: Database, *, now: datetime, limit: int = 200) -> int:
 
 
 def loss_of_signal(db: Database, *, now: datetime) -> int:
-    """Alert on in-transit shipments whose newest reading is older than the profile's gap."""
-    raised = 0
-    with db.transaction() as session:
-        rows = session.exec(
-            select(Shipment, ShipmentState.newest_ts_ms, Profile.max_gap_min)
-            .join(Profile, col(Profile.code) == col(Shipment.profile))
-            .outerjoin(ShipmentState, col(ShipmentState.shipment_id) == col(Shipment.id))
-            .where(Shipment.status == ShipmentStatus.in_transit)
-        ).all()
-        for shipment, newest_ms, max_gap_min in rows:
-            key = f"signal:{shipment.id}"
-            last = ms_to_dt(newest_ms) if newest_ms is not None else shipment.picked_up_at
-            if last is None:
-                continue
-            silent = now - last
-            if silent > timedelta(minutes=max_gap_min):
-                alerts.raise_alert(
-                    session,
-                    kind=AlertKind.loss_of_signal,
-                    severity=Severity.major,
-                    message=(
-                        f"no reading from shipment {shipment.id[:8]} for "
-                        f"{silent.total_seconds() / 60:.0f} min (limit {max_gap_min:.0f} min)"
-                    ),
-                    now=now,
-                    case_id=shipment.case_id,
-                    shipment_id=shipment.id,
-                    dedupe_key=key,
-                    data={"last_reading_at": last.isoformat()},
+    """Alert on in-transit shipments whose newest reading is older than the profile's gap.
+
+    One read query finds the silent shipments (the comparison runs in the database, on the
+    detector state's newest timestamp); a write transaction opens only when an alert must be
+    raised or resolved.
+    """
+    now_ms = int(now.timestamp() * 1000)
+    s, st, p = SHIPMENTS.c, STATES.c, PROFILES.c
+    with db.session() as session:
+        silent = session.execute(
+            select_columns(s.id, s.case_id, s.picked_up_at, st.newest_ts_ms, p.max_gap_min)
+            .select_from(
+                SHIPMENTS.join(PROFILES, p.code == s.profile).outerjoin(
+                    STATES, st.shipment_id == s.id
                 )
-                raised += 1
-            else:
-                resolve(session, dedupe_key=key, now=now)
-        # Delivered shipments no longer report: their signal alerts are over.
-        for alert in session.exec(
-            select(Alert)
-            .join(Shipment, col(Shipment.id) == col(Alert.shipment_id))
-            .where(
-                Alert.kind == AlertKind.loss_of_signal,
-                col(Alert.status) != AlertStatus.resolved,
-                Shipment.status != ShipmentStatus.in_transit,
             )
-        ):
-            resolve(session, dedupe_key=alert.dedupe_key or "", now=now)
-    return raised
+            .where(
+                s.status == ShipmentStatus.in_transit.value,
+                or_(st.newest_ts_ms.is_(None), st.newest_ts_ms < now_ms - p.max_gap_min * 60_000),
+            )
+        ).all()
+        open_keys = {
+            key
+            for (key,) in session.execute(
+                select_columns(col(Alert.dedupe_key)).where(
+                    col(Alert.kind) == AlertKind.loss_of_signal.value,
+                    col(Alert.status) != AlertStatus.resolved,
+                )
+            )
+            if key
+        }
+    overdue = []
+    for shipment_id, case_id, picked_up_at, newest_ms, max_gap_min in silent:
+        last = ms_to_dt(newest_ms) if newest_ms is not None else picked_up_at
+        if last is not None and now - last > timedelta(minutes=max_gap_min):
+            overdue.append((shipment_id, case_id, last, max_gap_min))
+    quiet = open_keys - {f"signal:{shipment_id}" for shipment_id, *_ in overdue}
+    if not overdue and not quiet:
+        return 0
+    with db.transaction() as session:
+        for shipment_id, case_id, last, max_gap_min in overdue:
+            minutes = (now - last).total_seconds() / 60
+            alerts.raise_alert(
+                session,
+                kind=AlertKind.loss_of_signal,
+                severity=Severity.major,
+                message=(
+                    f"no reading from shipment {shipment_id[:8]} for {minutes:.0f} min "
+                    f"(limit {max_gap_min:.0f} min)"
+                ),
+                now=now,
+                case_id=case_id,
+                shipment_id=shipment_id,
+                dedupe_key=f"signal:{shipment_id}",
+                data={"last_reading_at": last.isoformat()},
+            )
+        # Signal back, or the shipment delivered: those alerts are over.
+        for key in quiet:
+            resolve(session, dedupe_key=key, now=now)
+    return len(overdue)
 
 
 def _expected_transit_h(session: Session, shipment: Shipment, case: Case) -> float:
