@@ -98,6 +98,8 @@ def chart(
             "axis_t": _("Time (%(zone)s)", zone=lang.zone.key),
             "axis_c": _("Temperature (°C)"),
         },
+        # plotly.js names months in English; Japanese pages get numeric dates instead.
+        "tickformat": "%m/%d %H:%M" if lang.code == "ja" else "",
         "bucket_s": trace["bucket_s"],
         "n": sum(p["n"] for p in rows),
     }

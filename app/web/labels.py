@@ -30,7 +30,7 @@ MILESTONE = {
     "shipped_to_site": N_("Picked up for the hospital"),
     "received_at_site": N_("Received at hospital"),
     "thawed": N_("Thawed"),
-    "infused": N_("Infused"),
+    "infused": N_("Infusion"),
     "cancelled": N_("Cancelled"),
     "recollection": N_("Recollection"),
 }

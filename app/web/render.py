@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request, Response
@@ -56,7 +56,14 @@ def html(body: str, status: int = 200) -> HTMLResponse:
 
 def safe_next(target: str | None) -> str:
     """A local path to return to; anything else (another host) becomes the overview."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # Browsers drop tabs and newlines and read a backslash as a slash: "/\t/evil" is "//evil".
+    if (
+        not target
+        or not target.startswith("/")
+        or any(c in target for c in "\\\t\r\n")
+        or target.startswith("//")
+        or urlsplit(target).netloc
+    ):
         return "/"
     return target
 

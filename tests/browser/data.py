@@ -1,9 +1,10 @@
-"""Demo-like data for the browser suite, written through the API as the parties would.
+"""Demo data for the browser suite: the demo cohort, plus live shipments through the API.
 
 Relative to the real current time (the uvicorn server under test runs on the system clock):
-infused cases on the local and the overseas route with their typical durations, cases in
-flight, a fresh shipment in transit with a temperature excursion, a healthy one, an overseas
-shipment with a chain-of-identity mismatch, and the delay sweep's alerts.
+``seeds.demo`` writes two years of cases (every stage, readings, excursions, alerts); then,
+as the parties would through the API, a fresh box in transit with a temperature excursion,
+a healthy one, an overseas shipment whose handoff scanned the wrong label; then the delay
+sweep raises its alerts.
 """
 
 from __future__ import annotations
@@ -13,43 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.jobs.delays import delay_sweep
+from seeds import demo
 from tests.conftest import Api
 from tests.helpers import Journey
 
+DEMO_CASES = 150
+DEMO_SEED = 11
 MIN = timedelta(minutes=1)
 NCC = (35.9027, 139.9378)
 KASHIWA = (35.8946, 139.9495)
-# (route, collected days ago, pickup h, transit h, queue h, manufacture d, release h,
-#  return h, hospital to infusion d)
-FINISHED = [
-    ("KASHIWA-LOCAL", 55, 0.6, 1.2, 8, 11.2, 20, 1.3, 2.5),
-    ("KASHIWA-LOCAL", 40, 0.7, 1.1, 9, 11.5, 24, 1.2, 3.1),
-    ("KASHIWA-LOCAL", 33, 0.9, 1.4, 12, 11.1, 28, 1.3, 2.2),
-    ("KASHIWA-LOCAL", 26, 0.5, 1.2, 11, 10.9, 22, 1.4, 1.5),
-    ("JP-US-EWR", 90, 96, 70, 120, 18.5, 110, 72, 2.2),
-    ("JP-US-EWR", 80, 90, 66, 130, 18.9, 100, 80, 2.6),
-    ("JP-US-EWR", 72, 110, 75, 100, 18.2, 120, 70, 1.9),
-    ("JP-US-EWR", 64, 100, 68, 140, 19.1, 104, 76, 2.4),
-]
-
-
-def _walk(j: Journey, spec: tuple[Any, ...]) -> None:
-    _, _, pickup_h, transit_h, queue_h, make_d, release_h, back_h, infuse_d = spec
-    inbound = "FRESH_2_8" if j.route == "KASHIWA-LOCAL" else "CRYO_LN2"
-    j.schedule()
-    j.step("collected", hours=0.1)
-    j.inbound = j.ship("to_manufacturing", inbound)
-    j.custody(j.inbound, "picked_up", hours=pickup_h)
-    j.custody(j.inbound, "delivered", hours=transit_h)
-    j.step("received_at_manufacturing", hours=0.3)
-    j.step("manufacturing_started", hours=queue_h, coi=False)
-    j.step("qc_released", hours=make_d * 24, coi=False)
-    j.outbound = j.ship("to_site", "CRYO_LN2")
-    j.custody(j.outbound, "picked_up", hours=release_h)
-    j.custody(j.outbound, "delivered", hours=back_h)
-    j.step("received_at_site", hours=0.4)
-    j.step("thawed", hours=infuse_d * 24)
-    j.step("infused", hours=0.25)
 
 
 def _readings(
@@ -76,20 +49,8 @@ def _post(api: Api, persona: str, items: list[dict[str, Any]]) -> None:
 
 
 def build(api: Api, now: datetime) -> dict[str, Any]:
-    """Write the cohort; return the ids the tests look for."""
-    for n, spec in enumerate(FINISHED):
-        start = now - timedelta(days=spec[1])
-        j = Journey(api, route=spec[0], patient=f"MRN-B{n:03d}", start=start)
-        _walk(j, spec)
-    # In manufacturing at Kashiwa, collected nine days ago.
-    making = Journey(api, patient="MRN-B100", start=now - timedelta(days=9))
-    making.schedule()
-    making.step("collected", hours=0.1)
-    ship = making.ship("to_manufacturing", "FRESH_2_8")
-    making.custody(ship, "picked_up", hours=0.7)
-    making.custody(ship, "delivered", hours=1.3)
-    making.step("received_at_manufacturing", hours=0.3)
-    making.step("manufacturing_started", hours=10, coi=False)
+    """Write the cohort and the live shipments; return the ids the tests look for."""
+    demo.generate(api.database, cases=DEMO_CASES, seed=DEMO_SEED, now=now, settings=api.settings)
     # A fresh box on the road now, warmed for half an hour an hour ago: an excursion.
     hot = Journey(api, patient="MRN-B200", start=now - timedelta(hours=3, minutes=10))
     hot.schedule()

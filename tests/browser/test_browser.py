@@ -22,7 +22,7 @@ def test_coordinator_logs_in_and_sees_the_overview(pages: Pages, shot: Shot) -> 
     pages.login(page, "ncc")
     assert page.get_by_role("heading", name="Open alerts").is_visible()
     rows = page.locator("#in-transit tbody tr")
-    assert rows.count() == 3
+    assert rows.count() >= 3
     assert page.locator("#in-transit .signal-alarm").count() >= 1
     assert page.locator("#in-transit .signal-ok").count() >= 1
     assert "°C" in page.locator("#in-transit").inner_text()
@@ -160,11 +160,11 @@ def test_viewer_sees_aggregates_and_no_coi_anywhere(
     pages: Pages, served: Served, shot: Shot
 ) -> None:
     page = pages.as_("viewer")
-    for url in ("/", "/routes"):
-        page.goto(url)
-        page.wait_for_load_state("networkidle")
-        assert not COI_RE.search(page.content()), url
+    page.goto("/routes")
+    page.locator("#chart-legs .main-svg").first.wait_for()
+    assert not COI_RE.search(page.content())
     page.goto("/")
+    assert not COI_RE.search(page.content())
     assert page.locator("#shipment-counts").is_visible()
     assert page.locator("#in-transit").count() == 0
     shot(page, "10-viewer-overview")
@@ -180,13 +180,13 @@ def test_pages_fit_a_tablet(pages: Pages, served: Served, shot: Shot) -> None:
     page = pages.as_("ncc")
     page.set_viewport_size({"width": 768, "height": 1024})
     try:
-        for url, name in (
-            ("/", "11-overview-768"),
-            (f"/cases/{served.ids['excursion_case']}", "12-case-768"),
-            ("/routes", "13-routes-768"),
+        for url, name, ready in (
+            ("/", "11-overview-768", "#stages"),
+            (f"/cases/{served.ids['excursion_case']}", "12-case-768", ".main-svg"),
+            ("/routes", "13-routes-768", "#chart-legs .main-svg"),
         ):
             page.goto(url)
-            page.wait_for_load_state("networkidle")
+            page.locator(ready).first.wait_for()
             assert page.evaluate("document.documentElement.scrollWidth") <= 768, url
             shot(page, name)
     finally:

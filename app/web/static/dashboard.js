@@ -32,7 +32,8 @@
       legendSwatch(d.labels.excursion, "rgba(211,47,47,0.5)")
     ];
     var layout = { height: 320, margin: { l: 60, r: 12, t: 8, b: 40 }, shapes: shapes,
-      xaxis: { title: { text: d.labels.axis_t } }, yaxis: { title: { text: d.labels.axis_c } },
+      xaxis: { title: { text: d.labels.axis_t }, tickformat: d.tickformat },
+      yaxis: { title: { text: d.labels.axis_c } },
       legend: { orientation: "h", y: 1.12 }, hovermode: "x unified" };
     return window.Plotly.react(el, traces, layout, CONFIG).then(function () {
       el.dataset.shaded = String(d.excursions.length);
