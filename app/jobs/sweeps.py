@@ -33,10 +33,7 @@ def resolve(session: Session, *, dedupe_key: str, now: datetime) -> None:
             Alert.dedupe_key == dedupe_key, col(Alert.status) != AlertStatus.resolved
         )
     ):
-        alert.status = AlertStatus.resolved.value
-        alert.resolved_at = now
-        alert.updated_at = now
-        session.add(alert)
+        alerts.resolve(session, alert=alert, now=now)
 
 
 def reevaluate_marked(db: Database, *, now: datetime, limit: int = 200) -> int:

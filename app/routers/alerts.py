@@ -10,7 +10,7 @@ from sqlmodel import col, or_, select
 from app.deps import NowDep, SessionDep, committing, require_roles
 from app.errors import Conflict, NotFound
 from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
-from app.services import audit
+from app.services import alerts, audit
 from app.services.access import case_scope, shipment_scope
 from models.alert import Alert, AlertAck, AlertKind, AlertPublic, AlertStatus, Severity
 from models.base import Page
@@ -83,6 +83,7 @@ def acknowledge(
         alert.updated_at = now
         session.add(alert)
         session.flush()
+        alerts.acknowledged(session, alert=alert, now=now)
         audit.append(
             session,
             actor=principal,

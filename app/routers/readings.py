@@ -22,7 +22,7 @@ from app.deps import (
 )
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
-from app.services import audit, principals, readings
+from app.services import alerts, audit, principals, readings
 from app.services.access import SHIPMENT_READERS, shipment_scope
 from app.services.coldchain import ms_to_dt
 from app.telemetry import READINGS
@@ -257,10 +257,7 @@ def disposition(
                 col(Alert.status) != AlertStatus.resolved,
             )
         ):
-            alert.status = AlertStatus.resolved.value
-            alert.resolved_at = now
-            alert.updated_at = now
-            session.add(alert)
+            alerts.resolve(session, alert=alert, now=now)
         session.flush()
         audit.append(
             session,

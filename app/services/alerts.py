@@ -60,3 +60,20 @@ def raise_alert(
     session.flush()
     webhooks.enqueue_for_alert(session, alert=alert, event=WebhookEvent.alert_opened, now=now)
     return alert
+
+
+def resolve(session: Session, *, alert: Alert, now: datetime) -> None:
+    """Close an alert whose cause is gone, and tell the webhook subscribers."""
+    if alert.status == AlertStatus.resolved:
+        return
+    alert.status = AlertStatus.resolved.value
+    alert.resolved_at = now
+    alert.updated_at = now
+    session.add(alert)
+    session.flush()
+    webhooks.enqueue_for_alert(session, alert=alert, event=WebhookEvent.alert_resolved, now=now)
+
+
+def acknowledged(session: Session, *, alert: Alert, now: datetime) -> None:
+    """Tell the webhook subscribers that someone has taken an alert in hand."""
+    webhooks.enqueue_for_alert(session, alert=alert, event=WebhookEvent.alert_acknowledged, now=now)
