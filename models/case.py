@@ -64,6 +64,13 @@ class Case(SQLModel, table=True):
 
 
 class Milestone(SQLModel, table=True):
+    # Covering index for the per-case pivot of turnaround metrics and predictions.
+    __table_args__ = (
+        Index(
+            "ix_milestone_case_id_cycle_type_occurred_at", "case_id", "cycle", "type", "occurred_at"
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     case_id: str = Field(foreign_key="cases.id", max_length=32, index=True)
     type: str = Field(max_length=40)

@@ -198,7 +198,7 @@ def targets(session: Session) -> dict[str, float | None]:
 
 
 def summarise(rows: Sequence[CaseRow], v2v_targets: dict[str, float | None]) -> dict[str, Any]:
-    infused = [r for r in rows if "infused" in r.times]
+    infused = [r for r in rows if "infused" in r.epoch]
     v2v = [(r, r.hours("collected", "infused") or 0.0) for r in infused]
     with_target = [(r, h) for r, h in v2v if v2v_targets.get(r.route) is not None]
     on_time = sum(1 for r, h in with_target if h / 24 <= (v2v_targets[r.route] or 0))
