@@ -101,7 +101,7 @@ def load_case(
 ) -> Case:
     stmt = select(Case).where(Case.id == case_id, case_scope(principal))
     if request.method not in READ_METHODS:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     case = session.exec(stmt).first()
     if case is None:
         raise NotFound("no such case")
@@ -119,7 +119,7 @@ def load_shipment(
 ) -> Shipment:
     stmt = select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
     if request.method not in READ_METHODS:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     shipment = session.exec(stmt).first()
     if shipment is None:
         raise NotFound("no such shipment")

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -192,6 +193,30 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
 
 
+# Transient contention: SQLite's writer lock timed out, or PostgreSQL broke a deadlock or a
+# serialization conflict. Nothing was committed; the client may simply try again.
+_RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and _retryable(exc):
+        log.warning("transient database contention: %s", type(exc.orig).__name__)
+        return problem_response(
+            503,
+            "busy",
+            "Service busy",
+            "the database is busy; nothing was saved, retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
     return problem_response(
@@ -203,6 +228,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -235,4 +261,5 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: _problem("Unsupported media type"),
     422: _problem("Invalid input, with field locations"),
     429: _problem("Too many requests; see Retry-After"),
+    503: _problem("Busy (database contention); nothing was saved, see Retry-After"),
 }

@@ -43,3 +43,17 @@ def test_cors_is_closed_by_default(api: Api) -> None:
         "/api/v1/me", headers={**api.headers("ncc"), "Origin": "https://evil.example"}
     )
     assert "access-control-allow-origin" not in r.headers
+
+
+def test_database_contention_is_a_retryable_503_not_a_500(api: Api) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    app = api.client.app
+
+    @app.get("/api/v1/_test_locked", include_in_schema=False)  # type: ignore[attr-defined]
+    def locked() -> None:
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    r = api.client.get("/api/v1/_test_locked")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["code"] == "busy"

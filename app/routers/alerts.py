@@ -70,7 +70,9 @@ def acknowledge(
     """Acknowledge an open alert (it stays visible until its cause is resolved)."""
     with committing(session):
         alert = session.exec(
-            select(Alert).where(Alert.id == alert_id, _scope(principal)).with_for_update()
+            select(Alert)
+            .where(Alert.id == alert_id, _scope(principal))
+            .with_for_update(key_share=True)
         ).first()
         if alert is None:
             raise NotFound("no such alert")

@@ -227,7 +227,7 @@ def disposition(
         exc = session.exec(
             select(Excursion)
             .where(Excursion.id == excursion_id, col(Excursion.shipment_id).in_(visible))
-            .with_for_update()
+            .with_for_update(key_share=True)
         ).first()
         if exc is None:
             raise NotFound("no such excursion")

@@ -76,7 +76,9 @@ def create_shipment(
         if (stored := idem.begin(session)) is not None:
             return replay_response(stored)
         case = session.exec(
-            select(Case).where(Case.id == body.case_id, case_scope(principal)).with_for_update()
+            select(Case)
+            .where(Case.id == body.case_id, case_scope(principal))
+            .with_for_update(key_share=True)
         ).first()
         if case is None:
             raise NotFound("no such case")
@@ -125,7 +127,9 @@ def record_custody(
     with committing(session):
         if (stored := idem.begin(session)) is not None:
             return replay_response(stored)
-        case = session.exec(select(Case).where(Case.id == shipment.case_id).with_for_update()).one()
+        case = session.exec(
+            select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
+        ).one()
         event = shipments.record_custody(
             session,
             shipment=shipment,

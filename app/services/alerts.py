@@ -29,7 +29,7 @@ def raise_alert(
         existing = session.exec(
             select(Alert)
             .where(Alert.dedupe_key == dedupe_key, col(Alert.status) != AlertStatus.resolved)
-            .with_for_update()
+            .with_for_update(key_share=True)
         ).first()
         if existing is not None:
             # Scheduled sweeps refresh alerts often; only a visible change is news to subscribers.

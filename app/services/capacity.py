@@ -100,7 +100,9 @@ def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slo
     """Reserve a position at the case's factory, or refuse with the next time that fits."""
     p = plan(session, case=case, apheresis_at=apheresis_at)
     # Serialise bookings per factory (a row lock on PostgreSQL; SQLite has one writer).
-    session.exec(select(Site.code).where(Site.code == p.site.code).with_for_update()).first()
+    session.exec(
+        select(Site.code).where(Site.code == p.site.code).with_for_update(key_share=True)
+    ).first()
     capacity = positions(p.site)
     if capacity <= 0:
         raise Invalid(f"factory {p.site.code} has no manufacturing positions configured")

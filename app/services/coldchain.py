@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 from sqlalchemy import select as select_columns
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from app.services import alerts
@@ -18,6 +19,7 @@ from models.shipment import Shipment
 
 # One reading: (ts_ms, temp_c, lat, lon)
 Row = tuple[int, float, float | None, float | None]
+STATE_TABLE: Table = ShipmentState.__table__  # type: ignore[attr-defined]
 MKT_MIN_SPAN_MS = 60 * 60_000  # MKT over less than an hour of data is not judged
 
 
@@ -26,13 +28,30 @@ def ms_to_dt(ms: int) -> datetime:
 
 
 def _state_row(session: Session, shipment_id: str) -> ShipmentState:
+    """The shipment's detector state, created if missing, locked for this transaction.
+
+    Insert-if-absent first, so two writers seeing a new shipment at once cannot both insert.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(STATE_TABLE)
+        .values(
+            shipment_id=shipment_id,
+            n=0,
+            mkt_w=0.0,
+            mkt_wexp=0.0,
+            oor_closed_ms=0,
+            needs_reeval=False,
+            updated_at=datetime.now(UTC),
+        )
+        .on_conflict_do_nothing(index_elements=["shipment_id"])
+    )
     row = session.exec(
-        select(ShipmentState).where(ShipmentState.shipment_id == shipment_id).with_for_update()
-    ).first()
-    if row is None:
-        row = ShipmentState(shipment_id=shipment_id)
-        session.add(row)
-        session.flush()
+        select(ShipmentState)
+        .where(ShipmentState.shipment_id == shipment_id)
+        .with_for_update(key_share=True)
+    ).one()
     return row
 
 

@@ -140,7 +140,9 @@ def _shipment_for(
         return None
     rank = {status.value: i for i, status in enumerate(prefer)}
     best = min(found.values(), key=lambda s: (rank.get(s.status, 9), -s.created_at.timestamp()))
-    return session.exec(select(Shipment).where(Shipment.id == best.id).with_for_update()).one()
+    return session.exec(
+        select(Shipment).where(Shipment.id == best.id).with_for_update(key_share=True)
+    ).one()
 
 
 def _labels(epcs: Iterable[str]) -> list[tuple[str, str]]:
@@ -175,7 +177,9 @@ def _custody(
             loc + "/epcList", "no shipment of yours has a container or device among these EPCs"
         )
         return
-    case = session.exec(select(Case).where(Case.id == shipment.case_id).with_for_update()).one()
+    case = session.exec(
+        select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
+    ).one()
     labels = _labels(event.epc_list)
     if not labels:
         result.reject(

@@ -121,7 +121,9 @@ def retry_dead(
 ) -> WebhookDelivery:
     """Put a dead delivery back in the outbox with a fresh set of attempts."""
     delivery = session.exec(
-        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update()
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update(key_share=True)
     ).first()
     if delivery is None:
         raise NotFound("no such delivery")
@@ -210,7 +212,9 @@ def record_result(
 ) -> DeliveryStatus | None:
     """Store an attempt's outcome; None when the row was re-claimed since (a stale result)."""
     delivery = session.exec(
-        select(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id).with_for_update()
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == claim.delivery_id)
+        .with_for_update(key_share=True)
     ).first()
     if (
         delivery is None
