@@ -30,17 +30,19 @@ def get_db(request: Request) -> Database:
     return db
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are coroutines: FastAPI runs a plain ``def`` dependency in the
+# thread pool, a hop that costs more than these functions themselves.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_keyring(request: Request) -> Keyring:
+async def get_keyring(request: Request) -> Keyring:
     keyring: Keyring = request.app.state.keyring
     return keyring
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     now: datetime = request.app.state.clock()
     return now
 
@@ -57,24 +59,42 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 NowDep = Annotated[datetime, Depends(get_now)]
 
 
-def get_principal(request: Request, settings: SettingsDep) -> Principal:
+def bearer_token(request: Request) -> str:
+    """The API key of the Authorization header (401 without one)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
-    # A short read session of its own: the request's write transaction (and SQLite's writer
-    # lock) starts only when the handler writes, not while a key is being checked.
-    with get_db(request).session() as session:
-        principal = principals.authenticate(
-            session,
-            api_key=token.strip(),
-            secret_key=settings.secret_key.get_secret_value(),
-            now=request.app.state.clock(),
-        )
+    return token.strip()
+
+
+def authenticate(request: Request, session: Session, token: str) -> Principal:
+    """The principal holding this key, checked in the given session (401 if none)."""
+    settings: Settings = request.app.state.settings
+    principal = principals.authenticate(
+        session,
+        api_key=token,
+        secret_key=settings.secret_key.get_secret_value(),
+        now=request.app.state.clock(),
+    )
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
     request.state.principal = principal
     return principal
+
+
+def ensure_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
+    if principal.role not in allowed:
+        raise Forbidden(f"role {principal.role} may not use this operation")
+    return principal
+
+
+def get_principal(request: Request) -> Principal:
+    token = bearer_token(request)
+    # A short read session of its own: the request's write transaction (and SQLite's writer
+    # lock) starts only when the handler writes, not while a key is being checked.
+    with get_db(request).session() as session:
+        return authenticate(request, session, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -84,10 +104,8 @@ def require_roles(*roles: Role) -> Any:
     """A dependency admitting only these roles (403 for the others)."""
     allowed = frozenset(roles)
 
-    def check(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in allowed:
-            raise Forbidden(f"role {principal.role} may not use this operation")
-        return principal
+    async def check(principal: CurrentPrincipal) -> Principal:
+        return ensure_role(principal, allowed)
 
     check.allowed_roles = allowed  # type: ignore[attr-defined]
     return Depends(check)

@@ -55,77 +55,7 @@ def _state_row(session: Session, shipment_id: str) -> ShipmentState:
     return row
 
 
-def _exc_from_row(e: Excursion) -> Exc:
-    return Exc(
-        started_ms=e.started_ms,
-        last_ms=e.last_ms,
-        side="high" if e.kind.endswith("high") else "low",
-        peak_c=e.peak_c,
-        out_of_spec=e.out_of_spec,
-        critical=e.kind.startswith("critical"),
-        severity=e.severity,
-        ended_ms=e.ended_ms,
-        db_id=e.id,
-    )
-
-
-def apply_readings(
-    session: Session, *, shipment: Shipment, profile: Profile, rows: Sequence[Row], now: datetime
-) -> None:
-    """Feed newly stored readings to the shipment's detector, or mark it for re-evaluation."""
-    if not rows:
-        return
-    ordered = sorted(rows)
-    state_row = _state_row(session, shipment.id)
-    _track_position(state_row, ordered)
-    if (
-        state_row.needs_reeval
-        or (state_row.last_ts_ms is not None and ordered[0][0] <= state_row.last_ts_ms)
-        or any(a[0] == b[0] for a, b in zip(ordered, ordered[1:], strict=False))
-    ):
-        # A late or simultaneous reading: the incremental path cannot place it. The
-        # re-evaluation job replays the shipment from its stored readings.
-        state_row.needs_reeval = True
-        state_row.updated_at = now
-        session.add(state_row)
-        return
-    state = State(
-        n=state_row.n,
-        last_ts_ms=state_row.last_ts_ms,
-        last_temp_c=state_row.last_temp_c,
-        mkt_w=state_row.mkt_w,
-        mkt_wexp=state_row.mkt_wexp,
-        oor_closed_ms=state_row.oor_closed_ms,
-    )
-    if state_row.open_excursion_id is not None:
-        open_row = session.get(Excursion, state_row.open_excursion_id)
-        if open_row is not None:
-            state.open = _exc_from_row(open_row)
-    rules = Rules.from_profile(profile)
-    for ts_ms, temp_c, _, _ in ordered:
-        step(state, rules, ts_ms, temp_c)
-    _persist(
-        session,
-        shipment=shipment,
-        rules=rules,
-        state=state,
-        state_row=state_row,
-        touched=state.drain(),
-        now=now,
-    )
-
-
-def _track_position(state_row: ShipmentState, ordered: Sequence[Row]) -> None:
-    newest = state_row.newest_ts_ms or 0
-    for ts_ms, _, lat, lon in ordered:
-        if ts_ms >= newest:
-            if lat is not None and lon is not None:
-                state_row.last_lat, state_row.last_lon = lat, lon
-            newest = ts_ms
-    state_row.newest_ts_ms = newest
-
-
-def _persist(
+def persist(
     session: Session,
     *,
     shipment: Shipment,
@@ -135,6 +65,7 @@ def _persist(
     touched: Iterable[Exc],
     now: datetime,
 ) -> None:
+    """Write touched excursions and their alerts, the state row and shipment-level alerts."""
     for exc in touched:
         row = session.get(Excursion, exc.db_id) if exc.db_id is not None else None
         if row is None:
@@ -269,7 +200,7 @@ def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: d
     if stale:
         session.execute(delete(Excursion).where(col(Excursion.id).in_(stale)))
     state_row.needs_reeval = False
-    _persist(
+    persist(
         session,
         shipment=shipment,
         rules=rules,

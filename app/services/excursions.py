@@ -16,8 +16,32 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from models.reference import Profile
+
+class ProfileLike(Protocol):
+    """What the detector reads of a temperature profile (the table row, or a raw row)."""
+
+    @property
+    def min_c(self) -> float | None: ...
+    @property
+    def max_c(self) -> float: ...
+    @property
+    def alarm_after_min(self) -> float: ...
+    @property
+    def cumulative_budget_min(self) -> float | None: ...
+    @property
+    def critical_below_c(self) -> float | None: ...
+    @property
+    def critical_above_c(self) -> float | None: ...
+    @property
+    def warn_above_c(self) -> float | None: ...
+    @property
+    def mkt_limit_c(self) -> float | None: ...
+    @property
+    def mkt_severity(self) -> str: ...
+    @property
+    def cryogenic(self) -> bool: ...
 
 DELTA_H_OVER_R_K = 10_000.0  # ΔH/R for ΔH = 83.144 kJ/mol (USP <1079.2>)
 KELVIN = 273.15
@@ -38,7 +62,7 @@ class Rules:
     cryogenic: bool
 
     @classmethod
-    def from_profile(cls, p: Profile) -> Rules:
+    def from_profile(cls, p: ProfileLike) -> Rules:
         return cls(
             min_c=p.min_c,
             max_c=p.max_c,
@@ -51,8 +75,16 @@ class Rules:
             warn_above_c=p.warn_above_c,
             mkt_limit_c=None if p.cryogenic else p.mkt_limit_c,
             mkt_severity=p.mkt_severity,
-            cryogenic=p.cryogenic,
+            cryogenic=bool(p.cryogenic),
         )
+
+    def quiet_band(self) -> tuple[float, float]:
+        """[low, high] where ``classify`` finds nothing: no excursion can open in it."""
+        high = min(
+            x for x in (self.max_c, self.critical_above_c, self.warn_above_c) if x is not None
+        )
+        lows = [x for x in (self.min_c, self.critical_below_c) if x is not None]
+        return (max(lows) if lows else -math.inf), high
 
 
 @dataclass(frozen=True)

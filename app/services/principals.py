@@ -7,9 +7,10 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.errors import Invalid
+from app.services import reading_store
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier, Site
@@ -114,6 +115,13 @@ def register_device(session: Session, *, device_id: str, courier: str) -> Device
     return device
 
 
+# Principals by id, with the key hash they were loaded with: a request checks its key and
+# the revocation on the database every time (one indexed row), and is spared loading the
+# whole row through the ORM only when nothing changed. Copies, never a session's instance.
+_LOADED: dict[str, tuple[str, Principal]] = {}
+_LOADED_MAX = 10_000
+
+
 def authenticate(
     session: Session, *, api_key: str, secret_key: str, now: datetime
 ) -> Principal | None:
@@ -121,13 +129,25 @@ def authenticate(
     prefix = _split(api_key)
     if prefix is None:
         return None
-    principal = session.exec(select(Principal).where(Principal.key_prefix == prefix)).first()
-    if principal is None:
+    raw = reading_store.Raw(session)
+    row = raw.one("SELECT id, key_hash, revoked_at FROM principal WHERE key_prefix = ?", [prefix])
+    if row is None:
         # Same work as a hit, so timing does not reveal which prefixes exist.
         hmac.compare_digest(hash_key(secret_key, api_key), "0" * 64)
         return None
-    if not hmac.compare_digest(principal.key_hash, hash_key(secret_key, api_key)):
+    principal_id, key_hash, revoked_at = str(row[0]), str(row[1]), row[2]
+    if not hmac.compare_digest(key_hash, hash_key(secret_key, api_key)):
         return None
-    if principal.revoked_at is not None and principal.revoked_at <= now:
+    if revoked_at is not None and reading_store.utc_ms(revoked_at) <= now.timestamp() * 1000:
         return None
+    cached = _LOADED.get(principal_id)
+    if cached is not None and cached[0] == key_hash and revoked_at is None:
+        return cached[1]
+    loaded = session.get(Principal, principal_id)
+    if loaded is None:  # deleted between the two statements of this transaction
+        return None
+    principal = Principal(**loaded.model_dump())
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.clear()
+    _LOADED[principal_id] = (key_hash, principal)
     return principal

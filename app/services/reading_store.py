@@ -1,0 +1,321 @@
+"""The ingest hot path's statements, on the transaction's own DB-API connection.
+
+Reading ingest runs a handful of indexed statements per batch. Through the ORM each costs
+hundreds of microseconds of Python (compilation, result and identity-map machinery); on the
+raw connection of the same transaction it costs a few. Everything here runs inside the
+caller's write transaction, so it commits or rolls back with the rest of the request.
+SQL is written once with ``?`` placeholders and rewritten for psycopg (``%s``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from app.services.excursions import Exc
+
+# Columns of ``reading`` in insert order; a plain reading binds only the first four + last.
+COLUMNS = (
+    "shipment_id",
+    "device_id",
+    "ts_ms",
+    "temp_c",
+    "lat",
+    "lon",
+    "humidity_pct",
+    "shock_g",
+    "light_lux",
+    "battery_pct",
+    "received_ms",
+)
+PLAIN_COLUMNS = ("shipment_id", "device_id", "ts_ms", "temp_c", "received_ms")
+_STATE_COLUMNS = (
+    "n, last_ts_ms, last_temp_c, last_lat, last_lon, newest_ts_ms, mkt_w, mkt_wexp, "
+    "oor_closed_ms, open_excursion_id, needs_reeval"
+)
+
+
+def _insert(columns: Sequence[str]) -> str:
+    return f"INSERT INTO reading ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+
+
+INSERT_FULL = _insert(COLUMNS)
+INSERT_PLAIN = _insert(PLAIN_COLUMNS)
+
+
+def utc_ms(value: Any) -> int:
+    """Epoch milliseconds of a stored instant (SQLite: naive UTC text; PostgreSQL: aware)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+@dataclass
+class StateRow:
+    """The detector state of one shipment as stored (``shipment_state``)."""
+
+    n: int
+    last_ts_ms: int | None
+    last_temp_c: float | None
+    last_lat: float | None
+    last_lon: float | None
+    newest_ts_ms: int | None
+    mkt_w: float
+    mkt_wexp: float
+    oor_closed_ms: int
+    open_excursion_id: int | None
+    needs_reeval: bool
+
+
+class Raw:
+    """The DB-API connection of a session's transaction, with one placeholder style."""
+
+    def __init__(self, session: Session) -> None:
+        conn = session.connection()
+        self.postgres = conn.dialect.name == "postgresql"
+        driver = conn.connection.driver_connection
+        if driver is None:  # a pooled connection always has one
+            raise RuntimeError("no DB-API connection behind the session")
+        self.driver: Any = driver
+        self._sql: dict[str, str] = {}
+
+    def sql(self, statement: str) -> str:
+        if not self.postgres:
+            return statement
+        out = self._sql.get(statement)
+        if out is None:
+            out = self._sql[statement] = statement.replace("?", "%s")
+        return out
+
+    def all(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+            row = cur.fetchone()
+            return tuple(row) if row is not None else None
+        finally:
+            cur.close()
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+        finally:
+            cur.close()
+
+    def many(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.executemany(self.sql(statement), rows)
+        finally:
+            cur.close()
+
+    def marks(self, values: Sequence[Any]) -> str:
+        """Placeholders for an IN list."""
+        return ", ".join("?" for _ in values)
+
+    def stamp(self, at: datetime) -> Any:
+        """An instant as the UTCDateTime column type stores it."""
+        at = at.astimezone(UTC)
+        return at if self.postgres else at.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+# ---- lookups ------------------------------------------------------------------------------
+
+
+def device_couriers(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, str]]:
+    return [
+        (str(d), str(c))
+        for d, c in raw.all(
+            f"SELECT id, courier FROM device WHERE id IN ({raw.marks(device_ids)})",  # noqa: S608
+            device_ids,
+        )
+    ]
+
+
+def assignments(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, int, int | None, str]]:
+    """(device_id, from_ms, until_ms, shipment_id) of every interval of these devices."""
+    rows = raw.all(
+        "SELECT device_id, assigned_from, assigned_until, shipment_id FROM device_assignment "
+        f"WHERE device_id IN ({raw.marks(device_ids)})",  # noqa: S608
+        device_ids,
+    )
+    return [
+        (str(d), utc_ms(start), utc_ms(end) if end is not None else None, str(s))
+        for d, start, end, s in rows
+    ]
+
+
+def existing(raw: Raw, device_ids: Sequence[str], low: int, high: int) -> set[tuple[str, int]]:
+    """(device_id, ts_ms) already stored for these devices within [low, high]."""
+    rows = raw.all(
+        f"SELECT device_id, ts_ms FROM reading WHERE device_id IN ({raw.marks(device_ids)}) "  # noqa: S608
+        "AND ts_ms BETWEEN ? AND ?",
+        [*device_ids, low, high],
+    )
+    return {(str(d), int(t)) for d, t in rows}
+
+
+def shipment(raw: Raw, shipment_id: str) -> tuple[str, str]:
+    """(profile code, case id) of a shipment."""
+    row = raw.one("SELECT profile, case_id FROM shipment WHERE id = ?", [shipment_id])
+    if row is None:  # readings reference it by foreign key
+        raise RuntimeError(f"inconsistent data: shipment {shipment_id} missing")
+    return str(row[0]), str(row[1])
+
+
+PROFILE_FIELDS = (
+    "min_c",
+    "max_c",
+    "alarm_after_min",
+    "cumulative_budget_min",
+    "critical_below_c",
+    "critical_above_c",
+    "warn_above_c",
+    "mkt_limit_c",
+    "mkt_severity",
+    "cryogenic",
+)
+
+
+def profile(raw: Raw, code: str) -> tuple[Any, ...]:
+    """The detector's fields of a temperature profile, in PROFILE_FIELDS order."""
+    row = raw.one(
+        f"SELECT {', '.join(PROFILE_FIELDS)} FROM profile WHERE code = ?",  # noqa: S608
+        [code],
+    )
+    if row is None:  # shipments reference it by foreign key
+        raise RuntimeError(f"inconsistent data: profile {code} missing")
+    return row
+
+
+# ---- storage ------------------------------------------------------------------------------
+
+
+def insert_sqlite(raw: Raw, plain: list[tuple[Any, ...]], full: list[tuple[Any, ...]]) -> None:
+    """Plain readings bind five columns, the others all eleven (NULL binds are not free)."""
+    if plain:
+        raw.many(INSERT_PLAIN, plain)
+    if full:
+        raw.many(INSERT_FULL, full)
+
+
+def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
+    """COPY straight into ``reading`` inside a savepoint; None if a concurrent writer won.
+
+    The caller has filtered out what was already stored, so a conflict means another
+    transaction is storing the same readings right now (a client's retry racing its first
+    attempt): the savepoint is rolled back and the caller takes the conflict-safe path.
+    """
+    import psycopg
+
+    cols = ", ".join(COLUMNS)
+    try:
+        with raw.driver.transaction(), raw.driver.cursor() as cur:  # a savepoint
+            with cur.copy(f"COPY reading ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        return None
+    return rows
+
+
+def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Insert what is not stored yet (ON CONFLICT DO NOTHING); return the rows inserted."""
+    cols = ", ".join(COLUMNS)
+    with raw.driver.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS reading_in "
+            "(LIKE reading INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        cur.execute("TRUNCATE reading_in")
+        with cur.copy(f"COPY reading_in ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f"INSERT INTO reading ({cols}) SELECT {cols} FROM reading_in "  # noqa: S608
+            f"ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING {cols}"
+        )
+        return [tuple(r) for r in cur.fetchall()]
+
+
+# ---- detector state -----------------------------------------------------------------------
+
+
+def lock_state(raw: Raw, shipment_id: str, now: datetime) -> StateRow:
+    """The shipment's detector state, created if missing, locked for this transaction."""
+    select = f"SELECT {_STATE_COLUMNS} FROM shipment_state WHERE shipment_id = ?"  # noqa: S608
+    if raw.postgres:
+        select += " FOR NO KEY UPDATE"
+    row = raw.one(select, [shipment_id])
+    if row is None:
+        # Insert-if-absent: two writers seeing a new shipment at once cannot both insert.
+        raw.run(
+            "INSERT INTO shipment_state (shipment_id, n, mkt_w, mkt_wexp, oor_closed_ms, "
+            "needs_reeval, updated_at) VALUES (?, 0, 0, 0, 0, ?, ?) "
+            "ON CONFLICT (shipment_id) DO NOTHING",
+            [shipment_id, False, raw.stamp(now)],
+        )
+        row = raw.one(select, [shipment_id])
+        if row is None:  # just inserted, or inserted by the winner of the race
+            raise RuntimeError("shipment state vanished")
+    return StateRow(*row[:10], needs_reeval=bool(row[10]))
+
+
+def save_state(raw: Raw, shipment_id: str, s: StateRow, now: datetime) -> None:
+    raw.run(
+        "UPDATE shipment_state SET n = ?, last_ts_ms = ?, last_temp_c = ?, last_lat = ?, "
+        "last_lon = ?, newest_ts_ms = ?, mkt_w = ?, mkt_wexp = ?, oor_closed_ms = ?, "
+        "open_excursion_id = ?, needs_reeval = ?, updated_at = ? WHERE shipment_id = ?",
+        [
+            s.n,
+            s.last_ts_ms,
+            s.last_temp_c,
+            s.last_lat,
+            s.last_lon,
+            s.newest_ts_ms,
+            s.mkt_w,
+            s.mkt_wexp,
+            s.oor_closed_ms,
+            s.open_excursion_id,
+            s.needs_reeval,
+            raw.stamp(now),
+            shipment_id,
+        ],
+    )
+
+
+def open_excursion(raw: Raw, excursion_id: int) -> Exc | None:
+    row = raw.one(
+        "SELECT started_ms, last_ms, kind, peak_c, out_of_spec, severity, ended_ms "
+        "FROM excursion WHERE id = ?",
+        [excursion_id],
+    )
+    if row is None:
+        return None
+    started, last, kind, peak, out_of_spec, severity, ended = row
+    return Exc(
+        started_ms=int(started),
+        last_ms=int(last),
+        side="high" if str(kind).endswith("high") else "low",
+        peak_c=float(peak),
+        out_of_spec=bool(out_of_spec),
+        critical=str(kind).startswith("critical"),
+        severity=str(severity),
+        ended_ms=int(ended) if ended is not None else None,
+        db_id=excursion_id,
+    )
