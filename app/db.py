@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 WRITE_OPTION = "v2v_write"
+# A write that must not wait for SQLite's writer lock: BEGIN IMMEDIATE fails at once with
+# "database is locked" instead of waiting out the busy timeout (see Database.session).
+NOWAIT_OPTION = "v2v_nowait"
 
 
 def normalize_url(url: str) -> str:
@@ -57,8 +60,19 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if not options.get(WRITE_OPTION, False):
+            conn.exec_driver_sql("BEGIN")
+        elif options.get(NOWAIT_OPTION, False):
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("BEGIN IMMEDIATE")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                cursor.close()
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -69,13 +83,19 @@ class Database:
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10) -> None:
         self.engine = make_engine(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._nowait_engine = self.engine.execution_options(
+            **{WRITE_OPTION: True, NOWAIT_OPTION: True}
+        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def session(self, *, write: bool = False) -> Session:
-        return Session(self._write_engine if write else self.engine, expire_on_commit=False)
+    def session(self, *, write: bool = False, nowait: bool = False) -> Session:
+        """A session; ``write`` takes SQLite's writer lock at the first statement, waiting up
+        to the busy timeout for it, or not at all with ``nowait`` (SQLite only)."""
+        engine = self._nowait_engine if nowait else self._write_engine if write else self.engine
+        return Session(engine, expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

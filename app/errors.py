@@ -198,10 +198,15 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 _RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}
 
 
+def is_lock_error(exc: DBAPIError) -> bool:
+    """SQLite's writer lock was not to be had (in time)."""
+    return "database is locked" in str(exc.orig)
+
+
 def _retryable(exc: DBAPIError) -> bool:
     if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
         return True
-    return "database is locked" in str(exc.orig)
+    return is_lock_error(exc)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

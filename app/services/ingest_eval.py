@@ -41,8 +41,8 @@ class _Profile(NamedTuple):
 _RULES: dict[tuple[Any, ...], tuple[Rules, tuple[float, float]]] = {}
 
 
-def _rules(raw: Raw, code: str) -> tuple[Rules, tuple[float, float]]:
-    values = reading_store.profile(raw, code)
+def _rules(raw: Raw, shipment_id: str) -> tuple[Rules, tuple[float, float]]:
+    values = reading_store.shipment_profile(raw, shipment_id)
     cached = _RULES.get(values)
     if cached is None:
         rules = Rules.from_profile(_Profile(*values))
@@ -108,8 +108,7 @@ def apply(
     if not rows:
         return
     ordered = sorted(rows)
-    profile_code, _ = reading_store.shipment(raw, shipment_id)
-    rules, (quiet_low, quiet_high) = _rules(raw, profile_code)
+    rules, (quiet_low, quiet_high) = _rules(raw, shipment_id)
     s = reading_store.lock_state(raw, shipment_id, now)
     _track_position(s, ordered)
     if (

@@ -129,7 +129,7 @@ def authenticate(
     prefix = _split(api_key)
     if prefix is None:
         return None
-    raw = reading_store.Raw(session)
+    raw = reading_store.Raw.of(session)
     row = raw.one("SELECT id, key_hash, revoked_at FROM principal WHERE key_prefix = ?", [prefix])
     if row is None:
         # Same work as a hit, so timing does not reveal which prefixes exist.

@@ -74,10 +74,21 @@ class StateRow:
 
 
 class Raw:
-    """The DB-API connection of a session's transaction, with one placeholder style."""
+    """The DB-API connection of a session's transaction, with one placeholder style.
+
+    ``Raw.of(session)`` gives the one kept for the session's current transaction.
+    """
+
+    @classmethod
+    def of(cls, session: Session) -> Raw:
+        conn = session.connection()
+        raw = session.info.get("v2v_raw")
+        if raw is None or raw.conn is not conn:
+            raw = session.info["v2v_raw"] = cls(session)
+        return raw  # type: ignore[no-any-return]
 
     def __init__(self, session: Session) -> None:
-        conn = session.connection()
+        conn = self.conn = session.connection()
         self.postgres = conn.dialect.name == "postgresql"
         driver = conn.connection.driver_connection
         if driver is None:  # a pooled connection always has one
@@ -131,7 +142,7 @@ class Raw:
     def stamp(self, at: datetime) -> Any:
         """An instant as the UTCDateTime column type stores it."""
         at = at.astimezone(UTC)
-        return at if self.postgres else at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return at if self.postgres else at.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 # ---- lookups ------------------------------------------------------------------------------
@@ -170,14 +181,6 @@ def existing(raw: Raw, device_ids: Sequence[str], low: int, high: int) -> set[tu
     return {(str(d), int(t)) for d, t in rows}
 
 
-def shipment(raw: Raw, shipment_id: str) -> tuple[str, str]:
-    """(profile code, case id) of a shipment."""
-    row = raw.one("SELECT profile, case_id FROM shipment WHERE id = ?", [shipment_id])
-    if row is None:  # readings reference it by foreign key
-        raise RuntimeError(f"inconsistent data: shipment {shipment_id} missing")
-    return str(row[0]), str(row[1])
-
-
 PROFILE_FIELDS = (
     "min_c",
     "max_c",
@@ -192,14 +195,17 @@ PROFILE_FIELDS = (
 )
 
 
-def profile(raw: Raw, code: str) -> tuple[Any, ...]:
-    """The detector's fields of a temperature profile, in PROFILE_FIELDS order."""
-    row = raw.one(
-        f"SELECT {', '.join(PROFILE_FIELDS)} FROM profile WHERE code = ?",  # noqa: S608
-        [code],
-    )
-    if row is None:  # shipments reference it by foreign key
-        raise RuntimeError(f"inconsistent data: profile {code} missing")
+_PROFILE_OF_SHIPMENT = (
+    f"SELECT {', '.join('p.' + f for f in PROFILE_FIELDS)} FROM shipment s "  # noqa: S608
+    "JOIN profile p ON p.code = s.profile WHERE s.id = ?"
+)
+
+
+def shipment_profile(raw: Raw, shipment_id: str) -> tuple[Any, ...]:
+    """The detector's fields of a shipment's temperature profile, in PROFILE_FIELDS order."""
+    row = raw.one(_PROFILE_OF_SHIPMENT, [shipment_id])
+    if row is None:  # readings reference the shipment, and it its profile, by foreign key
+        raise RuntimeError(f"inconsistent data: shipment {shipment_id} or its profile missing")
     return row
 
 

@@ -124,7 +124,7 @@ class Assignments:
     def __init__(self, session: Session, device_ids: set[str]) -> None:
         self.by_device: dict[str, list[tuple[int, int | None, str]]] = defaultdict(list)
         if device_ids:
-            raw = Raw(session)
+            raw = Raw.of(session)
             for device_id, start, end, shipment_id in reading_store.assignments(
                 raw, sorted(device_ids)
             ):
@@ -230,7 +230,7 @@ def _ingest_columns(
     n = len(columns)
     if n == 0:
         return result
-    raw = Raw(session)
+    raw = Raw.of(session)
     ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
     distinct = sorted(set(ids))
     owned = _owned_devices(raw, actor, distinct)
