@@ -8,8 +8,9 @@ timeout) instead of failing with "database is locked" when a read snapshot goes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,86 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def utc_ms(value: Any) -> int:
+    """Epoch milliseconds of a stored instant (SQLite: naive UTC text; PostgreSQL: aware)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+_PYFORMAT: dict[str, str] = {}  # statements rewritten for psycopg, by their ``?`` form
+
+
+class Raw:
+    """The DB-API connection of a session's transaction, with one placeholder style.
+
+    ``Raw.of(session)`` gives the one kept for the session's current transaction.
+    """
+
+    @classmethod
+    def of(cls, session: Session) -> Raw:
+        conn = session.connection()
+        raw: Raw | None = session.info.get("v2v_raw")
+        if raw is None or raw.conn is not conn:
+            raw = session.info["v2v_raw"] = cls(session)
+        return raw
+
+    def __init__(self, session: Session) -> None:
+        conn = self.conn = session.connection()
+        self.postgres = conn.dialect.name == "postgresql"
+        driver = conn.connection.driver_connection
+        if driver is None:  # a pooled connection always has one
+            raise RuntimeError("no DB-API connection behind the session")
+        self.driver: Any = driver
+
+    def sql(self, statement: str) -> str:
+        if not self.postgres:
+            return statement
+        out = _PYFORMAT.get(statement)
+        if out is None:
+            out = _PYFORMAT[statement] = statement.replace("?", "%s")
+        return out
+
+    def all(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+            row = cur.fetchone()
+            return tuple(row) if row is not None else None
+        finally:
+            cur.close()
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+        finally:
+            cur.close()
+
+    def many(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.executemany(self.sql(statement), rows)
+        finally:
+            cur.close()
+
+    def marks(self, values: Sequence[Any]) -> str:
+        """Placeholders for an IN list."""
+        return ", ".join("?" for _ in values)
+
+    def stamp(self, at: datetime) -> Any:
+        """An instant as the UTCDateTime column type stores it."""
+        at = at.astimezone(UTC)
+        return at if self.postgres else at.replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -198,15 +198,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 _RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}
 
 
-def is_lock_error(exc: DBAPIError) -> bool:
-    """SQLite's writer lock was not to be had (in time)."""
-    return "database is locked" in str(exc.orig)
-
-
 def _retryable(exc: DBAPIError) -> bool:
     if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
         return True
-    return is_lock_error(exc)
+    return "database is locked" in str(exc.orig)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -28,7 +29,7 @@ from app.deps import (
     get_db,
     require_roles,
 )
-from app.errors import Conflict, Forbidden, Invalid, NotFound, is_lock_error
+from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
 from app.services import alerts, audit, principals, readings
 from app.services.access import SHIPMENT_READERS, shipment_scope
@@ -159,8 +160,9 @@ def _inline(
         with db.session(write=True, nowait=True) as session:
             try:
                 session.connection()  # BEGIN IMMEDIATE, failing at once if taken
-            except OperationalError as exc:
-                if is_lock_error(exc):
+            except (OperationalError, sqlite3.OperationalError) as exc:
+                # Raised by the begin hook itself, the driver's error comes through unwrapped.
+                if "database is locked" in str(exc):
                     return None
                 raise
             with committing(session):

@@ -43,6 +43,7 @@ class ProfileLike(Protocol):
     @property
     def cryogenic(self) -> bool: ...
 
+
 DELTA_H_OVER_R_K = 10_000.0  # ΔH/R for ΔH = 83.144 kJ/mol (USP <1079.2>)
 KELVIN = 273.15
 SEVERITY_RANK = {"warning": 1, "major": 2, "critical": 3}

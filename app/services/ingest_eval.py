@@ -17,9 +17,10 @@ from typing import Any, NamedTuple
 
 from sqlmodel import Session
 
+from app.db import Raw
 from app.services import coldchain, reading_store
 from app.services.excursions import DELTA_H_OVER_R_K, KELVIN, Rules, State, step
-from app.services.reading_store import Raw, StateRow
+from app.services.reading_store import StateRow
 from models.coldchain import ShipmentState
 from models.shipment import Shipment
 

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from app.db import Raw, utc_ms
 from app.errors import Invalid
-from app.services import reading_store
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier, Site
@@ -129,7 +129,7 @@ def authenticate(
     prefix = _split(api_key)
     if prefix is None:
         return None
-    raw = reading_store.Raw.of(session)
+    raw = Raw.of(session)
     row = raw.one("SELECT id, key_hash, revoked_at FROM principal WHERE key_prefix = ?", [prefix])
     if row is None:
         # Same work as a hit, so timing does not reveal which prefixes exist.
@@ -138,7 +138,7 @@ def authenticate(
     principal_id, key_hash, revoked_at = str(row[0]), str(row[1]), row[2]
     if not hmac.compare_digest(key_hash, hash_key(secret_key, api_key)):
         return None
-    if revoked_at is not None and reading_store.utc_ms(revoked_at) <= now.timestamp() * 1000:
+    if revoked_at is not None and utc_ms(revoked_at) <= now.timestamp() * 1000:
         return None
     cached = _LOADED.get(principal_id)
     if cached is not None and cached[0] == key_hash and revoked_at is None:

@@ -1,4 +1,4 @@
-"""The ingest hot path's statements, on the transaction's own DB-API connection.
+"""The ingest hot path's statements, on the transaction's own DB-API connection (Raw).
 
 Reading ingest runs a handful of indexed statements per batch. Through the ORM each costs
 hundreds of microseconds of Python (compilation, result and identity-map machinery); on the
@@ -9,13 +9,12 @@ SQL is written once with ``?`` placeholders and rewritten for psycopg (``%s``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
-
+from app.db import Raw, utc_ms
 from app.services.excursions import Exc
 
 # Columns of ``reading`` in insert order; a plain reading binds only the first four + last.
@@ -40,20 +39,12 @@ _STATE_COLUMNS = (
 
 
 def _insert(columns: Sequence[str]) -> str:
-    return f"INSERT INTO reading ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO reading ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
 
 
 INSERT_FULL = _insert(COLUMNS)
 INSERT_PLAIN = _insert(PLAIN_COLUMNS)
-
-
-def utc_ms(value: Any) -> int:
-    """Epoch milliseconds of a stored instant (SQLite: naive UTC text; PostgreSQL: aware)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
 
 
 @dataclass
@@ -73,78 +64,6 @@ class StateRow:
     needs_reeval: bool
 
 
-class Raw:
-    """The DB-API connection of a session's transaction, with one placeholder style.
-
-    ``Raw.of(session)`` gives the one kept for the session's current transaction.
-    """
-
-    @classmethod
-    def of(cls, session: Session) -> Raw:
-        conn = session.connection()
-        raw = session.info.get("v2v_raw")
-        if raw is None or raw.conn is not conn:
-            raw = session.info["v2v_raw"] = cls(session)
-        return raw  # type: ignore[no-any-return]
-
-    def __init__(self, session: Session) -> None:
-        conn = self.conn = session.connection()
-        self.postgres = conn.dialect.name == "postgresql"
-        driver = conn.connection.driver_connection
-        if driver is None:  # a pooled connection always has one
-            raise RuntimeError("no DB-API connection behind the session")
-        self.driver: Any = driver
-        self._sql: dict[str, str] = {}
-
-    def sql(self, statement: str) -> str:
-        if not self.postgres:
-            return statement
-        out = self._sql.get(statement)
-        if out is None:
-            out = self._sql[statement] = statement.replace("?", "%s")
-        return out
-
-    def all(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = self.driver.cursor()
-        try:
-            cur.execute(self.sql(statement), params)
-            return list(cur.fetchall())
-        finally:
-            cur.close()
-
-    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        cur = self.driver.cursor()
-        try:
-            cur.execute(self.sql(statement), params)
-            row = cur.fetchone()
-            return tuple(row) if row is not None else None
-        finally:
-            cur.close()
-
-    def run(self, statement: str, params: Sequence[Any] = ()) -> None:
-        cur = self.driver.cursor()
-        try:
-            cur.execute(self.sql(statement), params)
-        finally:
-            cur.close()
-
-    def many(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
-        cur = self.driver.cursor()
-        try:
-            cur.executemany(self.sql(statement), rows)
-        finally:
-            cur.close()
-
-    def marks(self, values: Sequence[Any]) -> str:
-        """Placeholders for an IN list."""
-        return ", ".join("?" for _ in values)
-
-    def stamp(self, at: datetime) -> Any:
-        """An instant as the UTCDateTime column type stores it."""
-        at = at.astimezone(UTC)
-        return at if self.postgres else at.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 # ---- lookups ------------------------------------------------------------------------------
 
 
@@ -161,8 +80,8 @@ def device_couriers(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, str]
 def assignments(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, int, int | None, str]]:
     """(device_id, from_ms, until_ms, shipment_id) of every interval of these devices."""
     rows = raw.all(
-        "SELECT device_id, assigned_from, assigned_until, shipment_id FROM device_assignment "
-        f"WHERE device_id IN ({raw.marks(device_ids)})",  # noqa: S608
+        "SELECT device_id, assigned_from, assigned_until, shipment_id "  # noqa: S608
+        f"FROM device_assignment WHERE device_id IN ({raw.marks(device_ids)})",
         device_ids,
     )
     return [
@@ -279,7 +198,8 @@ def lock_state(raw: Raw, shipment_id: str, now: datetime) -> StateRow:
         row = raw.one(select, [shipment_id])
         if row is None:  # just inserted, or inserted by the winner of the race
             raise RuntimeError("shipment state vanished")
-    return StateRow(*row[:10], needs_reeval=bool(row[10]))
+    n, last_ts, last_temp, lat, lon, newest, w, wexp, oor, open_id, reeval = row
+    return StateRow(n, last_ts, last_temp, lat, lon, newest, w, wexp, oor, open_id, bool(reeval))
 
 
 def save_state(raw: Raw, shipment_id: str, s: StateRow, now: datetime) -> None:

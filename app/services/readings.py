@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlmodel import Session
 
+from app.db import Raw
 from app.services import coldchain, ingest_eval, reading_batch, reading_store
 from app.services.reading_batch import Columns
-from app.services.reading_store import Raw
 from models.principal import Principal, Role
 
 MAX_BATCH = reading_batch.MAX_BATCH
@@ -237,6 +237,7 @@ def _ingest_columns(
     assignments = Assignments(session, owned)
     latest_ms = now_ms + future_tolerance_s * 1000
     keep = _one_shipment(assignments, distinct, owned, ts, latest_ms)
+    shipments: list[str | None]
     if keep is not None:
         shipments = [keep] * n
     else:
@@ -252,7 +253,7 @@ def _ingest_columns(
                 shipment_id = assignments.shipment_at(ids[i], ts[i])
                 if shipment_id is None:
                     result.reject(index, UNASSIGNED)
-            shipments.append(shipment_id)  # type: ignore[arg-type]
+            shipments.append(shipment_id)
     result.rejected.sort(key=lambda r: int(r["index"]))
     candidates = [i for i in range(n) if shipments[i] is not None] if keep is None else range(n)
     stored = _store(raw, columns, shipments, list(candidates), now_ms, result)
@@ -266,8 +267,10 @@ def _ingest_columns(
     else:
         for i in stored:
             extra = extras[i]
-            by_shipment[shipments[i]].append(  # type: ignore[index]
-                (ts[i], temps[i], None, None) if extra is None else (ts[i], temps[i], *extra[:2])
+            by_shipment[str(shipments[i])].append(
+                (ts[i], temps[i], None, None)
+                if extra is None
+                else (ts[i], temps[i], extra[0], extra[1])
             )
     for shipment_id in sorted(by_shipment):  # a fixed order avoids deadlocks between writers
         ingest_eval.apply(
@@ -335,9 +338,7 @@ def _store(
         stored = [i for i in fresh if (ids[i], ts[i]) in inserted]
         result.duplicates += len(fresh) - len(stored)
         return stored
-    plain = [
-        (shipments[i], ids[i], ts[i], temps[i], now_ms) for i in fresh if extras[i] is None
-    ]
+    plain = [(shipments[i], ids[i], ts[i], temps[i], now_ms) for i in fresh if extras[i] is None]
     full = [
         (shipments[i], ids[i], ts[i], temps[i], *extra, now_ms)
         for i in fresh
