@@ -169,11 +169,10 @@ def test_an_integer_beyond_any_float_is_refused_alone(api: Api, database: Databa
     assert "temp_c" in r.json()["rejected"][0]["reason"]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite's one writer lock
 def test_a_reading_waits_for_a_writer_held_elsewhere_then_is_stored(
     api: Api, database: Database, db_url: str
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("SQLite's single writer lock")
     _, ship, t0 = in_transit(api)
     device = ship["device_ids"][0]
     item = {"device_id": device, "ts": t0.isoformat(), "temp_c": 5.0}
