@@ -131,11 +131,27 @@ def _excursion_alert(
     )
 
 
+def budget_used_up(rules: Rules, state: State) -> bool:
+    """The shipment's cumulative out-of-range budget is spent."""
+    return rules.budget_ms is not None and state.oor_total_ms() >= rules.budget_ms
+
+
+def mkt_over_limit(rules: Rules, state: State) -> bool:
+    """The trip's mean kinetic temperature, over at least an hour of data, is over its limit."""
+    mkt = state.mkt_c()
+    return (
+        rules.mkt_limit_c is not None
+        and mkt is not None
+        and state.mkt_w >= MKT_MIN_SPAN_MS
+        and mkt > rules.mkt_limit_c
+    )
+
+
 def _shipment_alerts(
     session: Session, *, shipment: Shipment, rules: Rules, state: State, now: datetime
 ) -> None:
     total = state.oor_total_ms()
-    if rules.budget_ms is not None and total >= rules.budget_ms:
+    if rules.budget_ms is not None and budget_used_up(rules, state):
         alerts.raise_alert(
             session,
             kind=AlertKind.temperature_excursion,
@@ -150,12 +166,7 @@ def _shipment_alerts(
             dedupe_key=f"budget:{shipment.id}",
         )
     mkt = state.mkt_c()
-    if (
-        rules.mkt_limit_c is not None
-        and mkt is not None
-        and state.mkt_w >= MKT_MIN_SPAN_MS
-        and mkt > rules.mkt_limit_c
-    ):
+    if rules.mkt_limit_c is not None and mkt is not None and mkt_over_limit(rules, state):
         alerts.raise_alert(
             session,
             kind=AlertKind.temperature_excursion,

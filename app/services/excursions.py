@@ -16,37 +16,26 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
-
-class ProfileLike(Protocol):
-    """What the detector reads of a temperature profile (the table row, or a raw row)."""
-
-    @property
-    def min_c(self) -> float | None: ...
-    @property
-    def max_c(self) -> float: ...
-    @property
-    def alarm_after_min(self) -> float: ...
-    @property
-    def cumulative_budget_min(self) -> float | None: ...
-    @property
-    def critical_below_c(self) -> float | None: ...
-    @property
-    def critical_above_c(self) -> float | None: ...
-    @property
-    def warn_above_c(self) -> float | None: ...
-    @property
-    def mkt_limit_c(self) -> float | None: ...
-    @property
-    def mkt_severity(self) -> str: ...
-    @property
-    def cryogenic(self) -> bool: ...
-
+from models.reference import Profile
 
 DELTA_H_OVER_R_K = 10_000.0  # ΔH/R for ΔH = 83.144 kJ/mol (USP <1079.2>)
 KELVIN = 273.15
 SEVERITY_RANK = {"warning": 1, "major": 2, "critical": 3}
+# What the detector reads of a temperature profile.
+PROFILE_FIELDS = (
+    "min_c",
+    "max_c",
+    "alarm_after_min",
+    "cumulative_budget_min",
+    "critical_below_c",
+    "critical_above_c",
+    "warn_above_c",
+    "mkt_limit_c",
+    "mkt_severity",
+    "cryogenic",
+)
 
 
 @dataclass(frozen=True)
@@ -63,20 +52,25 @@ class Rules:
     cryogenic: bool
 
     @classmethod
-    def from_profile(cls, p: ProfileLike) -> Rules:
+    def from_profile(cls, p: Profile) -> Rules:
+        return cls.from_fields(*(getattr(p, name) for name in PROFILE_FIELDS))
+
+    @classmethod
+    def from_fields(cls, *values: Any) -> Rules:
+        """Rules from a profile's PROFILE_FIELDS values, in that order (a raw row)."""
+        fields = dict(zip(PROFILE_FIELDS, values, strict=True))
+        budget = fields["cumulative_budget_min"]
         return cls(
-            min_c=p.min_c,
-            max_c=p.max_c,
-            alarm_after_ms=int(p.alarm_after_min * 60_000),
-            budget_ms=None
-            if p.cumulative_budget_min is None
-            else int(p.cumulative_budget_min * 60_000),
-            critical_below_c=p.critical_below_c,
-            critical_above_c=p.critical_above_c,
-            warn_above_c=p.warn_above_c,
-            mkt_limit_c=None if p.cryogenic else p.mkt_limit_c,
-            mkt_severity=p.mkt_severity,
-            cryogenic=bool(p.cryogenic),
+            min_c=fields["min_c"],
+            max_c=fields["max_c"],
+            alarm_after_ms=int(fields["alarm_after_min"] * 60_000),
+            budget_ms=None if budget is None else int(budget * 60_000),
+            critical_below_c=fields["critical_below_c"],
+            critical_above_c=fields["critical_above_c"],
+            warn_above_c=fields["warn_above_c"],
+            mkt_limit_c=None if fields["cryogenic"] else fields["mkt_limit_c"],
+            mkt_severity=fields["mkt_severity"],
+            cryogenic=bool(fields["cryogenic"]),
         )
 
     def quiet_band(self) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlmodel import Session
 
@@ -24,20 +24,6 @@ from app.services.reading_store import StateRow
 from models.coldchain import ShipmentState
 from models.shipment import Shipment
 
-
-class _Profile(NamedTuple):
-    min_c: float | None
-    max_c: float
-    alarm_after_min: float
-    cumulative_budget_min: float | None
-    critical_below_c: float | None
-    critical_above_c: float | None
-    warn_above_c: float | None
-    mkt_limit_c: float | None
-    mkt_severity: str
-    cryogenic: bool
-
-
 # Rules by the profile's stored values: a profile edited in the database gets new rules.
 _RULES: dict[tuple[Any, ...], tuple[Rules, tuple[float, float]]] = {}
 
@@ -46,7 +32,7 @@ def _rules(raw: Raw, shipment_id: str) -> tuple[Rules, tuple[float, float]]:
     values = reading_store.shipment_profile(raw, shipment_id)
     cached = _RULES.get(values)
     if cached is None:
-        rules = Rules.from_profile(_Profile(*values))
+        rules = Rules.from_fields(*values)
         cached = _RULES[values] = (rules, rules.quiet_band())
     return cached
 
@@ -91,15 +77,7 @@ def _state(s: StateRow) -> State:
 
 def _alerts_due(rules: Rules, state: State) -> bool:
     """Whether a shipment-level alert (budget, MKT) must be raised or refreshed."""
-    if rules.budget_ms is not None and state.oor_total_ms() >= rules.budget_ms:
-        return True
-    mkt = state.mkt_c()
-    return (
-        rules.mkt_limit_c is not None
-        and mkt is not None
-        and state.mkt_w >= coldchain.MKT_MIN_SPAN_MS
-        and mkt > rules.mkt_limit_c
-    )
+    return coldchain.budget_used_up(rules, state) or coldchain.mkt_over_limit(rules, state)
 
 
 def apply(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.db import Raw, utc_ms
-from app.services.excursions import Exc
+from app.services.excursions import PROFILE_FIELDS, Exc
 
 # Columns of ``reading`` in insert order; a plain reading binds only the first four + last.
 COLUMNS = (
@@ -98,20 +98,6 @@ def existing(raw: Raw, device_ids: Sequence[str], low: int, high: int) -> set[tu
         [*device_ids, low, high],
     )
     return {(str(d), int(t)) for d, t in rows}
-
-
-PROFILE_FIELDS = (
-    "min_c",
-    "max_c",
-    "alarm_after_min",
-    "cumulative_budget_min",
-    "critical_below_c",
-    "critical_above_c",
-    "warn_above_c",
-    "mkt_limit_c",
-    "mkt_severity",
-    "cryogenic",
-)
 
 
 _PROFILE_OF_SHIPMENT = (
