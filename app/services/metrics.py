@@ -15,16 +15,15 @@ infusion, among collected cases that are infused or cancelled.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, case, func
+from sqlalchemy import Double, Table, and_, cast, exists, extract, func
 from sqlalchemy import select as select_columns
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from models.case import Case, Milestone
 from models.coldchain import Excursion
@@ -35,6 +34,8 @@ CASES: Table = Case.__table__  # type: ignore[attr-defined]
 MILESTONE_TABLE: Table = Milestone.__table__  # type: ignore[attr-defined]
 ROUTES: Table = Route.__table__  # type: ignore[attr-defined]
 SITES: Table = Site.__table__  # type: ignore[attr-defined]
+SHIPMENTS: Table = Shipment.__table__  # type: ignore[attr-defined]
+EXCURSIONS: Table = Excursion.__table__  # type: ignore[attr-defined]
 LEGS = (
     ("collection_to_receipt_h", "collected", "received_at_manufacturing", 1.0),
     ("receipt_to_start_h", "received_at_manufacturing", "manufacturing_started", 1.0),
@@ -43,6 +44,77 @@ LEGS = (
     ("site_to_infusion_d", "received_at_site", "infused", 24.0),
 )
 GROUPINGS = ("route", "route_kind", "manufacturing_site", "site", "product", "month")
+MILESTONES = (
+    "collected",
+    "received_at_manufacturing",
+    "manufacturing_started",
+    "qc_released",
+    "received_at_site",
+    "infused",
+)
+
+
+class CaseRow(NamedTuple):
+    """One collected case: attributes, epoch seconds of each milestone (or None), flags."""
+
+    id: str
+    site: str
+    route: str
+    route_kind: str
+    manufacturing_site: str
+    product: str
+    status: str
+    timezone: str
+    collected: float | None
+    received_at_manufacturing: float | None
+    manufacturing_started: float | None
+    qc_released: float | None
+    received_at_site: float | None
+    infused: float | None
+    shipped: bool
+    excursion: bool
+
+    @property
+    def epoch(self) -> dict[str, float]:
+        at = (
+            self.collected,
+            self.received_at_manufacturing,
+            self.manufacturing_started,
+            self.qc_released,
+            self.received_at_site,
+            self.infused,
+        )
+        return {k: v for k, v in zip(MILESTONES, at, strict=True) if v is not None}
+
+    @property
+    def times(self) -> dict[str, datetime]:
+        return {k: datetime.fromtimestamp(v, UTC) for k, v in self.epoch.items()}
+
+    def hours(self, start: str, end: str) -> float | None:
+        epoch = self.epoch
+        if start in epoch and end in epoch:
+            return (epoch[end] - epoch[start]) / 3600
+        return None
+
+    def key(self, group_by: str) -> str:
+        return group_key(self, group_by)
+
+
+# Positions in a fetched row (CaseRow's field order); the summaries work on plain tuples.
+FIRST = CaseRow._fields.index("collected")
+SHIPPED = CaseRow._fields.index("shipped")
+EXCURSION = SHIPPED + 1
+STATUS, ROUTE, TIMEZONE = (CaseRow._fields.index(f) for f in ("status", "route", "timezone"))
+AT = {name: FIRST + i for i, name in enumerate(MILESTONES)}
+COLUMN = {name: CaseRow._fields.index(name) for name in GROUPINGS if name != "month"}
+
+
+def group_key(row: Sequence[Any], group_by: str) -> str:
+    """The group a case falls in; months are the collecting site's local calendar month."""
+    if group_by == "month":
+        local = datetime.fromtimestamp(row[FIRST], ZoneInfo(row[TIMEZONE]))
+        return local.strftime("%Y-%m")
+    return str(row[COLUMN[group_by]])
 
 
 def quantile(sorted_values: Sequence[float], p: float) -> float:
@@ -57,7 +129,12 @@ def quantile(sorted_values: Sequence[float], p: float) -> float:
 
 
 def stats(values: Iterable[float]) -> dict[str, float] | None:
-    ordered = sorted(values)
+    """p50, p90, mean, min and max of some values (None when there are none)."""
+    return _stats_of(list(values))
+
+
+def _stats_of(ordered: list[float]) -> dict[str, float] | None:
+    ordered.sort()  # in place: the caller's list is its own
     if not ordered:
         return None
     return {
@@ -69,51 +146,103 @@ def stats(values: Iterable[float]) -> dict[str, float] | None:
     }
 
 
-@dataclass
-class CaseRow:
-    id: str
-    site: str
-    route: str
-    route_kind: str
-    manufacturing_site: str
-    product: str
-    status: str
-    timezone: str
-    epoch: dict[str, float] = field(default_factory=dict)  # milestone -> epoch seconds
-    shipped: bool = False
-    excursion: bool = False
-
-    @property
-    def times(self) -> dict[str, datetime]:
-        return {k: datetime.fromtimestamp(v, UTC) for k, v in self.epoch.items()}
-
-    def hours(self, start: str, end: str) -> float | None:
-        if start in self.epoch and end in self.epoch:
-            return (self.epoch[end] - self.epoch[start]) / 3600
-        return None
-
-    def key(self, group_by: str) -> str:
-        if group_by == "month":
-            local = datetime.fromtimestamp(self.epoch["collected"], ZoneInfo(self.timezone))
-            return local.strftime("%Y-%m")
-        return str(getattr(self, group_by))
-
-
-MILESTONES = (
-    "collected",
-    "received_at_manufacturing",
-    "manufacturing_started",
-    "qc_released",
-    "received_at_site",
-    "infused",
-)
-
-
-def _epoch(session: Session, column: Any) -> Any:
-    """Epoch seconds of a timestamp expression, computed by the database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", column)
+def _epoch(postgresql: bool, column: Any) -> Any:
+    """Epoch seconds (double precision) of a timestamp expression, computed by the database."""
+    if postgresql:
+        return cast(extract("epoch", column), Double)
     return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def fetch_rows(
+    session: Session,
+    *,
+    site: str | None = None,
+    routes: Sequence[str] | None = None,
+    manufacturing_site: str | None = None,
+    collected_from: datetime | None = None,
+    collected_to: datetime | None = None,
+) -> list[Sequence[Any]]:
+    """Collected cases as plain rows in CaseRow's layout, from one set query."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    c, r, st, m = CASES.c, ROUTES.c, SITES.c, MILESTONE_TABLE.c
+    sh, ex = SHIPMENTS.c, EXCURSIONS.c
+
+    def scoped(stmt: Any, cases: Any) -> Any:
+        if site:
+            stmt = stmt.where(cases.site == site)
+        if routes:
+            stmt = stmt.where(cases.route.in_(list(routes)))
+        if manufacturing_site is not None:
+            stmt = stmt.where(
+                cases.route.in_(
+                    select_columns(r.code).where(r.manufacturing_site == manufacturing_site)
+                )
+            )
+        return stmt
+
+    if postgresql:
+        # A hash aggregate over the milestones beats one index probe per case and milestone.
+        inner = CASES.alias("current")
+        pivot = scoped(
+            select_columns(
+                m.case_id,
+                *(
+                    _epoch(True, func.max(m.occurred_at).filter(m.type == name)).label(name)
+                    for name in MILESTONES
+                ),
+            )
+            .join(inner, and_(inner.c.id == m.case_id, inner.c.cycle == m.cycle))
+            .where(m.type.in_(MILESTONES))
+            .group_by(m.case_id),
+            inner.c,
+        ).subquery("times")
+        times = [pivot.c[name] for name in MILESTONES]
+    else:
+        # SQLite: one probe of the covering index per case and milestone (a pivot over all
+        # milestone rows costs more in CASE evaluations than the probes).
+        pivot = None
+        times = [
+            _epoch(
+                False,
+                select_columns(func.max(m.occurred_at))
+                .where(m.case_id == c.id, m.cycle == c.cycle, m.type == name)
+                .scalar_subquery(),
+            ).label(name)
+            for name in MILESTONES
+        ]
+    shipped = exists().where(sh.case_id == c.id)
+    excursion = exists(
+        select_columns(ex.id)
+        .join(SHIPMENTS, sh.id == ex.shipment_id)
+        .where(sh.case_id == c.id, ex.severity.in_(["major", "critical"]))
+    )
+    stmt = (
+        select_columns(
+            c.id,
+            c.site,
+            c.route,
+            r.kind,
+            r.manufacturing_site,
+            c.product,
+            c.status,
+            st.timezone,
+            *times,
+            shipped.label("shipped"),
+            excursion.label("excursion"),
+        )
+        .join(ROUTES, r.code == c.route)
+        .join(SITES, st.code == c.site)
+    )
+    if pivot is not None:
+        stmt = stmt.join(pivot, pivot.c.case_id == c.id)
+    stmt = scoped(stmt, c)
+    low = collected_from.timestamp() if collected_from else -math.inf
+    high = collected_to.timestamp() if collected_to else math.inf
+    return [
+        row
+        for row in session.execute(stmt).all()
+        if row[FIRST] is not None and low <= row[FIRST] < high
+    ]
 
 
 def fetch(
@@ -124,68 +253,15 @@ def fetch(
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
 ) -> list[CaseRow]:
-    """One row per collected case: its journey times and flags, in three set queries."""
-    c = CASES.c
-    r, st = ROUTES.c, SITES.c
-    stmt = (
-        select_columns(
-            c.id, c.site, c.route, r.kind, r.manufacturing_site, c.product, c.status, st.timezone
-        )
-        .join(ROUTES, r.code == c.route)
-        .join(SITES, st.code == c.site)
+    """One CaseRow per collected case: its journey times and flags."""
+    found = fetch_rows(
+        session,
+        site=site,
+        routes=routes,
+        collected_from=collected_from,
+        collected_to=collected_to,
     )
-    if site:
-        stmt = stmt.where(c.site == site)
-    if routes:
-        stmt = stmt.where(c.route.in_(list(routes)))
-    rows = {
-        r[0]: CaseRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in session.execute(stmt)
-    }
-    # One row per case, the pivot done by the database: epoch seconds of each milestone of
-    # the current collection cycle (no per-milestone rows cross into Python).
-    m = MILESTONE_TABLE.c
-    pivot = [
-        _epoch(session, func.max(case((m.type == name, m.occurred_at)))).label(name)
-        for name in MILESTONES
-    ]
-    times = session.execute(
-        select_columns(m.case_id, *pivot)
-        .join(CASES, c.id == m.case_id)
-        .where(m.cycle == c.cycle, m.type.in_(MILESTONES))
-        .group_by(m.case_id)
-    )
-    for case_id, *values in times:
-        row = rows.get(case_id)
-        if row is not None:
-            row.epoch = {
-                k: float(v) for k, v in zip(MILESTONES, values, strict=True) if v is not None
-            }
-    shipped = session.execute(select_columns(col(Shipment.case_id)).distinct())
-    for (case_id,) in shipped:
-        if case_id in rows:
-            rows[case_id].shipped = True
-    bad = session.execute(
-        select_columns(col(Shipment.case_id))
-        .join(Excursion, col(Excursion.shipment_id) == col(Shipment.id))
-        .where(col(Excursion.severity).in_(["major", "critical"]))
-        .distinct()
-    )
-    for (case_id,) in bad:
-        if case_id in rows:
-            rows[case_id].excursion = True
-    low = collected_from.timestamp() if collected_from else None
-    high = collected_to.timestamp() if collected_to else None
-    out = []
-    for row in rows.values():
-        collected = row.epoch.get("collected")
-        if collected is None:
-            continue
-        if low is not None and collected < low:
-            continue
-        if high is not None and collected >= high:
-            continue
-        out.append(row)
-    return out
+    return [CaseRow._make((*r[:SHIPPED], bool(r[SHIPPED]), bool(r[EXCURSION]))) for r in found]
 
 
 def targets(session: Session) -> dict[str, float | None]:
@@ -197,37 +273,59 @@ def targets(session: Session) -> dict[str, float | None]:
     }
 
 
-def summarise(rows: Sequence[CaseRow], v2v_targets: dict[str, float | None]) -> dict[str, Any]:
-    infused = [r for r in rows if "infused" in r.epoch]
-    v2v = [(r, r.hours("collected", "infused") or 0.0) for r in infused]
-    with_target = [(r, h) for r, h in v2v if v2v_targets.get(r.route) is not None]
-    on_time = sum(1 for r, h in with_target if h / 24 <= (v2v_targets[r.route] or 0))
-    closed = [r for r in rows if r.status in ("infused", "cancelled")]
-    attrited = sum(1 for r in closed if r.status == "cancelled")
-    shipped = [r for r in rows if r.shipped]
+def summarise(
+    rows: Sequence[Sequence[Any]], v2v_targets: dict[str, float | None]
+) -> dict[str, Any]:
+    """Counts, V2V and leg statistics and rates of some cases (CaseRows or plain rows)."""
+    # Column lists and sorted lists of floats: the Python work stays a few passes per case.
+    at = {name: [r[i] for r in rows] for name, i in AT.items()}
+    infused = [r for r in rows if r[AT["infused"]] is not None]
+    v2v = [
+        (b - a) / 3600 if a is not None else 0.0
+        for a, b in zip(at["collected"], at["infused"], strict=True)
+        if b is not None
+    ]
+    limits = [v2v_targets.get(r[ROUTE]) for r in infused]
+    with_target = [(limit, h) for limit, h in zip(limits, v2v, strict=True) if limit is not None]
+    on_time = sum(1 for limit, h in with_target if h / 24 <= (limit or 0))
+    status = Counter([r[STATUS] for r in rows])
+    closed = status["infused"] + status["cancelled"]
+    shipped = [r[EXCURSION] for r in rows if r[SHIPPED]]
     legs: dict[str, Any] = {}
     for name, start, end, per in LEGS:
-        values = [h / per for r in rows if (h := r.hours(start, end)) is not None]
-        legs[name] = stats(values)
+        legs[name] = _stats_of(
+            [
+                (b - a) / 3600 / per
+                for a, b in zip(at[start], at[end], strict=True)
+                if a is not None and b is not None
+            ]
+        )
     return {
         "n": len(rows),
-        "n_infused": len(infused),
-        "vein_to_vein_d": stats(h / 24 for _, h in v2v),
+        "n_infused": len(v2v),
+        "vein_to_vein_d": _stats_of([h / 24 for h in v2v]),
         "legs": legs,
         "on_time_rate": round(on_time / len(with_target), 4) if with_target else None,
         "excursion_rate": (
-            round(sum(1 for r in shipped if r.excursion) / len(shipped), 4) if shipped else None
+            round(sum(1 for e in shipped if e) / len(shipped), 4) if shipped else None
         ),
-        "attrition_rate": round(attrited / len(closed), 4) if closed else None,
+        "attrition_rate": round(status["cancelled"] / closed, 4) if closed else None,
     }
 
 
 def turnaround(
-    rows: Sequence[CaseRow], v2v_targets: dict[str, float | None], group_by: str
+    rows: Sequence[Sequence[Any]], v2v_targets: dict[str, float | None], group_by: str
 ) -> list[dict[str, Any]]:
-    groups: dict[str, list[CaseRow]] = defaultdict(list)
-    for row in rows:
-        groups[row.key(group_by)].append(row)
+    """One summary per group, in key order."""
+    groups: dict[str, list[Sequence[Any]]] = defaultdict(list)
+    if group_by == "month":
+        for row in rows:
+            groups[group_key(row, group_by)].append(row)
+    else:
+        index = COLUMN[group_by]
+        for row in rows:
+            groups[row[index]].append(row)
     return [
-        {"key": key, **summarise(members, v2v_targets)} for key, members in sorted(groups.items())
+        {"key": str(key), **summarise(members, v2v_targets)}
+        for key, members in sorted(groups.items())
     ]
