@@ -146,7 +146,7 @@ def _stats_of(ordered: list[float]) -> dict[str, float] | None:
     }
 
 
-def _epoch(postgresql: bool, column: Any) -> Any:
+def epoch_seconds(postgresql: bool, column: Any) -> Any:
     """Epoch seconds (double precision) of a timestamp expression, computed by the database."""
     if postgresql:
         return cast(extract("epoch", column), Double)
@@ -187,7 +187,7 @@ def fetch_rows(
             select_columns(
                 m.case_id,
                 *(
-                    _epoch(True, func.max(m.occurred_at).filter(m.type == name)).label(name)
+                    epoch_seconds(True, func.max(m.occurred_at).filter(m.type == name)).label(name)
                     for name in MILESTONES
                 ),
             )
@@ -202,7 +202,7 @@ def fetch_rows(
         # milestone rows costs more in CASE evaluations than the probes).
         pivot = None
         times = [
-            _epoch(
+            epoch_seconds(
                 False,
                 select_columns(func.max(m.occurred_at))
                 .where(m.case_id == c.id, m.cycle == c.cycle, m.type == name)
