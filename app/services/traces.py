@@ -34,13 +34,16 @@ GROUPED = text(
 def _per_bucket(n: int) -> str:
     """One aggregate per bucket over its index range, for n buckets (SQLite)."""
     # Kept in SQLite's own :name style and run as driver SQL: each name binds once, where a
-    # statement rewritten to positional parameters would bind ~2,000 values.
-    return " UNION ALL ".join(
+    # statement rewritten to positional parameters would bind ~2,000 values. Every bucket but
+    # the last ends at or before :high (n = ceil((high - low + 1) / bucket)), so only the last
+    # one tests :high.
+    arms = [
         f"SELECT {i}, min(temp_c), max(temp_c), avg(temp_c), count(*) FROM reading "  # noqa: S608
-        f"WHERE shipment_id = :s AND ts_ms >= :low + {i} * :bucket"
-        f" AND ts_ms < :low + {i + 1} * :bucket AND ts_ms <= :high"
+        f"WHERE shipment_id = :s AND ts_ms >= :low + {i} * :bucket AND "
+        + (f"ts_ms < :low + {i + 1} * :bucket" if i < n - 1 else "ts_ms <= :high")
         for i in range(n)
-    )
+    ]
+    return " UNION ALL ".join(arms)
 
 
 def bounds(session: Session, shipment_id: str) -> tuple[int, int] | None:
