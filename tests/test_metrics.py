@@ -105,6 +105,20 @@ def test_viewers_see_no_coi_and_coordinators_only_their_site(
     assert api.get("courier", "/api/v1/metrics/turnaround").status_code == 403
 
 
+def test_manufacturers_see_only_cases_made_at_their_factory(
+    api: Api, cohort: dict[str, list[float]]
+) -> None:
+    everyone = api.get("viewer", "/api/v1/metrics/turnaround?group_by=manufacturing_site").json()
+    by_factory = {g["key"]: g for g in everyone["groups"]}
+    for persona, factory in (
+        ("kashiwa", "CELLARES-KASHIWA"),
+        ("bridgewater", "CELLARES-BRIDGEWATER"),
+    ):
+        body = api.get(persona, "/api/v1/metrics/turnaround?group_by=manufacturing_site").json()
+        assert body["groups"] == ([by_factory[factory]] if factory in by_factory else [])
+    assert sum(g["n"] for g in by_factory.values()) == 7
+
+
 def test_month_groups_by_the_sites_local_day(api: Api) -> None:
     # 00:30 JST on 1 October is still 30 September in UTC.
     j = Journey(api, patient="TZ", start=datetime(2026, 9, 30, 14, 0, tzinfo=JST).astimezone())

@@ -1,12 +1,14 @@
 """Delay sweep: milestones predicted past their targets, targets passed, slots missed.
 
-Reads everything it needs in a few set-based queries (no per-case ORM walk), predicts each
-open case's milestones with the route model, and raises or resolves alerts by dedupe key.
+One read query (app/services/delays.py) finds the active cases where a rule could act; a write
+transaction opens only for those, reads what they need in a few set-based queries, predicts
+their milestones with the route model and raises or resolves alerts by dedupe key.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Table
 from sqlalchemy import select as select_columns
@@ -15,21 +17,19 @@ from sqlmodel import Session, col, select
 from app.db import Database
 from app.jobs.sweeps import resolve
 from app.services import alerts, routes
-from models.alert import Alert, AlertKind, AlertStatus, Severity
-from models.case import Case, CaseStatus, Slot
-
-ACTIVE = (
-    CaseStatus.collected,
-    CaseStatus.in_transit_to_manufacturing,
-    CaseStatus.at_manufacturing,
-    CaseStatus.in_manufacturing,
-    CaseStatus.released,
-    CaseStatus.in_transit_to_site,
-    CaseStatus.at_site,
-    CaseStatus.thawed,
+from app.services.delays import (
+    ACTIVE,
+    SLOT_GRACE,
+    at_risk_key,
+    breached_key,
+    candidates,
+    slot_key,
 )
+from models.alert import Alert, AlertKind, AlertStatus, Severity
+from models.case import Case, Slot
+
 CASES: Table = Case.__table__  # type: ignore[attr-defined]
-SLOT_GRACE = timedelta(hours=12)  # arrival this much after the slot opens misses it
+CHUNK = 900  # bound parameters per IN list (SQLite's historical limit is 999)
 
 
 def _fmt(t: datetime) -> str:
@@ -38,87 +38,108 @@ def _fmt(t: datetime) -> str:
 
 def delay_sweep(db: Database, *, now: datetime) -> int:
     """Raise delay_at_risk / delay_breached / slot_conflict; resolve them once done."""
+    with db.session() as session:
+        due = candidates(
+            session,
+            models=routes.load_models(session),
+            process=routes.process_hours(session),
+            now=now,
+        )
+    if not due:
+        return 0
     changed = 0
+    ids = sorted(due)
     with db.transaction() as session:
         models = routes.load_models(session)
         process = routes.process_hours(session)
-        t = CASES.c
-        cases = session.execute(
-            select_columns(t.id, t.route, t.product, t.coi, t.apheresis_at).where(
-                t.status.in_([s.value for s in ACTIVE])
+        open_keys = _open_delay_keys(session)
+        for start in range(0, len(ids), CHUNK):
+            changed += _sweep_cases(
+                session, ids[start : start + CHUNK], models, process, open_keys, now
+            )
+    return changed
+
+
+def _sweep_cases(
+    session: Session,
+    ids: Sequence[str],
+    models: dict[str, routes.RouteModel],
+    process: dict[str, float],
+    open_keys: set[str],
+    now: datetime,
+) -> int:
+    """The exact rules for some cases (those still active)."""
+    changed = 0
+    t = CASES.c
+    cases = session.execute(
+        select_columns(t.id, t.route, t.product, t.coi, t.apheresis_at).where(
+            t.status.in_([s.value for s in ACTIVE]), t.id.in_(list(ids))
+        )
+    ).all()
+    times = routes.milestone_times(session, [c[0] for c in cases])
+    slots = dict(
+        session.exec(
+            select(Slot.case_id, Slot.start_at).where(
+                Slot.status == "reserved", col(Slot.case_id).in_([c[0] for c in cases])
             )
         ).all()
-        times = routes.milestone_times(session, [c[0] for c in cases])
-        slots = dict(
-            session.exec(
-                select(Slot.case_id, Slot.start_at).where(
-                    Slot.status == "reserved",
-                    col(Slot.case_id).in_(
-                        select(Case.id).where(col(Case.status).in_([s.value for s in ACTIVE]))
-                    ),
-                )
-            ).all()
+    )
+    for case_id, route_code, product, coi, apheresis_at in cases:
+        model = models[route_code]
+        actual = times.get(case_id, {})
+        predicted = routes.predict(
+            model,
+            actual,
+            now=now,
+            apheresis_at=apheresis_at,
+            slot_start_at=slots.get(case_id),
+            process_h=process.get(product, 168.0),
         )
-        open_keys = _open_delay_keys(session)
-        for case_id, route_code, product, coi, apheresis_at in cases:
-            model = models[route_code]
-            actual = times.get(case_id, {})
-            predicted = routes.predict(
-                model,
-                actual,
-                now=now,
-                apheresis_at=apheresis_at,
-                slot_start_at=slots.get(case_id),
-                process_h=process.get(product, 168.0),
-            )
-            for name, start, end, _ in routes.TARGETS:
-                limit = model.target(name)
-                at_risk, breached = (
-                    f"delay_at_risk:{case_id}:{name}",
-                    f"delay_breached:{case_id}:{name}",
-                )
-                if end in actual:
-                    for key in (at_risk, breached):
-                        if key in open_keys:
-                            resolve(session, dedupe_key=key, now=now)
-                    continue
-                if limit is None or start not in actual:
-                    continue
-                target_at = actual[start] + limit
-                if now > target_at:
-                    if breached not in open_keys:
-                        alerts.raise_alert(
-                            session,
-                            kind=AlertKind.delay_breached,
-                            severity=Severity.major,
-                            message=f"case {coi}: {end.replace('_', ' ')} was due by "
-                            f"{_fmt(target_at)} ({name} target) and has not happened",
-                            now=now,
-                            case_id=case_id,
-                            dedupe_key=breached,
-                            data={"target": name, "target_at": target_at.isoformat()},
-                        )
-                        changed += 1
-                elif predicted[end] > target_at and at_risk not in open_keys:
+        for name, start, end, _ in routes.TARGETS:
+            limit = model.target(name)
+            at_risk, breached = at_risk_key(case_id, name), breached_key(case_id, name)
+            if end in actual:
+                for key in (at_risk, breached):
+                    if key in open_keys:
+                        resolve(session, dedupe_key=key, now=now)
+                continue
+            if limit is None or start not in actual:
+                continue
+            target_at = actual[start] + limit
+            if now > target_at:
+                if breached not in open_keys:
                     alerts.raise_alert(
                         session,
-                        kind=AlertKind.delay_at_risk,
-                        severity=Severity.warning,
-                        message=f"case {coi}: {end.replace('_', ' ')} predicted "
-                        f"{_fmt(predicted[end])}, after its {name} target {_fmt(target_at)}",
+                        kind=AlertKind.delay_breached,
+                        severity=Severity.major,
+                        message=f"case {coi}: {end.replace('_', ' ')} was due by "
+                        f"{_fmt(target_at)} ({name} target) and has not happened",
                         now=now,
                         case_id=case_id,
-                        dedupe_key=at_risk,
-                        data={
-                            "target": name,
-                            "target_at": target_at.isoformat(),
-                            "predicted_at": predicted[end].isoformat(),
-                        },
+                        dedupe_key=breached,
+                        data={"target": name, "target_at": target_at.isoformat()},
                     )
                     changed += 1
-            changed += _slot_conflict(
-                session, case_id, coi, actual, predicted, slots.get(case_id), open_keys, now
-            )
+            elif predicted[end] > target_at and at_risk not in open_keys:
+                alerts.raise_alert(
+                    session,
+                    kind=AlertKind.delay_at_risk,
+                    severity=Severity.warning,
+                    message=f"case {coi}: {end.replace('_', ' ')} predicted "
+                    f"{_fmt(predicted[end])}, after its {name} target {_fmt(target_at)}",
+                    now=now,
+                    case_id=case_id,
+                    dedupe_key=at_risk,
+                    data={
+                        "target": name,
+                        "target_at": target_at.isoformat(),
+                        "predicted_at": predicted[end].isoformat(),
+                    },
+                )
+                changed += 1
+        changed += _slot_conflict(
+            session, case_id, coi, actual, predicted, slots.get(case_id), open_keys, now
+        )
     return changed
 
 
@@ -132,7 +153,7 @@ def _slot_conflict(
     open_keys: set[str],
     now: datetime,
 ) -> int:
-    key = f"slot:{case_id}"
+    key = slot_key(case_id)
     if "received_at_manufacturing" in actual or slot_start is None:
         if key in open_keys:
             resolve(session, dedupe_key=key, now=now)

@@ -40,6 +40,17 @@ def _instant(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
+def _scope(principal: Principal) -> dict[str, str] | None:
+    """Filters limiting metrics.fetch_rows to the caller's cases; None when it may see none."""
+    if principal.role not in (Role.coordinator, Role.manufacturer):
+        return {}
+    if principal.site is None:
+        return None
+    if principal.role == Role.coordinator:
+        return {"site": principal.site}
+    return {"manufacturing_site": principal.site}
+
+
 def _scoped(principal: Principal, rows: list[metrics.CaseRow]) -> list[metrics.CaseRow]:
     if principal.role == Role.coordinator:
         return [r for r in rows if r.site == principal.site]
@@ -62,10 +73,16 @@ def turnaround(
     to: Annotated[str | None, Query(max_length=40, description="Collected before")] = None,
 ) -> dict[str, Any]:
     """V2V and per-leg turnaround per group, with on-time, excursion and attrition rates."""
-    rows = metrics.fetch(
-        session, collected_from=_instant(from_, "from"), collected_to=_instant(to, "to")
+    collected_from, collected_to = _instant(from_, "from"), _instant(to, "to")
+    scope = _scope(principal)
+    rows = (
+        []
+        if scope is None
+        else metrics.fetch_rows(
+            session, collected_from=collected_from, collected_to=collected_to, **scope
+        )
     )
-    groups = metrics.turnaround(_scoped(principal, rows), metrics.targets(session), group_by)
+    groups = metrics.turnaround(rows, metrics.targets(session), group_by)
     return {"group_by": group_by, "groups": groups}
 
 

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -31,7 +30,7 @@ from app.deps import (
 )
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
-from app.services import alerts, audit, principals, readings
+from app.services import alerts, audit, principals, readings, traces
 from app.services.access import SHIPMENT_READERS, shipment_scope
 from app.services.coldchain import ms_to_dt
 from app.telemetry import READINGS
@@ -186,36 +185,14 @@ def shipment_trace(
             raise Invalid(
                 f"{name} needs a UTC offset", errors=[{"loc": f"query/{name}", "msg": "naive"}]
             )
-    bounds = session.execute(
-        text("SELECT min(ts_ms), max(ts_ms) FROM reading WHERE shipment_id = :s"),
-        {"s": shipment.id},
-    ).one()
-    if bounds[0] is None:
+    bounds = traces.bounds(session, shipment.id)
+    if bounds is None:
         return {"points": [], "bucket_s": 0}
-    low = int(from_.timestamp() * 1000) if from_ else int(bounds[0])
-    high = int(to.timestamp() * 1000) if to else int(bounds[1])
+    low = int(from_.timestamp() * 1000) if from_ else bounds[0]
+    high = int(to.timestamp() * 1000) if to else bounds[1]
     if high < low:
         raise Invalid("to is before from", errors=[{"loc": "query/to", "msg": "before from"}])
-    bucket_ms = max(1000, -(-(high - low + 1) // max_points))
-    rows = session.execute(
-        text(
-            "SELECT (ts_ms - :low) / :bucket AS b, min(temp_c), max(temp_c), avg(temp_c), "
-            "count(*) FROM reading WHERE shipment_id = :s AND ts_ms BETWEEN :low AND :high "
-            "GROUP BY b ORDER BY b"
-        ),
-        {"s": shipment.id, "low": low, "high": high, "bucket": bucket_ms},
-    ).all()
-    points = [
-        {
-            "t": ms_to_dt(low + int(b) * bucket_ms),
-            "min_c": mn,
-            "max_c": mx,
-            "mean_c": round(float(mean), 4),
-            "n": int(n),
-        }
-        for b, mn, mx, mean, n in rows
-    ]
-    return {"points": points, "bucket_s": bucket_ms / 1000}
+    return traces.trace(session, shipment.id, low=low, high=high, max_points=max_points)
 
 
 def _public(e: Excursion) -> ExcursionPublic:

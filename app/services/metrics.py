@@ -15,26 +15,43 @@ infusion, among collected cases that are infused or cancelled.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, case, func
-from sqlalchemy import select as select_columns
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from models.case import Case, Milestone
-from models.coldchain import Excursion
-from models.reference import Route, Site
-from models.shipment import Shipment
+from app.services.case_rows import (
+    AT,
+    COLUMN,
+    EXCURSION,
+    GROUPINGS,
+    MILESTONES,
+    ROUTE,
+    SHIPPED,
+    STATUS,
+    CaseRow,
+    fetch,
+    fetch_rows,
+    group_key,
+)
+from models.reference import Route
 
-CASES: Table = Case.__table__  # type: ignore[attr-defined]
-MILESTONE_TABLE: Table = Milestone.__table__  # type: ignore[attr-defined]
-ROUTES: Table = Route.__table__  # type: ignore[attr-defined]
-SITES: Table = Site.__table__  # type: ignore[attr-defined]
+# The rows are re-exported: callers reach them as metrics.fetch, metrics.CaseRow, ...
+__all__ = [
+    "GROUPINGS",
+    "LEGS",
+    "MILESTONES",
+    "CaseRow",
+    "fetch",
+    "fetch_rows",
+    "quantile",
+    "stats",
+    "summarise",
+    "targets",
+    "turnaround",
+]
+
 LEGS = (
     ("collection_to_receipt_h", "collected", "received_at_manufacturing", 1.0),
     ("receipt_to_start_h", "received_at_manufacturing", "manufacturing_started", 1.0),
@@ -42,7 +59,6 @@ LEGS = (
     ("release_to_site_h", "qc_released", "received_at_site", 1.0),
     ("site_to_infusion_d", "received_at_site", "infused", 24.0),
 )
-GROUPINGS = ("route", "route_kind", "manufacturing_site", "site", "product", "month")
 
 
 def quantile(sorted_values: Sequence[float], p: float) -> float:
@@ -57,7 +73,12 @@ def quantile(sorted_values: Sequence[float], p: float) -> float:
 
 
 def stats(values: Iterable[float]) -> dict[str, float] | None:
-    ordered = sorted(values)
+    """p50, p90, mean, min and max of some values (None when there are none)."""
+    return _stats_of(list(values))
+
+
+def _stats_of(ordered: list[float]) -> dict[str, float] | None:
+    ordered.sort()  # in place: the caller's list is its own
     if not ordered:
         return None
     return {
@@ -69,125 +90,6 @@ def stats(values: Iterable[float]) -> dict[str, float] | None:
     }
 
 
-@dataclass
-class CaseRow:
-    id: str
-    site: str
-    route: str
-    route_kind: str
-    manufacturing_site: str
-    product: str
-    status: str
-    timezone: str
-    epoch: dict[str, float] = field(default_factory=dict)  # milestone -> epoch seconds
-    shipped: bool = False
-    excursion: bool = False
-
-    @property
-    def times(self) -> dict[str, datetime]:
-        return {k: datetime.fromtimestamp(v, UTC) for k, v in self.epoch.items()}
-
-    def hours(self, start: str, end: str) -> float | None:
-        if start in self.epoch and end in self.epoch:
-            return (self.epoch[end] - self.epoch[start]) / 3600
-        return None
-
-    def key(self, group_by: str) -> str:
-        if group_by == "month":
-            local = datetime.fromtimestamp(self.epoch["collected"], ZoneInfo(self.timezone))
-            return local.strftime("%Y-%m")
-        return str(getattr(self, group_by))
-
-
-MILESTONES = (
-    "collected",
-    "received_at_manufacturing",
-    "manufacturing_started",
-    "qc_released",
-    "received_at_site",
-    "infused",
-)
-
-
-def _epoch(session: Session, column: Any) -> Any:
-    """Epoch seconds of a timestamp expression, computed by the database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", column)
-    return (func.julianday(column) - 2440587.5) * 86400.0
-
-
-def fetch(
-    session: Session,
-    *,
-    site: str | None = None,
-    routes: Sequence[str] | None = None,
-    collected_from: datetime | None = None,
-    collected_to: datetime | None = None,
-) -> list[CaseRow]:
-    """One row per collected case: its journey times and flags, in three set queries."""
-    c = CASES.c
-    r, st = ROUTES.c, SITES.c
-    stmt = (
-        select_columns(
-            c.id, c.site, c.route, r.kind, r.manufacturing_site, c.product, c.status, st.timezone
-        )
-        .join(ROUTES, r.code == c.route)
-        .join(SITES, st.code == c.site)
-    )
-    if site:
-        stmt = stmt.where(c.site == site)
-    if routes:
-        stmt = stmt.where(c.route.in_(list(routes)))
-    rows = {
-        r[0]: CaseRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in session.execute(stmt)
-    }
-    # One row per case, the pivot done by the database: epoch seconds of each milestone of
-    # the current collection cycle (no per-milestone rows cross into Python).
-    m = MILESTONE_TABLE.c
-    pivot = [
-        _epoch(session, func.max(case((m.type == name, m.occurred_at)))).label(name)
-        for name in MILESTONES
-    ]
-    times = session.execute(
-        select_columns(m.case_id, *pivot)
-        .join(CASES, c.id == m.case_id)
-        .where(m.cycle == c.cycle, m.type.in_(MILESTONES))
-        .group_by(m.case_id)
-    )
-    for case_id, *values in times:
-        row = rows.get(case_id)
-        if row is not None:
-            row.epoch = {
-                k: float(v) for k, v in zip(MILESTONES, values, strict=True) if v is not None
-            }
-    shipped = session.execute(select_columns(col(Shipment.case_id)).distinct())
-    for (case_id,) in shipped:
-        if case_id in rows:
-            rows[case_id].shipped = True
-    bad = session.execute(
-        select_columns(col(Shipment.case_id))
-        .join(Excursion, col(Excursion.shipment_id) == col(Shipment.id))
-        .where(col(Excursion.severity).in_(["major", "critical"]))
-        .distinct()
-    )
-    for (case_id,) in bad:
-        if case_id in rows:
-            rows[case_id].excursion = True
-    low = collected_from.timestamp() if collected_from else None
-    high = collected_to.timestamp() if collected_to else None
-    out = []
-    for row in rows.values():
-        collected = row.epoch.get("collected")
-        if collected is None:
-            continue
-        if low is not None and collected < low:
-            continue
-        if high is not None and collected >= high:
-            continue
-        out.append(row)
-    return out
-
-
 def targets(session: Session) -> dict[str, float | None]:
     return {
         r.code: (
@@ -197,37 +99,59 @@ def targets(session: Session) -> dict[str, float | None]:
     }
 
 
-def summarise(rows: Sequence[CaseRow], v2v_targets: dict[str, float | None]) -> dict[str, Any]:
-    infused = [r for r in rows if "infused" in r.epoch]
-    v2v = [(r, r.hours("collected", "infused") or 0.0) for r in infused]
-    with_target = [(r, h) for r, h in v2v if v2v_targets.get(r.route) is not None]
-    on_time = sum(1 for r, h in with_target if h / 24 <= (v2v_targets[r.route] or 0))
-    closed = [r for r in rows if r.status in ("infused", "cancelled")]
-    attrited = sum(1 for r in closed if r.status == "cancelled")
-    shipped = [r for r in rows if r.shipped]
+def summarise(
+    rows: Sequence[Sequence[Any]], v2v_targets: dict[str, float | None]
+) -> dict[str, Any]:
+    """Counts, V2V and leg statistics and rates of some cases (CaseRows or plain rows)."""
+    # Column lists and sorted lists of floats: the Python work stays a few passes per case.
+    at = {name: [r[i] for r in rows] for name, i in AT.items()}
+    infused = [r for r in rows if r[AT["infused"]] is not None]
+    v2v = [
+        (b - a) / 3600 if a is not None else 0.0
+        for a, b in zip(at["collected"], at["infused"], strict=True)
+        if b is not None
+    ]
+    limits = [v2v_targets.get(r[ROUTE]) for r in infused]
+    with_target = [(limit, h) for limit, h in zip(limits, v2v, strict=True) if limit is not None]
+    on_time = sum(1 for limit, h in with_target if h / 24 <= (limit or 0))
+    status = Counter([r[STATUS] for r in rows])
+    closed = status["infused"] + status["cancelled"]
+    shipped = [r[EXCURSION] for r in rows if r[SHIPPED]]
     legs: dict[str, Any] = {}
     for name, start, end, per in LEGS:
-        values = [h / per for r in rows if (h := r.hours(start, end)) is not None]
-        legs[name] = stats(values)
+        legs[name] = _stats_of(
+            [
+                (b - a) / 3600 / per
+                for a, b in zip(at[start], at[end], strict=True)
+                if a is not None and b is not None
+            ]
+        )
     return {
         "n": len(rows),
-        "n_infused": len(infused),
-        "vein_to_vein_d": stats(h / 24 for _, h in v2v),
+        "n_infused": len(v2v),
+        "vein_to_vein_d": _stats_of([h / 24 for h in v2v]),
         "legs": legs,
         "on_time_rate": round(on_time / len(with_target), 4) if with_target else None,
         "excursion_rate": (
-            round(sum(1 for r in shipped if r.excursion) / len(shipped), 4) if shipped else None
+            round(sum(1 for e in shipped if e) / len(shipped), 4) if shipped else None
         ),
-        "attrition_rate": round(attrited / len(closed), 4) if closed else None,
+        "attrition_rate": round(status["cancelled"] / closed, 4) if closed else None,
     }
 
 
 def turnaround(
-    rows: Sequence[CaseRow], v2v_targets: dict[str, float | None], group_by: str
+    rows: Sequence[Sequence[Any]], v2v_targets: dict[str, float | None], group_by: str
 ) -> list[dict[str, Any]]:
-    groups: dict[str, list[CaseRow]] = defaultdict(list)
-    for row in rows:
-        groups[row.key(group_by)].append(row)
+    """One summary per group, in key order."""
+    groups: dict[str, list[Sequence[Any]]] = defaultdict(list)
+    if group_by == "month":
+        for row in rows:
+            groups[group_key(row, group_by)].append(row)
+    else:
+        index = COLUMN[group_by]
+        for row in rows:
+            groups[row[index]].append(row)
     return [
-        {"key": key, **summarise(members, v2v_targets)} for key, members in sorted(groups.items())
+        {"key": str(key), **summarise(members, v2v_targets)}
+        for key, members in sorted(groups.items())
     ]

@@ -138,6 +138,20 @@ def remaining_transit(
     return timedelta(hours=hours)
 
 
+def step_times(model: RouteModel, process_h: float) -> dict[str, timedelta]:
+    """Expected time from each milestone in SEQUENCE to the next (collected: zero)."""
+    return {
+        "collected": timedelta(0),
+        "shipped_to_manufacturing": model.hours("collection_to_pickup", 1.0),
+        "received_at_manufacturing": timedelta(hours=model.transit_h("inbound")),
+        "manufacturing_started": model.hours("receipt_to_start", 12.0),
+        "qc_released": model.hours("start_to_release", process_h),
+        "shipped_to_site": model.hours("release_to_pickup", 6.0),
+        "received_at_site": timedelta(hours=model.transit_h("outbound")),
+        "infused": model.hours("site_to_infusion", 48.0),
+    }
+
+
 def predict(
     model: RouteModel,
     actual: dict[str, datetime],
@@ -154,16 +168,7 @@ def predict(
     ``received_at_site`` from a shipment in transit.
     """
     eta = eta or {}
-    steps = {
-        "collected": timedelta(0),
-        "shipped_to_manufacturing": model.hours("collection_to_pickup", 1.0),
-        "received_at_manufacturing": timedelta(hours=model.transit_h("inbound")),
-        "manufacturing_started": model.hours("receipt_to_start", 12.0),
-        "qc_released": model.hours("start_to_release", process_h),
-        "shipped_to_site": model.hours("release_to_pickup", 6.0),
-        "received_at_site": timedelta(hours=model.transit_h("outbound")),
-        "infused": model.hours("site_to_infusion", 48.0),
-    }
+    steps = step_times(model, process_h)
     out: dict[str, datetime] = {}
     previous: datetime | None = None
     pending_seen = False
