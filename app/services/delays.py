@@ -142,40 +142,49 @@ def next_check(
 @cache
 def _statement(postgresql: bool) -> TextClause:
     """Active cases whose row is missing, stale or due, for a dialect."""
-    differs = "IS DISTINCT FROM" if postgresql else "IS NOT"
     active = ", ".join(f"'{s.value}'" for s in ACTIVE)
     kinds = ", ".join(f"'{kind}'" for kind in KINDS)
+    # Per case, the count and highest id of each set: a row joins a set with a new id, and
+    # leaves it with a lower count.
+    sets = {
+        "milestone": "x.case_id = c.id AND x.cycle = c.cycle",
+        "slot": "x.case_id = c.id AND x.status = 'reserved'",
+        "alert": f"x.case_id = c.id AND x.kind IN ({kinds}) AND x.status <> 'resolved'",
+    }
     checks = [
         "k.case_id IS NULL",
         "k.next_us <= :now",
         "k.checked_us > :now",  # a row written at a later instant says nothing about now
         "k.parameters <> :parameters",
-        "k.route <> g.route",
-        "k.product <> g.product",
-        "k.cycle <> g.cycle",
-        f"k.apheresis_at {differs} g.apheresis_at",
-        "k.milestones <> g.n",
-        "k.milestone_top <> g.top",
-        "k.slots <> coalesce(s.n, 0)",
-        "k.slot_top <> coalesce(s.top, 0)",
-        "k.alerts <> coalesce(o.n, 0)",
-        "k.alert_top <> coalesce(o.top, 0)",
+        "k.route <> c.route",
+        "k.product <> c.product",
+        "k.cycle <> c.cycle",
+        f"k.apheresis_at {'IS DISTINCT FROM' if postgresql else 'IS NOT'} c.apheresis_at",
     ]
+    joins = ""
+    for table, where in sets.items():
+        if postgresql:
+            # PostgreSQL runs a correlated subquery as one index scan per case: join the set
+            # grouped once instead.
+            joins += (
+                f"LEFT JOIN (SELECT c.id AS case_id, count(*) AS n, max(x.id) AS top "  # noqa: S608
+                f"FROM cases c JOIN {table} x ON {where} WHERE c.status IN ({active}) "
+                f"GROUP BY c.id) {table}_ ON {table}_.case_id = c.id "
+            )
+            checks.append(
+                f"(k.{table}s, k.{table}_top) <> "
+                f"(coalesce({table}_.n, 0), coalesce({table}_.top, 0))"
+            )
+        else:
+            # SQLite answers each through the case_id index, and only until a check holds.
+            checks.append(
+                f"(k.{table}s, k.{table}_top) <> "  # noqa: S608
+                f"(SELECT count(*), coalesce(max(x.id), 0) FROM {table} x WHERE {where})"
+            )
     # Only constants of this module are spliced in; every value is a bound parameter.
     return text(
-        "WITH g AS (SELECT c.id AS id, c.route AS route, c.product AS product, "  # noqa: S608
-        "c.cycle AS cycle, c.apheresis_at AS apheresis_at, count(m.id) AS n, "
-        "coalesce(max(m.id), 0) AS top FROM cases c "
-        "LEFT JOIN milestone m ON m.case_id = c.id AND m.cycle = c.cycle "
-        f"WHERE c.status IN ({active}) GROUP BY c.id), "
-        "s AS (SELECT case_id, count(*) AS n, max(id) AS top FROM slot "
-        "WHERE status = 'reserved' GROUP BY case_id), "
-        "o AS (SELECT case_id, count(*) AS n, max(id) AS top FROM alert "
-        f"WHERE kind IN ({kinds}) AND status <> 'resolved' AND case_id IS NOT NULL "
-        "GROUP BY case_id) "
-        "SELECT g.id FROM g LEFT JOIN case_delay_check k ON k.case_id = g.id "
-        "LEFT JOIN s ON s.case_id = g.id LEFT JOIN o ON o.case_id = g.id "
-        f"WHERE {' OR '.join(checks)}"
+        "SELECT c.id FROM cases c LEFT JOIN case_delay_check k ON k.case_id = c.id "  # noqa: S608
+        f"{joins}WHERE c.status IN ({active}) AND ({' OR '.join(checks)})"
     )
 
 
