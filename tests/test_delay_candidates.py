@@ -216,7 +216,7 @@ def test_sweeps_at_increasing_times_do_what_the_full_sweep_does(
     rng = random.Random(seed)
     _world(database, rng, 300)
     now, acted = NOW, 0
-    times = [rng.uniform(0.05, 30) for _ in range(9)] + [-20.0]  # the clock may go back
+    times = [rng.uniform(0.05, 30) for _ in range(9)] + [-30.0, -40.0]  # the clock may go back
     for step, hours in enumerate(times):
         now += timedelta(hours=hours)
         if step == 5:
