@@ -9,6 +9,7 @@ from models.alert import Alert
 from models.audit import AuditEntry
 from models.coldchain import Device, Excursion, Reading, ShipmentState
 from models.courier_feed import CourierFeed
+from models.delay import CaseDelayCheck
 from models.case import Case, CoiSequence, Milestone, Slot
 from models.principal import IdempotencyRecord, Principal
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
@@ -19,6 +20,7 @@ __all__ = [
     "Alert",
     "AuditEntry",
     "Case",
+    "CaseDelayCheck",
     "CoiSequence",
     "Courier",
     "CourierFeed",

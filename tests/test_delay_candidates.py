@@ -1,4 +1,4 @@
-"""The delay sweep's database filter never leaves out a case its exact rules would act on."""
+"""The delay sweep with stored next checks changes exactly the alerts a full sweep would."""
 
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from app.db import Database
 from app.jobs import delays as job
 from app.services import alerts, delays, routes
 from models.alert import Alert
 from models.case import Case, CaseStatus, Milestone, Slot
+from models.reference import Route
 from tests.conftest import NOW
 
 ALL_STATUSES = [s.value for s in CaseStatus]
 TARGET_NAMES = [name for name, *_ in routes.TARGETS]
+Action = tuple[str, str]  # ("raise" or "resolve", dedupe key)
 
 
 def _world(database: Database, rng: random.Random, n: int) -> None:
@@ -115,15 +117,16 @@ def _world(database: Database, rng: random.Random, n: int) -> None:
                 conn.execute(insert(table.__table__), rows)  # type: ignore[attr-defined]
 
 
-def _acting(database: Database, monkeypatch: pytest.MonkeyPatch, now: datetime) -> set[str]:
-    """Cases on which the exact rules, applied to every active case, would raise or resolve."""
-    acted: set[str] = set()
+def _actions(database: Database, monkeypatch: pytest.MonkeyPatch, now: datetime) -> set[Action]:
+    """What the exact rules, applied to every case, would raise and resolve at ``now``."""
+    acted: set[Action] = set()
 
-    def raised(_session: Any, **kwargs: Any) -> None:
-        acted.add(kwargs["case_id"])
+    def raised(_session: Any, **kwargs: Any) -> Alert:
+        acted.add(("raise", kwargs["dedupe_key"]))
+        return Alert(id=0)
 
     def resolved(_session: Any, *, dedupe_key: str, now: datetime) -> None:
-        acted.add(dedupe_key.split(":")[1])
+        acted.add(("resolve", dedupe_key))
 
     with monkeypatch.context() as patch:
         patch.setattr(alerts, "raise_alert", raised)
@@ -140,32 +143,107 @@ def _acting(database: Database, monkeypatch: pytest.MonkeyPatch, now: datetime) 
     return acted
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_no_case_a_rule_acts_on_is_left_out(
+def _change(database: Database, rng: random.Random, now: datetime) -> None:
+    """What happens between sweeps: milestones (some backdated), slots booked and cancelled,
+    alerts resolved by hand, cases moving on, recollected or rescheduled."""
+    with database.transaction() as session:
+        conn = session.connection()
+        cases = conn.execute(select(Case.id, Case.cycle)).all()
+        reserved = conn.execute(select(Slot.id).where(Slot.status == "reserved")).scalars().all()
+        found = (
+            conn.execute(
+                select(Alert.id).where(Alert.status != "resolved", Alert.kind.in_(delays.KINDS))
+            )
+            .scalars()
+            .all()
+        )
+        for case_id, cycle in rng.sample(cases, 25):
+            conn.execute(
+                insert(Milestone),
+                {
+                    "case_id": case_id,
+                    "type": rng.choice(routes.SEQUENCE),
+                    "cycle": cycle,
+                    # Up to two weeks back: often before the case's latest milestone.
+                    "occurred_at": now - timedelta(hours=rng.uniform(0, 24 * 14)),
+                    "recorded_at": now,
+                    "site": None,
+                    "actor": "test",
+                },
+            )
+        for slot_id in rng.sample(reserved, min(8, len(reserved))):
+            conn.execute(update(Slot).where(Slot.id == slot_id).values(status="released"))
+        for case_id, _ in rng.sample(cases, 8):
+            start = now + timedelta(hours=rng.uniform(-24, 24 * 10))
+            conn.execute(
+                insert(Slot),
+                {
+                    "case_id": case_id,
+                    "site": "CELLARES-KASHIWA",
+                    "start_at": start,
+                    "end_at": start + timedelta(days=7),
+                    "status": "reserved",
+                    "created_at": now,
+                },
+            )
+        for alert_id in rng.sample(found, min(6, len(found))):
+            conn.execute(update(Alert).where(Alert.id == alert_id).values(status="resolved"))
+        for case_id, cycle in rng.sample(cases, 6):
+            values: dict[str, Any] = rng.choice(
+                [
+                    {"status": rng.choice(ALL_STATUSES)},
+                    {"cycle": cycle + 1},
+                    {"apheresis_at": now - timedelta(hours=rng.uniform(0, 48))},
+                    {"apheresis_at": None},
+                ]
+            )
+            conn.execute(update(Case).where(Case.id == case_id).values(**values))
+
+
+def _retime(database: Database, rng: random.Random) -> None:
+    """A route's expected times change (its parameters): every stored check is stale."""
+    with database.transaction() as session:
+        route = session.get(Route, rng.choice(sorted(routes.load_models(session))))
+        assert route is not None
+        route.expected = {**(route.expected or {}), "receipt_to_start_h": rng.uniform(1, 60)}
+        session.add(route)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sweeps_at_increasing_times_do_what_the_full_sweep_does(
     database: Database, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     rng = random.Random(seed)
-    _world(database, rng, 600)
-    for hours in (0.0, 7.5, 49.0):
-        now = NOW + timedelta(hours=hours)
-        acting = _acting(database, monkeypatch, now)
-        with database.session() as session:
-            found = delays.candidates(
-                session,
-                models=routes.load_models(session),
-                process=routes.process_hours(session),
-                now=now,
-            )
-        assert acting, "the generated states should give the rules something to do"
-        assert acting <= found, sorted(acting - found)[:5]
-        # The filter is a bound, not everything: most cases that need nothing stay out.
-        assert len(found - acting) < len(acting) / 4 + 5
+    _world(database, rng, 300)
+    now, acted = NOW, 0
+    times = [rng.uniform(0.05, 30) for _ in range(9)] + [-30.0, -40.0]  # the clock may go back
+    for step, hours in enumerate(times):
+        now += timedelta(hours=hours)
+        if step == 5:
+            _retime(database, rng)
+        elif step:
+            _change(database, rng, now)
+        expected = _actions(database, monkeypatch, now)
+        raised = job.delay_sweep(database, now=now)
+        assert raised == len([key for action, key in expected if action == "raise"])
+        assert _actions(database, monkeypatch, now) == set(), f"step {step}"
+        acted += len(expected)
+    assert acted > 50, "the histories should give the rules plenty to do"
 
 
-def test_the_sweep_acts_once_then_has_nothing_left_to_do(
+def test_the_sweep_acts_once_then_looks_at_next_to_nothing(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _world(database, random.Random(3), 300)
     assert job.delay_sweep(database, now=NOW) > 0
-    assert job.delay_sweep(database, now=NOW) == 0
-    assert _acting(database, monkeypatch, NOW) == set()
+    assert job.delay_sweep(database, now=NOW) == 0  # revisits the cases whose alerts it changed
+    with database.session() as session:
+        parameters = delays.digest(routes.load_models(session), routes.process_hours(session))
+        assert delays.due(session, parameters=parameters, now=NOW) == set()
+        later = NOW + timedelta(hours=6)
+        found = delays.due(session, parameters=parameters, now=later)
+    acting = {key.split(":")[1] for _, key in _actions(database, monkeypatch, later)}
+    assert acting, "six hours on, some rule should act"
+    assert acting <= found
+    # The stored checks are a bound, not everything: most cases that need nothing stay out.
+    assert len(found - acting) < len(acting) / 2 + 5

@@ -1,31 +1,33 @@
-"""The cases a delay sweep must look at, found by one conservative query in the database.
+"""When a case's delay rules can next act, kept per case by the delay sweep (case_delay_check).
 
-routes.predict is a chain of additions and maxima, so a pending milestone ``e`` is predicted at
-
-    max(last actual milestone before e + the expected steps from it to e,
-        reserved slot start + the steps from manufacturing_started to e,
-        now + the steps from the first pending milestone to e)
-
-where the slot term applies only when manufacturing_started is pending on the way to ``e``
-and the now term only when no milestone is missing before the last actual one. The query
-evaluates that expression with both terms always included (an upper bound), per active case,
-and keeps the cases where a target has passed, could be predicted passed, or a slot could be
-missed. The sweep applies its exact rules (app/jobs/delays.py) to those cases and to the cases
-with open delay alerts; every other case needs no action, so the sweep may skip it.
+routes.predict is a chain of additions and maxima in ``now``, so each milestone is predicted
+at ``max(A, now + B)`` with A and B fixed by the case's milestones, slot and route (either may
+be absent). Every raise rule therefore holds on an interval of time that starts at a fixed
+instant: delay_at_risk once ``max(A, now + B)`` passes the due time (up to the due time),
+delay_breached after the due time, slot_conflict once the predicted arrival passes the slot
+plus its grace. After the sweep has applied the exact rules (app/jobs/delays.py) to a case at
+``s``, nothing can be left to raise there until the next such start after ``s``, and nothing
+to resolve until a milestone, a slot or an alert changes. The sweep stores that next start
+with a fingerprint of those inputs, and later looks only at cases whose start has come, whose
+fingerprint differs, or whose row was written at a later instant than the sweep's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import TextClause, text
-from sqlmodel import Session
+from sqlalchemy import TextClause, delete, func, insert, text
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col
 
 from app.services import routes
-from models.case import CaseStatus
+from models.alert import Alert
+from models.case import Case, CaseStatus, Milestone, Slot
+from models.delay import CaseDelayCheck
 
 ACTIVE = (
     CaseStatus.collected,
@@ -38,37 +40,17 @@ ACTIVE = (
     CaseStatus.thawed,
 )
 SLOT_GRACE = timedelta(hours=12)  # arrival this much after the slot opens misses it
-# Epoch seconds from julianday() are exact to ~50 µs and steps to 1 µs: never leave a case
-# out over rounding.
-MARGIN_S = 1.0
-SEQUENCE = routes.SEQUENCE
-INDEX = {name: k for k, name in enumerate(SEQUENCE)}
-STARTED = INDEX["manufacturing_started"]
-RECEIVED = INDEX["received_at_manufacturing"]
-
-
-def parameters(
-    models: dict[str, routes.RouteModel], process: dict[str, float]
-) -> list[tuple[Any, ...]]:
-    """Per (route, product): cumulative expected seconds to each milestone, target seconds."""
-    out = []
-    for code, model in sorted(models.items()):
-        limits = [model.target(name) for name, *_ in routes.TARGETS]
-        for product, process_h in sorted(process.items()):
-            steps = routes.step_times(model, process_h)
-            total, cumulative = 0.0, []
-            for name in SEQUENCE:
-                total += steps[name].total_seconds()
-                cumulative.append(total)
-            seconds = [None if limit is None else limit.total_seconds() for limit in limits]
-            out.append((code, product, *cumulative, *seconds))
-    return out
-
-
-def _epoch(postgresql: bool, column: str) -> str:
-    if postgresql:
-        return f"extract(epoch from {column})::float8"
-    return f"(julianday({column}) - 2440587.5) * 86400.0"
+KINDS = ("delay_at_risk", "delay_breached", "slot_conflict")
+# Bump when the rules or this module's reading of them change: every stored row is redone.
+RULES_VERSION = 1
+# A rule holds strictly after its start (``>`` in the rules); rows keep starts this close
+# before the sweep's instant so a start exactly at it is still awaited.
+MARGIN = timedelta(milliseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Two instants far enough out that max(A, t + B) shows A at the first and t + B at the second.
+FAR_PAST = datetime(1000, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
+CHUNK = 900  # bound parameters per IN list (SQLite's historical limit is 999)
 
 
 def at_risk_key(case_id: str, target: str) -> str:
@@ -83,96 +65,204 @@ def slot_key(case_id: str) -> str:
     return f"slot:{case_id}"
 
 
-KINDS = ("delay_at_risk", "delay_breached", "slot_conflict")
+def micros(t: datetime) -> int:
+    """An instant as integer epoch microseconds (exact)."""
+    return (t - EPOCH) // timedelta(microseconds=1)
+
+
+def digest(models: dict[str, routes.RouteModel], process: dict[str, float]) -> str:
+    """A fingerprint of everything the rules read besides the case: steps and targets."""
+    hours = sorted(process.items()) + [("", 168.0)]  # an unknown product takes 168 h
+    parts: list[Any] = [RULES_VERSION, SLOT_GRACE, hours]
+    for code, model in sorted(models.items()):
+        limits = [model.target(name) for name, *_ in routes.TARGETS]
+        steps = [sorted(routes.step_times(model, h).items()) for _, h in hours]
+        parts.append((code, limits, steps))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _lines(predict: Callable[[datetime], dict[str, datetime]]) -> dict[str, tuple[Any, Any]]:
+    """Per milestone, (A, B) of its prediction max(A, now + B); None where a term is absent."""
+    early, late = predict(FAR_PAST), predict(FAR_FUTURE)
+    return {
+        name: (
+            early[name] if early[name].year > 1500 else None,
+            late[name] - FAR_FUTURE if late[name].year > 5000 else None,
+        )
+        for name in routes.SEQUENCE
+    }
+
+
+def next_check(
+    model: routes.RouteModel,
+    actual: dict[str, datetime],
+    *,
+    apheresis_at: datetime | None,
+    slot_start_at: datetime | None,
+    process_h: float,
+    now: datetime,
+) -> datetime | None:
+    """The first instant after ``now`` at which a raise rule can start to hold (None: never)."""
+    lines = _lines(
+        lambda t: routes.predict(
+            model,
+            actual,
+            now=t,
+            apheresis_at=apheresis_at,
+            slot_start_at=slot_start_at,
+            process_h=process_h,
+        )
+    )
+
+    def crossing(name: str, threshold: datetime) -> datetime | None:
+        # The start of {t : max(A, t + B) > threshold}; FAR_PAST when it holds at any t.
+        a, b = lines[name]
+        if a is not None and a > threshold:
+            return FAR_PAST
+        return None if b is None else threshold - b
+
+    starts: list[datetime] = []
+    for name, start, end, _ in routes.TARGETS:
+        limit = model.target(name)
+        if limit is None or start not in actual or end in actual:
+            continue
+        due = actual[start] + limit
+        starts.append(due)  # breached from just after it
+        risk = crossing(end, due)
+        if risk is not None and risk <= due:  # at risk only until it is due
+            starts.append(risk)
+    if slot_start_at is not None and "received_at_manufacturing" not in actual:
+        conflict = crossing("received_at_manufacturing", slot_start_at + SLOT_GRACE)
+        if conflict is not None:
+            starts.append(conflict)
+    # A start at or before ``now`` was in force at ``now``: the rules have just dealt with it.
+    return min((t for t in starts if t >= now - MARGIN), default=None)
 
 
 @cache
-def _statement(postgresql: bool, n_parameters: int) -> TextClause:
-    """The candidate query for a dialect and a number of (route, product) rows."""
-    greatest = "greatest" if postgresql else "max"
+def _statement(postgresql: bool) -> TextClause:
+    """Active cases whose row is missing, stale or due, for a dialect."""
     active = ", ".join(f"'{s.value}'" for s in ACTIVE)
     kinds = ", ".join(f"'{kind}'" for kind in KINDS)
-    width = len(SEQUENCE)
-    cast = ["varchar(32)", "varchar(32)"] + ["double precision"] * (width + len(routes.TARGETS))
-    names = ["route", "product"] + [f"c{k}" for k in range(width)]
-    names += [f"l{i}" for i in range(len(routes.TARGETS))]
-    rows = ", ".join(
-        "(" + ", ".join(f"CAST(:p{r}_{i} AS {t})" for i, t in enumerate(cast)) + ")"
-        for r in range(n_parameters)
-    )
-    pivot = ", ".join(
-        _epoch(postgresql, f"max(m.occurred_at) FILTER (WHERE m.type = '{name}')") + f" AS m{k}"
-        for k, name in enumerate(SEQUENCE)
-    )
-    # The cumulative steps up to the first pending milestone (the now term's origin).
-    first = " ".join(f"WHEN g.m{k} IS NULL THEN p.c{k}" for k in range(width))
-
-    def open_key(key: str) -> str:
-        # o is built once per statement: a set lookup per rule that would act.
-        return f"{key} IN (SELECT open_key FROM o)"  # noqa: S608 - constant SQL
-
-    def bound(e: int) -> str:
-        # Predicted time of pending milestone e, bounded above (see the module docstring).
-        last = ", ".join(f"g.m{k} - p.c{k}" for k in reversed(range(e)))
-        terms = [f"coalesce({last + ', ' if last else ''}g.start, :now) + p.c{e}"]
-        terms.append(f"(:now + p.c{e} - (CASE {first} ELSE p.c{e} END))")
-        if e >= STARTED:
-            terms.append(f"coalesce(g.slot_max + p.c{e} - p.c{STARTED}, :now)")
-        return f"{greatest}({', '.join(terms)})"
-
-    checks = ["p.route IS NULL"]
-    for i, (name, start, end, _) in enumerate(routes.TARGETS):
-        s, e = INDEX[start], INDEX[end]
-        due = f"(g.m{s} + p.l{i})"
-        # ("\\:" keeps text() from reading the literal's colon as a bind parameter.)
-        risk, late = (f"'{kind}:' || g.id || '\\:{name}'" for kind in KINDS[:2])
-        checks.append(f"(g.m{e} IS NOT NULL AND ({open_key(risk)} OR {open_key(late)}))")
-        pending = f"g.m{s} IS NOT NULL AND g.m{e} IS NULL AND p.l{i} IS NOT NULL"
-        checks.append(f"({pending} AND :now > {due} - {MARGIN_S} AND NOT {open_key(late)})")
-        checks.append(
-            f"({pending} AND :now <= {due} + {MARGIN_S} AND {bound(e)} > {due} - {MARGIN_S}"
-            f" AND NOT {open_key(risk)})"
-        )
-    key = "'slot:' || g.id"
-    earliest = "g.slot_min"
-    grace = SLOT_GRACE.total_seconds() - MARGIN_S
-    checks.append(f"((g.m{RECEIVED} IS NOT NULL OR {earliest} IS NULL) AND {open_key(key)})")
-    checks.append(
-        f"(g.m{RECEIVED} IS NULL AND {bound(RECEIVED)} > {earliest} + {grace}"
-        f" AND NOT {open_key(key)})"
-    )
+    # Per case, the count and highest id of each set: a row joins a set with a new id, and
+    # leaves it with a lower count.
+    sets = {
+        "milestone": "x.case_id = c.id AND x.cycle = c.cycle",
+        "slot": "x.case_id = c.id AND x.status = 'reserved'",
+        "alert": f"x.case_id = c.id AND x.kind IN ({kinds}) AND x.status <> 'resolved'",
+    }
+    checks = [
+        "k.case_id IS NULL",
+        "k.next_us <= :now",
+        "k.checked_us > :now",  # a row written at a later instant says nothing about now
+        "k.parameters <> :parameters",
+        "k.route <> c.route",
+        "k.product <> c.product",
+        "k.cycle <> c.cycle",
+        f"k.apheresis_at {'IS DISTINCT FROM' if postgresql else 'IS NOT'} c.apheresis_at",
+    ]
+    joins = ""
+    for table, where in sets.items():
+        if postgresql:
+            # PostgreSQL runs a correlated subquery as one index scan per case: join the set
+            # grouped once instead.
+            joins += (
+                f"LEFT JOIN (SELECT c.id AS case_id, count(*) AS n, max(x.id) AS top "  # noqa: S608
+                f"FROM cases c JOIN {table} x ON {where} WHERE c.status IN ({active}) "
+                f"GROUP BY c.id) {table}_ ON {table}_.case_id = c.id "
+            )
+            checks.append(
+                f"(k.{table}s, k.{table}_top) <> "
+                f"(coalesce({table}_.n, 0), coalesce({table}_.top, 0))"
+            )
+        else:
+            # SQLite answers each through the case_id index, and only until a check holds.
+            checks.append(
+                f"(k.{table}s, k.{table}_top) <> "  # noqa: S608
+                f"(SELECT count(*), coalesce(max(x.id), 0) FROM {table} x WHERE {where})"
+            )
     # Only constants of this module are spliced in; every value is a bound parameter.
     return text(
-        f"WITH p({', '.join(names)}) AS (VALUES {rows}), "  # noqa: S608
-        f"o AS (SELECT dedupe_key AS open_key FROM alert"
-        f" WHERE kind IN ({kinds}) AND status <> 'resolved' AND dedupe_key IS NOT NULL), "
-        f"g AS (SELECT c.id AS id, c.route AS route, c.product AS product, "
-        f"{_epoch(postgresql, 'c.apheresis_at')} AS start, {pivot}, "
-        f"{_epoch(postgresql, 'min(sl.start_at)')} AS slot_min, "
-        f"{_epoch(postgresql, 'max(sl.start_at)')} AS slot_max "
-        # Rows repeat when a case holds several reserved slots; maxima and minima do not mind.
-        f"FROM cases c LEFT JOIN slot sl ON sl.case_id = c.id AND sl.status = 'reserved' "
-        f"LEFT JOIN milestone m ON m.case_id = c.id AND m.cycle = c.cycle "
-        f"WHERE c.status IN ({active}) GROUP BY c.id) "
-        f"SELECT g.id FROM g LEFT JOIN p ON p.route = g.route AND p.product = g.product "
-        f"WHERE {' OR '.join(checks)}"
+        "SELECT c.id FROM cases c LEFT JOIN case_delay_check k ON k.case_id = c.id "  # noqa: S608
+        f"{joins}WHERE c.status IN ({active}) AND ({' OR '.join(checks)})"
     )
 
 
-def candidates(
-    session: Session,
-    *,
-    models: dict[str, routes.RouteModel],
-    process: dict[str, float],
-    now: datetime,
-) -> set[str]:
-    """Active cases whose delay or slot alerts may have to be raised at ``now``."""
-    rows: Sequence[tuple[Any, ...]] = parameters(models, process)
-    if not rows:
-        rows = [(None,) * (2 + len(SEQUENCE) + len(routes.TARGETS))]  # no route: all candidates
+def due(session: Session, *, parameters: str, now: datetime) -> set[str]:
+    """Active cases where a delay rule may act at ``now``, or whose row must be redone."""
     postgresql = session.get_bind().dialect.name == "postgresql"
-    binds: dict[str, Any] = {"now": now.timestamp()}
-    for r, row in enumerate(rows):
-        binds.update({f"p{r}_{i}": value for i, value in enumerate(row)})
-    result = session.execute(_statement(postgresql, len(rows)), binds)
+    result = session.execute(_statement(postgresql), {"now": micros(now), "parameters": parameters})
     return {case_id for (case_id,) in result}
+
+
+def open_alerts(session: Session) -> list[tuple[str | None, int, str]]:
+    """(case id, alert id, dedupe key) of every unresolved delay alert."""
+    rows = session.execute(
+        select_columns(col(Alert.case_id), col(Alert.id), col(Alert.dedupe_key)).where(
+            col(Alert.kind).in_(KINDS), col(Alert.status) != "resolved"
+        )
+    )
+    return [(case_id, alert_id, key) for case_id, alert_id, key in rows if key]
+
+
+def inputs(session: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The fingerprint of each active case among ``ids`` as the due query computes it, less
+    its alerts (count_alerts)."""
+    c, m, s = Case.__table__.c, Milestone.__table__.c, Slot.__table__.c  # type: ignore[attr-defined]
+    out: dict[str, dict[str, Any]] = {}
+    for case_id, route, product, cycle, apheresis_at in session.execute(
+        select_columns(c.id, c.route, c.product, c.cycle, c.apheresis_at).where(
+            c.id.in_(list(ids)), c.status.in_([status.value for status in ACTIVE])
+        )
+    ):
+        out[case_id] = {
+            "case_id": case_id,
+            "route": route,
+            "product": product,
+            "cycle": cycle,
+            "apheresis_at": apheresis_at,
+            **dict.fromkeys(("milestones", "milestone_top", "slots", "slot_top"), 0),
+        }
+    present = list(out)
+    for case_id, n, top in session.execute(
+        select_columns(m.case_id, func.count(m.id), func.max(m.id))
+        .join(Case.__table__, (c.id == m.case_id) & (c.cycle == m.cycle))  # type: ignore[attr-defined]
+        .where(m.case_id.in_(present))
+        .group_by(m.case_id)
+    ):
+        out[case_id].update(milestones=n, milestone_top=top)
+    for case_id, n, top in session.execute(
+        select_columns(s.case_id, func.count(s.id), func.max(s.id))
+        .where(s.case_id.in_(present), s.status == "reserved")
+        .group_by(s.case_id)
+    ):
+        out[case_id].update(slots=n, slot_top=top)
+    return out
+
+
+def count_alerts(
+    rows: dict[str, dict[str, Any]], alerts: Iterable[tuple[str | None, int, str]]
+) -> None:
+    """Complete the fingerprints with the count and highest id of each case's open alerts."""
+    for row in rows.values():
+        row.update(alerts=0, alert_top=0)
+    for case_id, alert_id, _ in alerts:
+        if case_id in rows:
+            row = rows[case_id]
+            row.update(alerts=row["alerts"] + 1, alert_top=max(row["alert_top"], alert_id))
+
+
+def record(
+    session: Session,
+    ids: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    *,
+    parameters: str,
+    now: datetime,
+) -> None:
+    """Replace the rows of ``ids`` (a case no longer active keeps none)."""
+    table = CaseDelayCheck.__table__  # type: ignore[attr-defined]
+    session.execute(delete(table).where(table.c.case_id.in_(list(ids))))
+    values = [{**row, "parameters": parameters, "checked_us": micros(now)} for row in rows]
+    if values:
+        session.execute(insert(table), values)
