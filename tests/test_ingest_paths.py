@@ -122,8 +122,28 @@ _item = st.fixed_dictionaries(
 )
 
 
+# Items a logger would send, in every spelling both paths read: most lists of these decode,
+# so the comparison below runs on real values and not only on refusals.
+_valid_item = st.fixed_dictionaries(
+    {
+        "device_id": st.text(min_size=1, max_size=4),
+        "ts": st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1))
+        .map(lambda d: d.replace(tzinfo=UTC).isoformat())
+        .flatmap(lambda t: st.sampled_from([t, t.replace("+00:00", "Z"), t.lower()])),
+        "temp_c": st.one_of(
+            st.floats(-273.15, 150.0), st.integers(-273, 150), st.floats(-2000, 2000)
+        ),
+    },
+    optional={
+        "lat": st.one_of(st.floats(-90, 90), st.none()),
+        "battery_pct": st.floats(0, 100),
+        "shock_g": st.integers(0, 1000),
+    },
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_item, max_size=5))
+@given(st.lists(st.one_of(_valid_item, _valid_item, _item), max_size=5))
 def test_decoder_accepts_only_what_every_item_passes_with_the_same_values(
     items: list[dict[str, Any]],
 ) -> None:
@@ -131,6 +151,8 @@ def test_decoder_accepts_only_what_every_item_passes_with_the_same_values(
     columns = reading_batch.decode(body)
     parsed = _parse_all(items)
     if columns is None:
+        # Refused whole: some item is refused item by item too, or is read only by the
+        # item parser's wider ISO 8601 reading (no seconds, basic format).
         return
     assert all(not isinstance(p, str) for p in parsed), parsed
     for i, p in enumerate(parsed):

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 INTERVAL_S = 1.0
 # App defects this run can hit on PostgreSQL (reported, not fixed here: app/ is not ours).
 # 1. Two API processes storing a new shipment's first readings at once both INSERT its
-#    shipment_state row (coldchain._state_row): UniqueViolation "pk_shipment_state", a 500.
+#    shipment_state row (reading_store.lock_state): UniqueViolation "pk_shipment_state", a 500.
 # 2. A sweep inserting an alert takes FOR KEY SHARE on the case, then the shipment; a custody
 #    scan holds FOR UPDATE on the shipment, then asks for the case: "deadlock detected".
 KNOWN_PG_DEFECTS = ("pk_shipment_state", "deadlock detected")

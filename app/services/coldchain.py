@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, delete
+from sqlalchemy import delete
 from sqlalchemy import select as select_columns
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from app.services import alerts
+from app.db import Raw
+from app.services import alerts, reading_store
 from app.services.excursions import Exc, Rules, State, step
 from models.alert import AlertKind, Severity
 from models.coldchain import Excursion, Reading, ShipmentState
@@ -19,7 +19,6 @@ from models.shipment import Shipment
 
 # One reading: (ts_ms, temp_c, lat, lon)
 Row = tuple[int, float, float | None, float | None]
-STATE_TABLE: Table = ShipmentState.__table__  # type: ignore[attr-defined]
 MKT_MIN_SPAN_MS = 60 * 60_000  # MKT over less than an hour of data is not judged
 
 
@@ -27,31 +26,12 @@ def ms_to_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _state_row(session: Session, shipment_id: str) -> ShipmentState:
-    """The shipment's detector state, created if missing, locked for this transaction.
-
-    Insert-if-absent first, so two writers seeing a new shipment at once cannot both insert.
-    """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(STATE_TABLE)
-        .values(
-            shipment_id=shipment_id,
-            n=0,
-            mkt_w=0.0,
-            mkt_wexp=0.0,
-            oor_closed_ms=0,
-            needs_reeval=False,
-            updated_at=datetime.now(UTC),
-        )
-        .on_conflict_do_nothing(index_elements=["shipment_id"])
-    )
-    row = session.exec(
-        select(ShipmentState)
-        .where(ShipmentState.shipment_id == shipment_id)
-        .with_for_update(key_share=True)
-    ).one()
+def _state_row(session: Session, shipment_id: str, now: datetime) -> ShipmentState:
+    """The shipment's detector state as a row object, created if missing and locked."""
+    reading_store.lock_state(Raw.of(session), shipment_id, now)
+    row = session.get(ShipmentState, shipment_id)
+    if row is None:  # just locked in this transaction
+        raise RuntimeError(f"shipment state of {shipment_id} vanished")
     return row
 
 
@@ -184,7 +164,7 @@ def _shipment_alerts(
 
 def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: datetime) -> None:
     """Replay the shipment's stored readings from scratch and reconcile its excursions."""
-    state_row = _state_row(session, shipment.id)
+    state_row = _state_row(session, shipment.id, now)
     rules = Rules.from_profile(profile)
     state = State()
     readings = session.execute(

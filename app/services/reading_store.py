@@ -125,8 +125,8 @@ def insert_sqlite(raw: Raw, plain: list[tuple[Any, ...]], full: list[tuple[Any, 
         raw.many(INSERT_FULL, full)
 
 
-def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
-    """COPY straight into ``reading`` inside a savepoint; None if a concurrent writer won.
+def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> bool:
+    """COPY straight into ``reading`` inside a savepoint; False if a concurrent writer won.
 
     The caller has filtered out what was already stored, so a conflict means another
     transaction is storing the same readings right now (a client's retry racing its first
@@ -141,8 +141,8 @@ def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ..
                 for row in rows:
                     copy.write_row(row)
     except psycopg.errors.UniqueViolation:
-        return None
-    return rows
+        return False
+    return True
 
 
 def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -332,7 +332,7 @@ def _store(
             (shipments[i], ids[i], ts[i], temps[i], *(extras[i] or _NO_EXTRAS), now_ms)
             for i in fresh
         ]
-        if reading_store.copy_postgresql(raw, full) is not None:
+        if reading_store.copy_postgresql(raw, full):
             return fresh
         inserted = {(r[1], r[2]) for r in reading_store.upsert_postgresql(raw, full)}
         stored = [i for i in fresh if (ids[i], ts[i]) in inserted]
