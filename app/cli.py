@@ -123,7 +123,8 @@ def principal_create(
 ) -> None:
     """Create a principal and print its API key (shown this once)."""
     from app.errors import AppError
-    from app.services import audit, principals
+    from app.services.access import principals
+    from app.services.audit import chain as audit
     from models.base import utcnow
 
     settings = get_settings()
@@ -165,7 +166,7 @@ def principal_create(
 @cli.command("dev-admin")
 def dev_admin(key_file: Path = Path("var/admin.key")) -> None:
     """Development only: print the local admin key, creating it on first use."""
-    from app.services import principals
+    from app.services.access import principals
     from models.base import utcnow
 
     settings = get_settings()
@@ -202,7 +203,7 @@ def dev_admin(key_file: Path = Path("var/admin.key")) -> None:
 @audit_cli.command("verify")
 def audit_verify() -> None:
     """Recompute the audit hash chain; exit 1 at the first broken link."""
-    from app.services.audit import verify_chain
+    from app.services.audit.chain import verify_chain
 
     db = _database()
     with db.session() as session:
@@ -221,7 +222,7 @@ def audit_verify() -> None:
 @keys_cli.command("generate")
 def keys_generate(kid: Annotated[str, typer.Option(help="Key id, e.g. 2027-01.")]) -> None:
     """Print a new COI signing key entry; prepend it to V2V_COI_SIGNING_KEYS to rotate."""
-    from app.services.coi import generate_signing_entry
+    from app.services.identity.coi import generate_signing_entry
 
     print(generate_signing_entry(kid))
 

@@ -29,7 +29,8 @@ def export_case(
 ) -> None:
     """One case's whole record, with its audit entries and the chain's hashes."""
     from app.errors import AppError
-    from app.services import audit, export
+    from app.services.audit import chain as audit
+    from app.services.audit import dossier as export
     from models.base import utcnow
 
     db = _database()
@@ -60,7 +61,7 @@ def export_analytics(
     out: Annotated[Path, typer.Option("--out", help="SQLite file to write (replaced).")],
 ) -> None:
     """A pseudonymised dataset (no COI, no patient reference) with full-text alert search."""
-    from app.services import export
+    from app.services.audit import dossier as export
     from models.base import utcnow
 
     settings = get_settings()
@@ -78,7 +79,7 @@ def export_analytics(
 @export_cli.command("verify")
 def verify(path: Annotated[Path, typer.Argument(help="A case dossier file.")]) -> None:
     """Re-check a case dossier's audit entries against the exported chain, offline."""
-    from app.services.export import verify_dossier
+    from app.services.audit.dossier import verify_dossier
 
     ok, message = verify_dossier(path)
     console.print(("[green]ok[/green]: " if ok else "[red]broken[/red]: ") + message)

@@ -14,10 +14,10 @@ from sqlmodel import Session, select
 from app.config import Settings
 from app.db import Database
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
-from app.services import principals
-from app.services.access import CASE_READERS, SHIPMENT_READERS, case_scope, shipment_scope
-from app.services.coi import Keyring
-from app.services.idempotency import Idempotency, request_hash
+from app.services.access import principals
+from app.services.access.idempotency import Idempotency, request_hash
+from app.services.access.scope import CASE_READERS, SHIPMENT_READERS, case_scope, shipment_scope
+from app.services.identity.coi import Keyring
 from models.case import Case
 from models.principal import Principal, Role
 from models.shipment import Shipment

@@ -35,7 +35,7 @@ from app.routers import (
     shipments,
     webhooks,
 )
-from app.services.coi import Keyring
+from app.services.identity.coi import Keyring
 from integrations.geocoding import SiteGeocoder
 
 API_PREFIX = "/api/v1"

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from app.db import Database
 from app.migrations import upgrade
-from app.services.readings import COLUMNS
+from app.services.coldchain.ingest import COLUMNS
 from seeds.loader import load_reference
 
 ROOT = Path(__file__).resolve().parent.parent

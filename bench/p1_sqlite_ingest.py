@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from contextlib import closing
 
-from app.services.reading_store import INSERT_FULL, INSERT_PLAIN
+from app.services.coldchain.store import INSERT_FULL, INSERT_PLAIN
 from bench.harness import (
     SQLITE_INSERT,
     Figure,

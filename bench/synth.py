@@ -18,8 +18,8 @@ import psycopg
 from sqlalchemy import Table, insert
 
 from app.db import Database
-from app.services import principals
-from app.services.readings import COLUMNS
+from app.services.access import principals
+from app.services.coldchain.ingest import COLUMNS
 from bench.harness import SQLITE_INSERT, sqlite_connect
 from models.case import Case, Milestone
 from models.coldchain import ShipmentState

@@ -21,7 +21,7 @@ from typing import Any
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from app.services import principals
+from app.services.access import principals
 from bench.harness import BenchError
 from models.principal import Role
 

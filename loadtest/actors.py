@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.db import Database
-from app.services import capacity
+from app.services.capacity import slots as capacity
 from loadtest.client import Abandon, Client, Deadline, Ledger
 from loadtest.journey import FACTORY, MAX_CASES, SCHEDULE, VARIANTS, Walk, in_transit, journey
 from models.reference import Site

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.db import Database
-from app.services import principals
+from app.services.access import principals
 from bench.harness import ROOT, pg_database, pg_url, prepare, workdir
 from models.principal import Role
 from tests.servers import Server

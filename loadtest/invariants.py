@@ -17,10 +17,10 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.db import Database
-from app.services import capacity
-from app.services.audit import verify_chain
-from app.services.journey import TRANSITIONS
-from app.services.shipments import _RULES as PICKUP_RULES
+from app.services.audit.chain import verify_chain
+from app.services.capacity import slots as capacity
+from app.services.journey.events import TRANSITIONS
+from app.services.shipments.lifecycle import _RULES as PICKUP_RULES
 from loadtest.client import Ledger
 from models.alert import Alert, AlertStatus
 from models.audit import AuditEntry

@@ -35,13 +35,13 @@ from sqlmodel import Session, SQLModel, col, select
 
 from app.config import Settings, get_settings
 from app.db import Database
-from app.services import audit
-from app.services.cases import patient_hash
-from app.services.coi import Keyring, check_char, next_coi
-from app.services.coldchain import MKT_MIN_SPAN_MS
-from app.services.excursions import Exc, Rules, State, evaluate
-from app.services.journey import TRANSITIONS
-from app.services.readings import COLUMNS as READING_COLUMNS
+from app.services.audit import chain as audit
+from app.services.coldchain.detector import Exc, Rules, State, evaluate
+from app.services.coldchain.engine import MKT_MIN_SPAN_MS
+from app.services.coldchain.ingest import COLUMNS as READING_COLUMNS
+from app.services.identity.coi import Keyring, check_char, next_coi
+from app.services.journey.cases import patient_hash
+from app.services.journey.events import TRANSITIONS
 from models.alert import AlertKind, AlertStatus, Severity
 from models.case import Case, CaseStatus
 from models.reference import Product, Profile, Route, RouteLeg, Site

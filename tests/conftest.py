@@ -25,7 +25,7 @@ from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from app.migrations import upgrade
-from app.services import principals
+from app.services.access import principals
 from models.principal import Role
 from seeds.loader import load_reference
 

@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import col, select
 
 from app.db import Database
-from app.services.journey import S
+from app.services.journey.events import S
 from loadtest import chaos, invariants
 from models.case import Milestone
 from tests.conftest import TEMPLATE_KEYS

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.config import DEV_COI_SIGNING_KEYS
-from app.services.coi import (
+from app.services.identity.coi import (
     COI_RE,
     CoiFormatError,
     Keyring,

@@ -18,7 +18,7 @@ from app.db import Database
 from app.errors import Invalid
 from app.jobs.courier import poll_couriers
 from app.scheduler import default_jobs
-from app.services import readings as readings_service
+from app.services.coldchain import ingest as readings_service
 from integrations import courier as feeds
 from models.courier_feed import CourierFeed
 from models.principal import Principal

@@ -11,7 +11,9 @@ from sqlalchemy import insert, select, update
 
 from app.db import Database
 from app.jobs import delays as job
-from app.services import alerts, delays, routes
+from app.services.alerts import lifecycle as alerts
+from app.services.delays import checks as delays
+from app.services.delays import routes
 from models.alert import Alert
 from models.case import Case, CaseStatus, Milestone, Slot
 from models.reference import Route

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.config import Settings, get_settings
 from app.db import Database
-from app.services import coldchain
-from app.services.coi import Keyring, generate_signing_entry, parse_scan
-from app.services.excursions import Rules, evaluate
-from app.services.journey import TRANSITIONS
+from app.services.coldchain import engine as coldchain
+from app.services.coldchain.detector import Rules, evaluate
+from app.services.identity.coi import Keyring, generate_signing_entry, parse_scan
+from app.services.journey.events import TRANSITIONS
 from models.alert import Alert
 from models.audit import AuditEntry
 from models.case import Case, CaseStatus, Milestone

@@ -15,7 +15,7 @@ from jsonschema import Draft7Validator, FormatChecker
 from sqlalchemy import text
 
 from app.db import Database
-from app.services import readings
+from app.services.coldchain import ingest as readings
 from integrations import epcis
 from models.principal import Role
 from tests.conftest import IN_CI, NOW, Api

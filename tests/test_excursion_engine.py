@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.excursions import Rules, evaluate, mkt_of
+from app.services.coldchain.detector import Rules, evaluate, mkt_of
 from models.reference import Profile
 from seeds.loader import SEED_DIR, _read
 

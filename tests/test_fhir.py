@@ -10,7 +10,7 @@ from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
 from fhir.resources.biologicallyderivedproductdispense import BiologicallyDerivedProductDispense
 from fhir.resources.bundle import Bundle
 
-from app.services.coi import check_char
+from app.services.identity.coi import check_char
 from integrations import fhir
 from models.case import CaseStatus
 from tests.conftest import NOW, Api

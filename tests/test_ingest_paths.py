@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from app.db import Database
-from app.services import reading_batch, readings
+from app.services.coldchain import decode as reading_batch
+from app.services.coldchain import ingest as readings
 from tests.conftest import Api
 from tests.test_readings import in_transit, post
 

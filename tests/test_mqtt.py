@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
-from app.services import readings as ingest_service
+from app.services.coldchain import ingest as ingest_service
 from app.telemetry import REGISTRY
 from integrations.mqtt import MAX_PAYLOAD_BYTES, MqttWorker
 from models.principal import Role

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import Database
-from app.services.audit import verify_chain
+from app.services.audit.chain import verify_chain
 from tests.conftest import Api
 from tests.helpers import Journey, iso
 from tests.servers import Server

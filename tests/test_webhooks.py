@@ -19,8 +19,9 @@ from sqlmodel import col, select
 from app.clock import FrozenClock
 from app.db import Database
 from app.jobs.webhooks import deliver_webhooks
-from app.services import alerts, webhooks
-from app.services.webhooks import LEASE, MAX_ATTEMPTS, backoff, claim_next, record_result
+from app.services.alerts import lifecycle as alerts
+from app.services.webhooks import outbox as webhooks
+from app.services.webhooks.outbox import LEASE, MAX_ATTEMPTS, backoff, claim_next, record_result
 from integrations.webhooks import SendResult, sign, verify
 from models.alert import AlertKind, Severity
 from models.audit import AuditEntry

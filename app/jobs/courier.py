@@ -18,7 +18,7 @@ from sqlmodel import col, or_, select
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
-from app.services import readings
+from app.services.coldchain import ingest as readings
 from integrations import courier as feeds
 from models.courier_feed import CourierFeed
 

@@ -18,8 +18,10 @@ from sqlmodel import Session, col, select
 
 from app.db import Database
 from app.jobs.sweeps import resolve
-from app.services import alerts, delays, routes
-from app.services.delays import ACTIVE, SLOT_GRACE, at_risk_key, breached_key, slot_key
+from app.services.alerts import lifecycle as alerts
+from app.services.delays import checks as delays
+from app.services.delays import routes
+from app.services.delays.checks import ACTIVE, SLOT_GRACE, at_risk_key, breached_key, slot_key
 from models.alert import AlertKind, Severity
 from models.case import Case, Slot
 

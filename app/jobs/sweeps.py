@@ -13,8 +13,9 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.db import Database
-from app.services import alerts, coldchain
-from app.services.coldchain import ms_to_dt
+from app.services.alerts import lifecycle as alerts
+from app.services.coldchain import engine as coldchain
+from app.services.coldchain.engine import ms_to_dt
 from models.alert import Alert, AlertKind, AlertStatus, Severity
 from models.case import Case, CaseStatus, Milestone
 from models.coldchain import ShipmentState

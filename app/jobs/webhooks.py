@@ -8,7 +8,7 @@ from datetime import datetime
 import httpx
 
 from app.db import Database
-from app.services import webhooks
+from app.services.webhooks import outbox as webhooks
 
 log = logging.getLogger("v2v.jobs.webhooks")
 

@@ -10,8 +10,9 @@ from sqlmodel import col, or_, select
 from app.deps import NowDep, SessionDep, committing, require_roles
 from app.errors import Conflict, NotFound
 from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
-from app.services import alerts, audit
-from app.services.access import case_scope, shipment_scope
+from app.services.access.scope import case_scope, shipment_scope
+from app.services.alerts import lifecycle as alerts
+from app.services.audit import chain as audit
 from models.alert import Alert, AlertAck, AlertKind, AlertPublic, AlertStatus, Severity
 from models.base import Page
 from models.case import Case

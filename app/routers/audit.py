@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from app.deps import SessionDep, require_roles
 from app.routers.pagination import CursorQuery, LimitQuery, cursor_int, encode_cursor
-from app.services import audit
+from app.services.audit import chain as audit
 from models.audit import AuditEntry, AuditPublic, AuditVerify
 from models.base import Page
 from models.principal import Principal, Role

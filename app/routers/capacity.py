@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from app.deps import CurrentPrincipal, NowDep, SessionDep
 from app.errors import Invalid, NotFound
-from app.services import capacity
+from app.services.capacity import slots as capacity
 from models.base import ResponseModel
 from models.reference import Site
 

@@ -22,9 +22,11 @@ from app.deps import (
 )
 from app.errors import Invalid
 from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
-from app.services import capacity, cases, journey
-from app.services.access import CASE_READERS, case_scope
-from app.services.coi import display
+from app.services.access.scope import CASE_READERS, case_scope
+from app.services.capacity import slots as capacity
+from app.services.identity.coi import display
+from app.services.journey import cases
+from app.services.journey import events as journey
 from models.alert import Alert
 from models.base import Page
 from models.case import (

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import StringConstraints, model_validator
 
 from app.deps import KeyringDep
-from app.services.coi import COI_RE, CoiFormatError, check_char, parse_scan
+from app.services.identity.coi import COI_RE, CoiFormatError, check_char, parse_scan
 from models.base import RequestModel, ResponseModel
 
 router = APIRouter(prefix="/coi", tags=["chain of identity"])

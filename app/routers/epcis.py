@@ -12,9 +12,9 @@ from sqlmodel import select
 
 from app.deps import NowDep, SessionDep, SettingsDep, committing, get_db, require_roles
 from app.errors import NotFound
-from app.services import epcis as epcis_service
-from app.services import readings
-from app.services.access import CASE_READERS, case_scope
+from app.services.access.scope import CASE_READERS, case_scope
+from app.services.coldchain import ingest as readings
+from app.services.interop import epcis as epcis_service
 from app.telemetry import READINGS
 from integrations import epcis
 from models.case import Case

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query
 
 from app.deps import NowDep, SessionDep, require_roles
 from app.errors import Invalid, NotFound
-from app.services import capacity, metrics, routes
+from app.services.capacity import slots as capacity
+from app.services.delays import routes
+from app.services.metrics import turnaround as metrics
 from models.principal import Principal, Role
 from models.reference import Product, Site
 

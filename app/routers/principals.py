@@ -15,7 +15,8 @@ from app.deps import (
     committing,
     require_roles,
 )
-from app.services import audit, principals
+from app.services.access import principals
+from app.services.audit import chain as audit
 from models.base import Page
 from models.principal import Principal, PrincipalCreate, PrincipalCreated, PrincipalPublic, Role
 

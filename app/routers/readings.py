@@ -30,9 +30,13 @@ from app.deps import (
 )
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.routers.pagination import CursorQuery, IntId, LimitQuery, cursor_int, encode_cursor
-from app.services import alerts, audit, principals, readings, traces
-from app.services.access import SHIPMENT_READERS, shipment_scope
-from app.services.coldchain import ms_to_dt
+from app.services.access import principals
+from app.services.access.scope import SHIPMENT_READERS, shipment_scope
+from app.services.alerts import lifecycle as alerts
+from app.services.audit import chain as audit
+from app.services.coldchain import ingest as readings
+from app.services.coldchain import traces
+from app.services.coldchain.engine import ms_to_dt
 from app.telemetry import READINGS
 from models.alert import Alert, AlertStatus
 from models.base import Page

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from app.deps import CurrentPrincipal, NowDep, SessionDep, committing, require_roles
 from app.errors import NotFound
-from app.services import sites
+from app.services.reference import sites
 from models.base import Page
 from models.principal import Principal, Role
 from models.reference import (

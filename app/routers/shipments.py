@@ -20,8 +20,10 @@ from app.deps import (
     require_roles,
 )
 from app.errors import NotFound
-from app.services import coldchain, routes, shipments
-from app.services.access import SHIPMENT_READERS, case_scope
+from app.services.access.scope import SHIPMENT_READERS, case_scope
+from app.services.coldchain import engine as coldchain
+from app.services.delays import routes
+from app.services.shipments import lifecycle as shipments
 from models.case import Case
 from models.principal import Principal, Role
 from models.reference import Profile

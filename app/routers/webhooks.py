@@ -11,7 +11,7 @@ from sqlmodel import and_, col, or_, select
 from app.deps import IdempotencyDep, NowDep, SessionDep, committing, replay_response, require_roles
 from app.errors import Invalid
 from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
-from app.services import webhooks
+from app.services.webhooks import outbox as webhooks
 from models.base import Page
 from models.principal import Principal, Role
 from models.webhook import (

@@ -9,9 +9,11 @@ from sqlmodel import Session, col, select
 
 from app.errors import NotFound
 from app.routers import readings as readings_api
-from app.services import coldchain, routes, shipments
-from app.services.access import shipment_scope
-from app.services.coi import display
+from app.services.access.scope import shipment_scope
+from app.services.coldchain import engine as coldchain
+from app.services.delays import routes
+from app.services.identity.coi import display
+from app.services.shipments import lifecycle as shipments
 from app.web.i18n import Lang
 from models.case import Case
 from models.coldchain import Excursion

@@ -9,7 +9,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.routers import metrics as metrics_api
-from app.services import metrics, routes
+from app.services.delays import routes
+from app.services.metrics import turnaround as metrics
 from app.web.i18n import Lang
 from app.web.labels import LEG
 from models.principal import Principal

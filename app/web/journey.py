@@ -10,9 +10,12 @@ from sqlmodel import Session, col, select
 
 from app.errors import NotFound
 from app.routers import alerts as alerts_api
-from app.services import capacity, cases, routes, shipments
-from app.services.access import case_scope
-from app.services.coi import display
+from app.services.access.scope import case_scope
+from app.services.capacity import slots as capacity
+from app.services.delays import routes
+from app.services.identity.coi import display
+from app.services.journey import cases
+from app.services.shipments import lifecycle as shipments
 from models.alert import Alert
 from models.case import Case, CaseStatus
 from models.principal import Principal

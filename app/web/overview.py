@@ -12,9 +12,11 @@ from sqlmodel import Session, col, select
 
 from app.routers import alerts as alerts_api
 from app.routers import metrics as metrics_api
-from app.services import coldchain, metrics, routes
-from app.services.access import shipment_scope
-from app.services.coi import display
+from app.services.access.scope import shipment_scope
+from app.services.coldchain import engine as coldchain
+from app.services.delays import routes
+from app.services.identity.coi import display
+from app.services.metrics import turnaround as metrics
 from app.web.roles import Can, aggregate_scope
 from models.alert import Alert, AlertStatus, Severity
 from models.case import Case, CaseStatus

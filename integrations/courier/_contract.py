@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic import Field as PField
 
-from app.services.readings import ALLOWED_KEYS, MAX_BATCH
+from app.services.coldchain.ingest import ALLOWED_KEYS, MAX_BATCH
 from models.shipment import CustodyAction
 
 MAX_CURSOR_LENGTH = 500

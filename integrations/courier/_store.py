@@ -17,7 +17,9 @@ import httpx
 from sqlmodel import Session, col, select
 
 from app.errors import AppError, Invalid
-from app.services import audit, readings, shipments
+from app.services.audit import chain as audit
+from app.services.coldchain import ingest as readings
+from app.services.shipments import lifecycle as shipments
 from integrations.courier._contract import (
     EventPage,
     event_type,

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.services import readings, shipments
+from app.services.coldchain import ingest as readings
+from app.services.shipments import lifecycle as shipments
 from integrations.epcis._export import CustodyStep, SensorPoint, ShipmentTrail, build_document
 from models.case import Case
 from models.coldchain import Reading

@@ -10,8 +10,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from app.services import readings
-from app.services.alerts import raise_alert
+from app.services.alerts.lifecycle import raise_alert
+from app.services.coldchain import ingest as readings
 from integrations.epcis._identifiers import rfc3339
 from integrations.epcis._sensors import Alarm, DeviceRef, SensorData, reading_items
 from models.alert import AlertKind, Severity

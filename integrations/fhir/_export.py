@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.services import cases
+from app.services.journey import cases
 from integrations.fhir._resources import Place, Snapshot, export
 from models.case import Case
 from models.reference import Product, Profile, Route, Site

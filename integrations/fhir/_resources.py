@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.services.coi import check_char
+from app.services.identity.coi import check_char
 from models.case import CaseStatus
 
 FHIR_JSON = "application/fhir+json"

@@ -23,7 +23,8 @@ from sqlmodel import Session
 
 from app.clock import Clock
 from app.db import Database
-from app.services import principals, readings
+from app.services.access import principals
+from app.services.coldchain import ingest as readings
 from app.telemetry import READINGS
 from models.coldchain import Device
 from models.principal import Principal, Role

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.db import Raw, utc_ms
-from app.services.excursions import PROFILE_FIELDS, Exc
+from app.services.coldchain.detector import PROFILE_FIELDS, Exc
 
 # Columns of ``reading`` in insert order; a plain reading binds only the first four + last.
 COLUMNS = (

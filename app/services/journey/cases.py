@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Forbidden, Invalid
-from app.services import audit
-from app.services.coi import Keyring, check_char, next_coi
+from app.services.audit import chain as audit
+from app.services.identity.coi import Keyring, check_char, next_coi
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
 from models.reference import Product, Route, Site

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.services import webhooks
+from app.services.webhooks import outbox as webhooks
 from models.alert import Alert, AlertKind, AlertStatus, Severity
 from models.webhook import WebhookEvent
 

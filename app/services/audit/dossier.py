@@ -24,8 +24,9 @@ from sqlmodel import Session, col, select
 
 from app import __version__
 from app.errors import NotFound
-from app.services import audit, metrics
-from app.services.coldchain import ms_to_dt
+from app.services.audit import chain as audit
+from app.services.coldchain.engine import ms_to_dt
+from app.services.metrics import turnaround as metrics
 from models.alert import Alert
 from models.audit import GENESIS_HASH, AuditEntry
 from models.case import Case, Milestone, Slot

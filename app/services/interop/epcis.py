@@ -30,11 +30,13 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.errors import AppError, Invalid
-from app.services import audit, readings, shipments
-from app.services.access import shipment_scope
-from app.services.coi import CoiFormatError, parse_scan
-from app.services.identity import require_coi
-from app.services.principals import register_device
+from app.services.access.principals import register_device
+from app.services.access.scope import shipment_scope
+from app.services.audit import chain as audit
+from app.services.coldchain import ingest as readings
+from app.services.identity.coi import CoiFormatError, parse_scan
+from app.services.identity.scan import require_coi
+from app.services.shipments import lifecycle as shipments
 from integrations import epcis
 from integrations.epcis import pointer, term
 from models.case import Case

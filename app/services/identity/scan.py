@@ -9,8 +9,9 @@ from datetime import datetime
 from sqlmodel import Session
 
 from app.errors import CoiMismatch, Invalid
-from app.services import alerts, audit
-from app.services.coi import CoiFormatError, parse_scan
+from app.services.alerts import lifecycle as alerts
+from app.services.audit import chain as audit
+from app.services.identity.coi import CoiFormatError, parse_scan
 from models.alert import AlertKind, Severity
 from models.case import Case
 from models.principal import Principal

@@ -9,8 +9,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.errors import Forbidden, IllegalTransition, Invalid
-from app.services import audit, capacity
-from app.services.identity import require_coi
+from app.services.audit import chain as audit
+from app.services.capacity import slots as capacity
+from app.services.identity.scan import require_coi
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
 from models.reference import Route, Site

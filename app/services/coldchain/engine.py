@@ -10,8 +10,9 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.db import Raw
-from app.services import alerts, reading_store
-from app.services.excursions import Exc, Rules, State, step
+from app.services.alerts import lifecycle as alerts
+from app.services.coldchain import store as reading_store
+from app.services.coldchain.detector import Exc, Rules, State, step
 from models.alert import AlertKind, Severity
 from models.coldchain import Excursion, Reading, ShipmentState
 from models.reference import Profile

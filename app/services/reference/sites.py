@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from app.errors import Conflict, Invalid
-from app.services import audit
+from app.services.audit import chain as audit
 from integrations.geocoding import GeocodingFailed, SiteGeocoder
 from models.principal import Principal
 from models.reference import Site, SiteCreate

@@ -19,8 +19,11 @@ from typing import Any
 from sqlmodel import Session
 
 from app.db import Raw
-from app.services import coldchain, ingest_eval, reading_batch, reading_store
-from app.services.reading_batch import Columns
+from app.services.coldchain import decode as reading_batch
+from app.services.coldchain import engine as coldchain
+from app.services.coldchain import evaluate as ingest_eval
+from app.services.coldchain import store as reading_store
+from app.services.coldchain.decode import Columns
 from models.principal import Principal, Role
 
 MAX_BATCH = reading_batch.MAX_BATCH

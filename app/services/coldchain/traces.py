@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
-from app.services.coldchain import ms_to_dt
+from app.services.coldchain.engine import ms_to_dt
 
 COMPOUND_LIMIT = 500  # SQLite's default SQLITE_MAX_COMPOUND_SELECT
 BOUNDS = text(

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from app.services.case_rows import (
+from app.services.metrics.case_rows import (
     AT,
     COLUMN,
     EXCURSION,

@@ -24,7 +24,7 @@ from sqlalchemy import TextClause, delete, func, insert, text
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
-from app.services import routes
+from app.services.delays import routes
 from models.alert import Alert
 from models.case import Case, CaseStatus, Milestone, Slot
 from models.delay import CaseDelayCheck

@@ -12,10 +12,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
-from app.services import audit
-from app.services.identity import require_coi
-from app.services.journey import check_instant, check_physical_order
-from app.services.principals import register_device
+from app.services.access.principals import register_device
+from app.services.audit import chain as audit
+from app.services.identity.scan import require_coi
+from app.services.journey.events import check_instant, check_physical_order
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
 from models.reference import Courier, Profile, Site

@@ -22,8 +22,8 @@ from sqlmodel import Session, col, select
 
 from app.db import Database
 from app.errors import Conflict, NotFound
-from app.services import audit
-from app.services.audit import jsonable
+from app.services.audit import chain as audit
+from app.services.audit.chain import jsonable
 from integrations.webhooks import SendResult, WebhookSender
 from models.alert import Alert, AlertKind, AlertPublic
 from models.principal import Principal

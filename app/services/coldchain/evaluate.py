@@ -18,9 +18,10 @@ from typing import Any
 from sqlmodel import Session
 
 from app.db import Raw
-from app.services import coldchain, reading_store
-from app.services.excursions import DELTA_H_OVER_R_K, KELVIN, Rules, State, step
-from app.services.reading_store import StateRow
+from app.services.coldchain import engine as coldchain
+from app.services.coldchain import store as reading_store
+from app.services.coldchain.detector import DELTA_H_OVER_R_K, KELVIN, Rules, State, step
+from app.services.coldchain.store import StateRow
 from models.coldchain import ShipmentState
 from models.shipment import Shipment
 

@@ -194,7 +194,7 @@ def predict(
 
 def milestone_times(session: Session, case_ids: Iterable[str]) -> dict[str, dict[str, datetime]]:
     """Latest time of each milestone type in each case's current collection cycle."""
-    from app.services.journey import as_utc
+    from app.services.journey.events import as_utc
 
     ids = list(case_ids)
     out: dict[str, dict[str, datetime]] = defaultdict(dict)
@@ -219,7 +219,7 @@ def shipment_eta(
     session: Session, *, shipment: Any, model: RouteModel, now: datetime
 ) -> datetime | None:
     """When a shipment in transit should arrive: from its last position, else from pickup."""
-    from app.services.coldchain import ms_to_dt
+    from app.services.coldchain.engine import ms_to_dt
     from models.coldchain import ShipmentState
 
     if shipment.status != "in_transit" or shipment.picked_up_at is None:

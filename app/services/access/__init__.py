@@ -1,0 +1,1 @@
+"""Access: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Alerts: the application layer's use cases of this domain."""

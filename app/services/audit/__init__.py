@@ -1,0 +1,1 @@
+"""Audit: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Capacity: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Coldchain: the application layer's use cases of this domain."""

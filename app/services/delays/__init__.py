@@ -1,0 +1,1 @@
+"""Delays: the application layer's use cases of this domain."""

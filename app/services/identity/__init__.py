@@ -1,0 +1,1 @@
+"""Identity: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Interop: the application layer's use cases of this domain."""

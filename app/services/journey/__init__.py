@@ -1,0 +1,1 @@
+"""Journey: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Metrics: the application layer's use cases of this domain."""

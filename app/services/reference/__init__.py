@@ -1,0 +1,1 @@
+"""Reference: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Shipments: the application layer's use cases of this domain."""

@@ -1,0 +1,1 @@
+"""Webhooks: the application layer's use cases of this domain."""
