@@ -8,7 +8,7 @@ timeout) instead of failing with "database is locked" when a read snapshot goes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +76,26 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's current transaction has committed (never on a
+    rollback): counters and notifications that must not count what was not kept."""
+    session.info.setdefault(_ON_COMMIT, []).append(action)
+
+
+_ON_COMMIT = "v2v_on_commit"
+
+
+@event.listens_for(Session, "after_commit")
+def _run_on_commit(session: Session) -> None:
+    for action in session.info.pop(_ON_COMMIT, ()):
+        action()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_on_commit(session: Session) -> None:
+    session.info.pop(_ON_COMMIT, None)
 
 
 class Database:

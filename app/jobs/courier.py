@@ -83,7 +83,7 @@ def _poll_feed(
                 )
             return processed
         try:
-            with readings.INGEST_LOCK, db.transaction() as session:
+            with readings.transaction(db) as session:
                 outcome = feeds.apply_page(
                     session,
                     courier=code,

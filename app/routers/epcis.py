@@ -10,12 +10,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import select
 
-from app.deps import NowDep, SessionDep, SettingsDep, committing, get_db, require_roles
+from app.deps import NowDep, SessionDep, SettingsDep, get_db, require_roles
 from app.errors import NotFound
 from app.services.access.scope import CASE_READERS, case_scope
 from app.services.coldchain import ingest as readings
 from app.services.interop import epcis as epcis_service
-from app.telemetry import READINGS
 from integrations import epcis
 from models.case import Case
 from models.principal import Principal, Role
@@ -85,7 +84,7 @@ async def capture(
 
     def work() -> epcis.CaptureResult:
         document = epcis_service.parse(body)
-        with readings.INGEST_LOCK, db.session(write=True) as session, committing(session):
+        with readings.transaction(db) as session:
             return epcis_service.capture(
                 session,
                 actor=principal,
@@ -95,7 +94,6 @@ async def capture(
             )
 
     result = await to_thread.run_sync(work)
-    READINGS.inc(result.readings)
     return CaptureResponse(
         events=result.events,
         readings=result.readings,

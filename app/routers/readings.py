@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.db import Database
 from app.deps import (
     NowDep,
     ScopedShipment,
@@ -37,7 +33,6 @@ from app.services.audit import chain as audit
 from app.services.coldchain import ingest as readings
 from app.services.coldchain import traces
 from app.services.coldchain.engine import ms_to_dt
-from app.telemetry import READINGS
 from models.alert import Alert, AlertStatus
 from models.base import Page
 from models.coldchain import DispositionRequest, Excursion, ExcursionPublic, IngestResponse
@@ -139,39 +134,17 @@ async def post_readings(request: Request) -> Any:
         return result
 
     def in_thread() -> readings.IngestResult:
-        with readings.INGEST_LOCK, db.session(write=True) as session, committing(session):
+        with readings.transaction(db) as session:
             return work(session)
 
     result = None
     if db.dialect == "sqlite" and len(body) <= INLINE_MAX_BYTES:
-        result = _inline(db, work)
+        result = readings.run_if_free(db, work)
     if result is None:
         result = await to_thread.run_sync(in_thread)
-    READINGS.inc(result.accepted)
     return JSONResponse(
         {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
     )
-
-
-def _inline(
-    db: Database, work: Callable[[Session], readings.IngestResult]
-) -> readings.IngestResult | None:
-    """Run ``work`` here if neither this process nor another holds the writer; else None."""
-    if not readings.INGEST_LOCK.acquire(blocking=False):
-        return None
-    try:
-        with db.session(write=True, nowait=True) as session:
-            try:
-                session.connection()  # BEGIN IMMEDIATE, failing at once if taken
-            except (OperationalError, sqlite3.OperationalError) as exc:
-                # Raised by the begin hook itself, the driver's error comes through unwrapped.
-                if "database is locked" in str(exc):
-                    return None
-                raise
-            with committing(session):
-                return work(session)
-    finally:
-        readings.INGEST_LOCK.release()
 
 
 @router.get("/shipments/{shipment_id}/readings")

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import bisect
 import math
+import sqlite3
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app.db import Raw
+from app.db import Database, Raw, on_commit
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import evaluate as ingest_eval
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.decode import Columns
+from app.telemetry import READINGS
 from models.principal import Principal, Role
 
 MAX_BATCH = reading_batch.MAX_BATCH
@@ -35,6 +41,43 @@ OPTIONAL = reading_batch.OPTIONAL
 ALLOWED_KEYS = frozenset({"device_id", "ts", "temp_c", *OPTIONAL})
 TEMP_RANGE = reading_batch.TEMP_RANGE
 COLUMNS = reading_store.COLUMNS
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def transaction(db: Database) -> Iterator[Session]:
+    """The ingest unit of work of every path (HTTP, EPCIS, MQTT, courier feeds): this
+    process's ingest lock around one write transaction, committed when the block succeeds."""
+    with INGEST_LOCK, db.transaction() as session:
+        yield session
+
+
+def run_if_free(db: Database, work: Callable[[Session], T]) -> T | None:
+    """Run ``work`` in the ingest unit of work at once if neither this process nor another
+    holds the SQLite writer; None (nothing done) if either does, so the caller can wait in
+    a worker thread instead of blocking its event loop."""
+    if not INGEST_LOCK.acquire(blocking=False):
+        return None
+    try:
+        with db.session(write=True, nowait=True) as session:
+            try:
+                session.connection()  # BEGIN IMMEDIATE, failing at once if taken
+            except (OperationalError, sqlite3.OperationalError) as exc:
+                # Raised by the begin hook itself, the driver's error comes through unwrapped.
+                if "database is locked" in str(exc):
+                    return None
+                raise
+            try:
+                out = work(session)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            return out
+    finally:
+        INGEST_LOCK.release()
 
 
 @dataclass
@@ -261,6 +304,8 @@ def _ingest_columns(
     candidates = [i for i in range(n) if shipments[i] is not None] if keep is None else range(n)
     stored = _store(raw, columns, shipments, list(candidates), now_ms, result)
     result.accepted = len(stored)
+    if stored:  # every path (HTTP, EPCIS, MQTT, courier feeds) counts here, once committed
+        on_commit(session, partial(READINGS.inc, len(stored)))
     by_shipment: dict[str, list[coldchain.Row]] = defaultdict(list)
     if keep is not None and len(stored) == n:
         by_shipment[keep] = [
