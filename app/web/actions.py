@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from app.deps import NowDep, SessionDep, SettingsDep
 from app.errors import AppError
 from app.routers import alerts as alerts_api
-from app.routers import readings as readings_api
+from app.routers import excursions as readings_api
 from app.services.access import principals
 from app.web import auth
 from app.web.i18n import LANG_COOKIE, LANGUAGES

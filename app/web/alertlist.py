@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from app.errors import Invalid
 from app.routers import alerts as alerts_api
-from app.routers import readings as readings_api
+from app.routers import excursions as readings_api
 from app.web.roles import Can
 from models.alert import AlertKind, AlertStatus, Severity
 from models.principal import Principal

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.errors import NotFound
-from app.routers import readings as readings_api
+from app.routers import excursions as readings_api
 from app.services.access.scope import shipment_scope
 from app.services.coldchain import engine as coldchain
 from app.services.delays import routes

@@ -14,8 +14,8 @@ from sqlalchemy import ColumnElement, true
 
 from app.errors import Forbidden
 from app.routers import alerts as alerts_api
+from app.routers import excursions as readings_api
 from app.routers import metrics as metrics_api
-from app.routers import readings as readings_api
 from app.services.access.scope import CASE_READERS, SHIPMENT_READERS, case_scope
 from models.principal import Principal, Role
 
