@@ -14,7 +14,7 @@ reading (older than the state's watermark) is handled by re-running from the sto
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,12 +133,25 @@ class Exc:
 
 @dataclass
 class State:
+    """One shipment's detector state: what ``feed`` advances and ``shipment_state`` stores.
+
+    ``open`` is the open excursion itself, loaded only when a batch needs it;
+    ``open_excursion_id`` is its stored row (None until written, and once it closes).
+    """
+
     n: int = 0
     last_ts_ms: int | None = None
     last_temp_c: float | None = None
+    # Mean kinetic temperature sums: Σ w and Σ w·exp(−ΔH/(R·T)), w in milliseconds.
     mkt_w: float = 0.0
     mkt_wexp: float = 0.0
     oor_closed_ms: int = 0
+    # Position and newest reading seen, in or out of order (last_ts_ms lags while marked).
+    last_lat: float | None = None
+    last_lon: float | None = None
+    newest_ts_ms: int | None = None
+    open_excursion_id: int | None = None
+    needs_reeval: bool = False
     open: Exc | None = None
     touched: dict[int, Exc] = field(default_factory=dict)  # by started_ms, since last drain
 
@@ -155,6 +168,10 @@ class State:
         self.touched = {}
         return out
 
+    def replay(self) -> State:
+        """A fresh detector state for a replay from scratch, keeping the tracked position."""
+        return State(last_lat=self.last_lat, last_lon=self.last_lon, newest_ts_ms=self.newest_ts_ms)
+
 
 def _rate(exc: Exc, rules: Rules, oor_total_ms: int) -> None:
     if exc.critical:
@@ -170,15 +187,27 @@ def _rate(exc: Exc, rules: Rules, oor_total_ms: int) -> None:
         exc.severity = level
 
 
+def accumulate_mkt(state: State, readings: Sequence[tuple[Any, ...]]) -> None:
+    """Add time-ordered ``(ts_ms, temp_c, …)`` readings, newer than the state's, to its MKT
+    sums; each reading stands for the time until the next one (the last waits for it)."""
+    w, wexp = state.mkt_w, state.mkt_wexp
+    prev_ts, prev_temp = state.last_ts_ms, state.last_temp_c
+    exp = math.exp
+    for reading in readings:
+        ts_ms, temp_c = reading[0], reading[1]
+        if prev_ts is not None and prev_temp is not None:
+            weight = ts_ms - prev_ts
+            w += weight
+            wexp += weight * exp(-DELTA_H_OVER_R_K / (prev_temp + KELVIN))
+        prev_ts, prev_temp = ts_ms, temp_c
+    state.mkt_w, state.mkt_wexp = w, wexp
+
+
 def step(state: State, rules: Rules, ts_ms: int, temp_c: float) -> None:
-    """Advance the detector by one reading, newer than every reading seen so far."""
-    if state.last_ts_ms is not None:
-        if ts_ms <= state.last_ts_ms:
-            raise ValueError("readings must be fed in strictly increasing time order")
-        if rules.mkt_limit_c is not None and state.last_temp_c is not None:
-            weight = ts_ms - state.last_ts_ms
-            state.mkt_w += weight
-            state.mkt_wexp += weight * math.exp(-DELTA_H_OVER_R_K / (state.last_temp_c + KELVIN))
+    """Advance the excursions by one reading, newer than every reading seen so far (MKT
+    sums are ``accumulate_mkt``'s: ``feed`` does both)."""
+    if state.last_ts_ms is not None and ts_ms <= state.last_ts_ms:
+        raise ValueError("readings must be fed in strictly increasing time order")
     level = classify(rules, temp_c)
     current = state.open
     if current is not None:
@@ -187,6 +216,7 @@ def step(state: State, rules: Rules, ts_ms: int, temp_c: float) -> None:
             _rate(current, rules, state.oor_total_ms())
             state.oor_closed_ms += current.duration_ms
             state.open = None
+            state.open_excursion_id = None
         else:
             current.absorb(ts_ms, temp_c, level)
             _rate(current, rules, state.oor_total_ms())
@@ -201,11 +231,18 @@ def step(state: State, rules: Rules, ts_ms: int, temp_c: float) -> None:
     state.last_temp_c = temp_c
 
 
+def feed(state: State, rules: Rules, readings: Sequence[tuple[int, float]]) -> None:
+    """Advance the detector (MKT sums and excursions) by time-ordered readings."""
+    if rules.mkt_limit_c is not None:
+        accumulate_mkt(state, readings)
+    for ts_ms, temp_c in readings:
+        step(state, rules, ts_ms, temp_c)
+
+
 def evaluate(rules: Rules, readings: Iterable[tuple[int, float]]) -> tuple[State, list[Exc]]:
     """Run the detector from scratch over time-ordered ``(ts_ms, temp_c)`` readings."""
     state = State()
-    for ts_ms, temp_c in readings:
-        step(state, rules, ts_ms, temp_c)
+    feed(state, rules, list(readings))
     return state, state.drain()
 
 

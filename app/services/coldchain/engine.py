@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.db import Raw
-from app.services.alerts import lifecycle as alerts
+from app.services.coldchain import alarms
 from app.services.coldchain import store as reading_store
-from app.services.coldchain.detector import Exc, Rules, State, step
-from models.alert import AlertKind, Severity
+from app.services.coldchain.detector import Exc, Rules, State, feed
+from app.times import from_ms
 from models.coldchain import Excursion, Reading, ShipmentState
 from models.reference import Profile
 from models.shipment import Shipment
 
 # One reading: (ts_ms, temp_c, lat, lon)
 Row = tuple[int, float, float | None, float | None]
-MKT_MIN_SPAN_MS = 60 * 60_000  # MKT over less than an hour of data is not judged
-
-
-def ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _state_row(session: Session, shipment_id: str, now: datetime) -> ShipmentState:
-    """The shipment's detector state as a row object, created if missing and locked."""
-    reading_store.lock_state(Raw.of(session), shipment_id, now)
-    row = session.get(ShipmentState, shipment_id)
-    if row is None:  # just locked in this transaction
-        raise RuntimeError(f"shipment state of {shipment_id} vanished")
-    return row
+# Kept for importers outside the cold chain until they take app.times.from_ms and alarms'.
+ms_to_dt = from_ms
+MKT_MIN_SPAN_MS = alarms.MKT_MIN_SPAN_MS
 
 
 def persist(
@@ -42,11 +31,10 @@ def persist(
     shipment: Shipment,
     rules: Rules,
     state: State,
-    state_row: ShipmentState,
     touched: Iterable[Exc],
     now: datetime,
 ) -> None:
-    """Write touched excursions and their alerts, the state row and shipment-level alerts."""
+    """Write touched excursions and their alerts, the detector state and shipment alerts."""
     for exc in touched:
         row = session.get(Excursion, exc.db_id) if exc.db_id is not None else None
         if row is None:
@@ -68,118 +56,42 @@ def persist(
         session.add(row)
         session.flush()
         exc.db_id = row.id
-        _excursion_alert(session, shipment=shipment, rules=rules, exc=exc, now=now)
-    state_row.n = state.n
-    state_row.last_ts_ms = state.last_ts_ms
-    state_row.last_temp_c = state.last_temp_c
-    state_row.mkt_w = state.mkt_w
-    state_row.mkt_wexp = state.mkt_wexp
-    state_row.oor_closed_ms = state.oor_closed_ms
-    state_row.open_excursion_id = state.open.db_id if state.open else None
-    state_row.updated_at = now
-    session.add(state_row)
-    _shipment_alerts(session, shipment=shipment, rules=rules, state=state, now=now)
-
-
-def _excursion_alert(
-    session: Session, *, shipment: Shipment, rules: Rules, exc: Exc, now: datetime
-) -> None:
-    # Short out-of-range blips (door openings) are recorded but do not alarm; the dwell
-    # time exists for that. A cryogenic warning band does warn.
-    warn_band = not exc.out_of_spec and rules.warn_above_c is not None
-    if exc.severity == "warning" and not warn_band:
-        return
-    minutes = exc.duration_ms / 60_000
-    state = "closed" if exc.ended_ms is not None else "ongoing"
-    alerts.raise_alert(
-        session,
-        kind=AlertKind.temperature_excursion,
-        severity=Severity(exc.severity),
-        message=(
-            f"{exc.kind.replace('_', ' ')} temperature excursion on shipment {shipment.id[:8]} "
-            f"({shipment.profile}): peak {exc.peak_c:.1f} °C, {minutes:.0f} min, {state}"
-        ),
-        now=now,
-        case_id=shipment.case_id,
-        shipment_id=shipment.id,
-        dedupe_key=f"excursion:{shipment.id}:{exc.started_ms}",
-        data={
-            "started_at": ms_to_dt(exc.started_ms).isoformat(),
-            "peak_c": exc.peak_c,
-            "duration_min": round(minutes, 2),
-            "kind": exc.kind,
-        },
-    )
-
-
-def budget_used_up(rules: Rules, state: State) -> bool:
-    """The shipment's cumulative out-of-range budget is spent."""
-    return rules.budget_ms is not None and state.oor_total_ms() >= rules.budget_ms
-
-
-def mkt_over_limit(rules: Rules, state: State) -> bool:
-    """The trip's mean kinetic temperature, over at least an hour of data, is over its limit."""
-    mkt = state.mkt_c()
-    return (
-        rules.mkt_limit_c is not None
-        and mkt is not None
-        and state.mkt_w >= MKT_MIN_SPAN_MS
-        and mkt > rules.mkt_limit_c
-    )
-
-
-def _shipment_alerts(
-    session: Session, *, shipment: Shipment, rules: Rules, state: State, now: datetime
-) -> None:
-    total = state.oor_total_ms()
-    if rules.budget_ms is not None and budget_used_up(rules, state):
-        alerts.raise_alert(
-            session,
-            kind=AlertKind.temperature_excursion,
-            severity=Severity.major,
-            message=(
-                f"shipment {shipment.id[:8]} has been out of range {total / 60_000:.0f} min in "
-                f"total (budget {rules.budget_ms / 60_000:.0f} min)"
-            ),
-            now=now,
-            case_id=shipment.case_id,
+        spec = alarms.excursion(
             shipment_id=shipment.id,
-            dedupe_key=f"budget:{shipment.id}",
-        )
-    mkt = state.mkt_c()
-    if rules.mkt_limit_c is not None and mkt is not None and mkt_over_limit(rules, state):
-        alerts.raise_alert(
-            session,
-            kind=AlertKind.temperature_excursion,
-            severity=Severity(rules.mkt_severity),
-            message=(
-                f"mean kinetic temperature of shipment {shipment.id[:8]} is {mkt:.2f} °C "
-                f"(limit {rules.mkt_limit_c:.1f} °C)"
-            ),
-            now=now,
             case_id=shipment.case_id,
-            shipment_id=shipment.id,
-            dedupe_key=f"mkt:{shipment.id}",
+            profile=shipment.profile,
+            rules=rules,
+            exc=exc,
         )
+        if spec is not None:
+            alarms.raise_spec(session, spec, now=now)
+    state.open_excursion_id = state.open.db_id if state.open else None
+    reading_store.save_state(Raw.of(session), shipment.id, state, now)
+    for spec in alarms.shipment_level(
+        shipment_id=shipment.id, case_id=shipment.case_id, rules=rules, state=state
+    ):
+        alarms.raise_spec(session, spec, now=now)
 
 
 def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: datetime) -> None:
     """Replay the shipment's stored readings from scratch and reconcile its excursions."""
-    state_row = _state_row(session, shipment.id, now)
+    raw = Raw.of(session)
+    state = reading_store.lock_state(raw, shipment.id, now).replay()
     rules = Rules.from_profile(profile)
-    state = State()
     readings = session.execute(
-        select_columns(col(Reading.ts_ms), col(Reading.temp_c), col(Reading.device_id))
+        select_columns(col(Reading.ts_ms), col(Reading.temp_c))
         .where(col(Reading.shipment_id) == shipment.id)
         .order_by(col(Reading.ts_ms), col(Reading.device_id))
     )
+    ordered: list[tuple[int, float]] = []
     previous: int | None = None
-    for ts_ms, temp_c, _ in readings:
+    for ts_ms, temp_c in readings:
         if previous is not None and ts_ms <= previous:
             # Two loggers in one box reading at the same instant: keep the first.
             continue
-        step(state, rules, ts_ms, temp_c)
+        ordered.append((ts_ms, temp_c))
         previous = ts_ms
+    feed(state, rules, ordered)
     fresh = state.drain()
     existing = {
         e.started_ms: e
@@ -191,16 +103,7 @@ def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: d
     stale = [e.id for e in existing.values() if e.disposition is None]
     if stale:
         session.execute(delete(Excursion).where(col(Excursion.id).in_(stale)))
-    state_row.needs_reeval = False
-    persist(
-        session,
-        shipment=shipment,
-        rules=rules,
-        state=state,
-        state_row=state_row,
-        touched=fresh,
-        now=now,
-    )
+    persist(session, shipment=shipment, rules=rules, state=state, touched=fresh, now=now)
 
 
 def summary(session: Session, *, shipment: Shipment, profile: Profile) -> dict[str, object]:
@@ -246,4 +149,4 @@ def last_reading(session: Session, *, shipment_id: str) -> dict[str, object] | N
     if row is None:
         return None
     ts_ms, temp_c, lat, lon, device_id = row
-    return {"t": ms_to_dt(ts_ms), "temp_c": temp_c, "lat": lat, "lon": lon, "device_id": device_id}
+    return {"t": from_ms(ts_ms), "temp_c": temp_c, "lat": lat, "lon": lon, "device_id": device_id}

@@ -10,12 +10,11 @@ SQL is written once with ``?`` placeholders and rewritten for psycopg (``%s``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from app.db import Raw, utc_ms
-from app.services.coldchain.detector import PROFILE_FIELDS, Exc
+from app.services.coldchain.detector import PROFILE_FIELDS, Exc, State
 
 # Columns of ``reading`` in insert order; a plain reading binds only the first four + last.
 COLUMNS = (
@@ -45,23 +44,6 @@ def _insert(columns: Sequence[str]) -> str:
 
 INSERT_FULL = _insert(COLUMNS)
 INSERT_PLAIN = _insert(PLAIN_COLUMNS)
-
-
-@dataclass
-class StateRow:
-    """The detector state of one shipment as stored (``shipment_state``)."""
-
-    n: int
-    last_ts_ms: int | None
-    last_temp_c: float | None
-    last_lat: float | None
-    last_lon: float | None
-    newest_ts_ms: int | None
-    mkt_w: float
-    mkt_wexp: float
-    oor_closed_ms: int
-    open_excursion_id: int | None
-    needs_reeval: bool
 
 
 # ---- lookups ------------------------------------------------------------------------------
@@ -167,7 +149,7 @@ def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, 
 # ---- detector state -----------------------------------------------------------------------
 
 
-def lock_state(raw: Raw, shipment_id: str, now: datetime) -> StateRow:
+def lock_state(raw: Raw, shipment_id: str, now: datetime) -> State:
     """The shipment's detector state, created if missing, locked for this transaction."""
     select = f"SELECT {_STATE_COLUMNS} FROM shipment_state WHERE shipment_id = ?"  # noqa: S608
     if raw.postgres:
@@ -185,10 +167,23 @@ def lock_state(raw: Raw, shipment_id: str, now: datetime) -> StateRow:
         if row is None:  # just inserted, or inserted by the winner of the race
             raise RuntimeError("shipment state vanished")
     n, last_ts, last_temp, lat, lon, newest, w, wexp, oor, open_id, reeval = row
-    return StateRow(n, last_ts, last_temp, lat, lon, newest, w, wexp, oor, open_id, bool(reeval))
+    return State(
+        n=n,
+        last_ts_ms=last_ts,
+        last_temp_c=last_temp,
+        mkt_w=w,
+        mkt_wexp=wexp,
+        oor_closed_ms=oor,
+        last_lat=lat,
+        last_lon=lon,
+        newest_ts_ms=newest,
+        open_excursion_id=open_id,
+        needs_reeval=bool(reeval),
+    )
 
 
-def save_state(raw: Raw, shipment_id: str, s: StateRow, now: datetime) -> None:
+def save_state(raw: Raw, shipment_id: str, s: State, now: datetime) -> None:
+    """Store a shipment's detector state: the one writer of ``shipment_state``'s values."""
     raw.run(
         "UPDATE shipment_state SET n = ?, last_ts_ms = ?, last_temp_c = ?, last_lat = ?, "
         "last_lon = ?, newest_ts_ms = ?, mkt_w = ?, mkt_wexp = ?, oor_closed_ms = ?, "
