@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from app.services.coldchain.detector import Rules, evaluate, mkt_of
@@ -106,3 +108,10 @@ def test_open_excursion_at_the_end_of_the_data() -> None:
 def test_readings_must_be_fed_in_order() -> None:
     with pytest.raises(ValueError, match="increasing"):
         evaluate(FRESH, [(2 * MIN, 5.0), (1 * MIN, 5.0)])
+
+
+def test_a_reading_at_absolute_zero_weighs_nothing_in_the_mkt() -> None:
+    # -273.15 °C is the decoder's lowest bound: its Arrhenius factor is exp(-inf) = 0.
+    state, _ = evaluate(CRT, trace(-273.15, 20, 20))
+    assert state.mkt_w == 20 * MIN
+    assert state.mkt_wexp == pytest.approx(10 * MIN * math.exp(-10_000 / (20 + 273.15)))

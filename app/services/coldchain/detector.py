@@ -190,8 +190,29 @@ def _rate(exc: Exc, rules: Rules, oor_total_ms: int) -> None:
 def accumulate_mkt(state: State, readings: Sequence[tuple[Any, ...]]) -> None:
     """Add time-ordered ``(ts_ms, temp_c, …)`` readings, newer than the state's, to its MKT
     sums; each reading stands for the time until the next one (the last waits for it)."""
-    w, wexp = state.mkt_w, state.mkt_wexp
-    prev_ts, prev_temp = state.last_ts_ms, state.last_temp_c
+    prev_temp = state.last_temp_c
+    try:
+        sums = _mkt_sums(state.mkt_w, state.mkt_wexp, state.last_ts_ms, prev_temp, readings)
+    except ZeroDivisionError:
+        # A reading at absolute zero (the decoder's lowest bound) weighs exp(−∞) = 0: just
+        # above it, the factor underflows to exactly that.
+        if prev_temp is not None:
+            prev_temp = max(prev_temp, _ABOVE_ABSOLUTE_ZERO)
+        lifted = [(r[0], max(r[1], _ABOVE_ABSOLUTE_ZERO)) for r in readings]
+        sums = _mkt_sums(state.mkt_w, state.mkt_wexp, state.last_ts_ms, prev_temp, lifted)
+    state.mkt_w, state.mkt_wexp = sums
+
+
+_ABOVE_ABSOLUTE_ZERO = math.nextafter(-KELVIN, 0.0)
+
+
+def _mkt_sums(
+    w: float,
+    wexp: float,
+    prev_ts: int | None,
+    prev_temp: float | None,
+    readings: Sequence[tuple[Any, ...]],
+) -> tuple[float, float]:
     exp = math.exp
     for reading in readings:
         ts_ms, temp_c = reading[0], reading[1]
@@ -200,7 +221,7 @@ def accumulate_mkt(state: State, readings: Sequence[tuple[Any, ...]]) -> None:
             w += weight
             wexp += weight * exp(-DELTA_H_OVER_R_K / (prev_temp + KELVIN))
         prev_ts, prev_temp = ts_ms, temp_c
-    state.mkt_w, state.mkt_wexp = w, wexp
+    return w, wexp
 
 
 def step(state: State, rules: Rules, ts_ms: int, temp_c: float) -> None:
