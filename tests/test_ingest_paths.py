@@ -17,7 +17,6 @@ from sqlalchemy import text
 
 from app.db import Database
 from app.services.coldchain import decode as reading_batch
-from app.services.coldchain import ingest as readings
 from tests.conftest import Api
 from tests.test_readings import in_transit, post
 
@@ -170,7 +169,8 @@ def test_decoder_accepts_only_what_every_item_passes_with_the_same_values(
 def _parse_all(items: list[dict[str, Any]]) -> list[Any]:
     # The future is checked after decoding, on both paths; keep it out of the comparison.
     return [
-        readings.parse_item(json.loads(json.dumps(x)), now_ms=2**62, future_ms=0) for x in items
+        reading_batch.parse_item(json.loads(json.dumps(x)), now_ms=2**62, future_ms=0)
+        for x in items
     ]
 
 

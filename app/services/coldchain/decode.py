@@ -4,20 +4,26 @@ A batch from a logger is nearly always entirely valid. msgspec decodes and valid
 one pass (types, lengths, ranges, unknown fields) into columns; any problem at all makes
 ``decode`` return None, and the caller takes the per-item path, which says which item is
 wrong and why and stores the rest. Both paths accept exactly the same items with the same
-values: the limits below are the per-item parser's, and timestamps go through the same
-RFC 3339 parser (``to_epoch_ms``) on both.
+values: the limits below are the per-item parser's (``parse_item``, here too), and
+timestamps go through the same RFC 3339 parser (``to_epoch_ms``) on both. The OpenAPI
+request body is generated from the same struct (``batch_schema``).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
+from app.errors import Invalid
+
 MAX_BATCH = 10_000
 MAX_TS_CHARS = 40
+MAX_DEVICE_ID_CHARS = 200
 # Physically possible for a logger on this journey (vapour-phase LN2 to a hot tarmac).
 TEMP_RANGE = (-273.15, 150.0)
 OPTIONAL = {
@@ -28,6 +34,8 @@ OPTIONAL = {
     "light_lux": (0.0, 1e7),
     "battery_pct": (0.0, 100.0),
 }
+ALLOWED_KEYS = frozenset({"device_id", "ts", "temp_c", *OPTIONAL})
+FUTURE = "ts: more than 5 minutes in the future"
 _Aware = Annotated[datetime, msgspec.Meta(tz=True)]
 _AwareList = list[_Aware]
 
@@ -38,8 +46,15 @@ def _bounded(name: str) -> object:
 
 
 class _Reading(msgspec.Struct, forbid_unknown_fields=True):
-    device_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    ts: Annotated[str, msgspec.Meta(max_length=MAX_TS_CHARS)]
+    device_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_DEVICE_ID_CHARS)]
+    ts: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=MAX_TS_CHARS,
+            description="RFC 3339 with offset",
+            extra_json_schema={"format": "date-time"},
+        ),
+    ]
     temp_c: Annotated[float, msgspec.Meta(ge=TEMP_RANGE[0], le=TEMP_RANGE[1])]
     lat: _bounded("lat") = None  # type: ignore[valid-type]
     lon: _bounded("lon") = None  # type: ignore[valid-type]
@@ -54,6 +69,25 @@ class _Batch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(_Batch)
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if ref is not None:  # a struct: its private class name is no title for readers
+            node = {k: v for k, v in defs[ref.rsplit("/", 1)[-1]].items() if k != "title"}
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def batch_schema() -> dict[str, Any]:
+    """The JSON schema of a batch, from the decoder's own definition (for OpenAPI)."""
+    # Inlined: "#/$defs/…" would resolve against the OpenAPI document, not this schema.
+    doc = msgspec.json.schema(_Batch)
+    schema: dict[str, Any] = _inline({"$ref": doc["$ref"]}, doc["$defs"])
+    return schema
 
 
 def to_epoch_ms(when: datetime) -> int:
@@ -101,3 +135,96 @@ def decode(body: bytes) -> Columns | None:
         temps=[r.temp_c for r in items],
         extras=extras,
     )
+
+
+# ---- item by item: which item is wrong and why --------------------------------------------
+
+
+def items(body: bytes) -> list[Any]:
+    """The items of a ``{"readings": [...]}`` body, each to be parsed alone."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Invalid("body is not valid JSON", errors=[{"loc": "body", "msg": str(exc)}]) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("readings"), list):
+        raise Invalid(
+            'send {"readings": [...]}', errors=[{"loc": "body/readings", "msg": "list required"}]
+        )
+    if set(doc) - {"readings"}:
+        raise Invalid("unknown top-level field", errors=[{"loc": "body", "msg": "only readings"}])
+    found: list[Any] = doc["readings"]
+    if len(found) > MAX_BATCH:
+        raise Invalid(
+            f"at most {MAX_BATCH} readings per call",
+            errors=[{"loc": "body/readings", "msg": f"{len(found)} items"}],
+        )
+    return found
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def epoch_ms(ts: str) -> int | str:
+    """Epoch milliseconds of an RFC 3339 time with an offset, or why it is refused.
+
+    Strict RFC 3339 first (the batch decoder's parser, so both paths agree to the
+    millisecond), then what ``fromisoformat`` also reads (no seconds, basic format).
+    """
+    strict = rfc3339_ms(ts)
+    if strict is not None:
+        return strict
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return "ts: not an RFC 3339 time"
+    if when.tzinfo is None or when.utcoffset() is None:
+        return "ts: a UTC offset is required (naive times are ambiguous)"
+    return to_epoch_ms(when)
+
+
+NO_EXTRAS: tuple[None, ...] = (None,) * len(OPTIONAL)
+
+
+def parse_item(item: Any, *, now_ms: int, future_ms: int) -> tuple[str, int, tuple[Any, ...]] | str:
+    """A valid item as (device_id, ts_ms, measurement columns), or the reason it is refused."""
+    if type(item) is not dict:
+        return "a reading must be a JSON object"
+    if len(item) > 3 and not ALLOWED_KEYS.issuperset(item):
+        return f"unknown field {sorted(item.keys() - ALLOWED_KEYS)[0]!r}"
+    device_id = item.get("device_id")
+    if type(device_id) is not str or not 0 < len(device_id) <= MAX_DEVICE_ID_CHARS:
+        return "device_id: a string of 1 to 200 characters is required"
+    ts = item.get("ts")
+    if type(ts) is not str or len(ts) > MAX_TS_CHARS:
+        return "ts: an RFC 3339 time with a UTC offset is required"
+    ts_ms = epoch_ms(ts)
+    if type(ts_ms) is str:
+        return ts_ms
+    when_ms = int(ts_ms)
+    if when_ms > now_ms + future_ms:
+        return FUTURE
+    temp = _number(item.get("temp_c"))
+    if temp is None:
+        return "temp_c: a finite number is required"
+    if not TEMP_RANGE[0] <= temp <= TEMP_RANGE[1]:
+        return f"temp_c: {temp} °C is physically implausible"
+    if len(item) == 3:
+        return device_id, when_ms, (temp, *NO_EXTRAS)
+    extras: list[float | None] = []
+    for name, (low, high) in OPTIONAL.items():
+        raw = item.get(name)
+        if raw is None:
+            extras.append(None)
+            continue
+        value = _number(raw)
+        if value is None or not low <= value <= high:
+            return f"{name}: a finite number between {low:g} and {high:g} is required"
+        extras.append(value)
+    return device_id, when_ms, (temp, *extras)

@@ -9,7 +9,6 @@ statement (no ORM object per reading) and fed to the excursion detector of its s
 from __future__ import annotations
 
 import bisect
-import math
 import sqlite3
 import threading
 from collections import defaultdict
@@ -38,9 +37,12 @@ MAX_BATCH = reading_batch.MAX_BATCH
 # on the GIL, and SQLite has one writer anyway. Scale with processes.
 INGEST_LOCK = threading.Lock()
 OPTIONAL = reading_batch.OPTIONAL
-ALLOWED_KEYS = frozenset({"device_id", "ts", "temp_c", *OPTIONAL})
-TEMP_RANGE = reading_batch.TEMP_RANGE
+ALLOWED_KEYS = reading_batch.ALLOWED_KEYS
 COLUMNS = reading_store.COLUMNS
+FUTURE = reading_batch.FUTURE
+UNKNOWN_DEVICE = "unknown device, or not one of your organisation's"
+UNASSIGNED = "device is not assigned to a shipment at ts"
+_NO_EXTRAS = reading_batch.NO_EXTRAS
 
 
 T = TypeVar("T")
@@ -90,80 +92,6 @@ class IngestResult:
         self.rejected.append({"index": index, "reason": reason})
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float
-        return None
-    return number if math.isfinite(number) else None
-
-
-def epoch_ms(ts: str) -> int | str:
-    """Epoch milliseconds of an RFC 3339 time with an offset, or why it is refused.
-
-    Strict RFC 3339 first (the batch decoder's parser, so both paths agree to the
-    millisecond), then what ``fromisoformat`` also reads (no seconds, basic format).
-    """
-    strict = reading_batch.rfc3339_ms(ts)
-    if strict is not None:
-        return strict
-    try:
-        when = datetime.fromisoformat(ts)
-    except ValueError:
-        return "ts: not an RFC 3339 time"
-    if when.tzinfo is None or when.utcoffset() is None:
-        return "ts: a UTC offset is required (naive times are ambiguous)"
-    return reading_batch.to_epoch_ms(when)
-
-
-_NO_EXTRAS: tuple[None, ...] = (None,) * len(OPTIONAL)
-
-
-def parse_item(item: Any, *, now_ms: int, future_ms: int) -> tuple[str, int, tuple[Any, ...]] | str:
-    """A valid item as (device_id, ts_ms, measurement columns), or the reason it is refused."""
-    if type(item) is not dict:
-        return "a reading must be a JSON object"
-    if len(item) > 3 and not ALLOWED_KEYS.issuperset(item):
-        return f"unknown field {sorted(item.keys() - ALLOWED_KEYS)[0]!r}"
-    device_id = item.get("device_id")
-    if type(device_id) is not str or not 0 < len(device_id) <= 200:
-        return "device_id: a string of 1 to 200 characters is required"
-    ts = item.get("ts")
-    if type(ts) is not str or len(ts) > reading_batch.MAX_TS_CHARS:
-        return "ts: an RFC 3339 time with a UTC offset is required"
-    ts_ms = epoch_ms(ts)
-    if type(ts_ms) is str:
-        return ts_ms
-    when_ms = int(ts_ms)
-    if when_ms > now_ms + future_ms:
-        return FUTURE
-    temp = _number(item.get("temp_c"))
-    if temp is None:
-        return "temp_c: a finite number is required"
-    if not TEMP_RANGE[0] <= temp <= TEMP_RANGE[1]:
-        return f"temp_c: {temp} °C is physically implausible"
-    if len(item) == 3:
-        return device_id, when_ms, (temp, *_NO_EXTRAS)
-    extras: list[float | None] = []
-    for name, (low, high) in OPTIONAL.items():
-        raw = item.get(name)
-        if raw is None:
-            extras.append(None)
-            continue
-        value = _number(raw)
-        if value is None or not low <= value <= high:
-            return f"{name}: a finite number between {low:g} and {high:g} is required"
-        extras.append(value)
-    return device_id, when_ms, (temp, *extras)
-
-
-FUTURE = "ts: more than 5 minutes in the future"
-UNKNOWN_DEVICE = "unknown device, or not one of your organisation's"
-UNASSIGNED = "device is not assigned to a shipment at ts"
-
-
 class Assignments:
     """Which shipment each device was in, by time: intervals from pickup to delivery."""
 
@@ -200,6 +128,29 @@ def _owned_devices(raw: Raw, actor: Principal, device_ids: list[str]) -> set[str
     if actor.role == Role.admin:
         return {device_id for device_id, _ in rows}
     return {device_id for device_id, courier in rows if courier == actor.courier}
+
+
+def ingest_json(
+    session: Session,
+    *,
+    actor: Principal,
+    body: bytes,
+    now: datetime,
+    future_tolerance_s: int = 300,
+) -> IngestResult:
+    """Ingest a JSON batch body: whole at C speed when valid, else item by item."""
+    result = ingest_body(
+        session, actor=actor, body=body, now=now, future_tolerance_s=future_tolerance_s
+    )
+    if result is None:  # some item is invalid: say which, store the rest
+        result = ingest(
+            session,
+            actor=actor,
+            items=reading_batch.items(body),
+            now=now,
+            future_tolerance_s=future_tolerance_s,
+        )
+    return result
 
 
 def ingest_body(
@@ -239,7 +190,7 @@ def ingest(
     columns = Columns([], [], [], [])
     indexes: list[int] = []
     for index, item in enumerate(items):
-        outcome = parse_item(item, now_ms=now_ms, future_ms=future_tolerance_s * 1000)
+        outcome = reading_batch.parse_item(item, now_ms=now_ms, future_ms=future_tolerance_s * 1000)
         if isinstance(outcome, str):
             result.reject(index, outcome)
             continue
