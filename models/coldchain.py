@@ -22,7 +22,7 @@ class Device(SQLModel, table=True):
 
 
 class Reading(SQLModel, table=True):
-    """One sensor reading. Written only through bulk statements (services/readings.py).
+    """One sensor reading. Written only through bulk statements (services/coldchain/store.py).
 
     Timestamps are integer epoch milliseconds (UTC): cheaper to bind than datetimes, exact
     to compare, and what loggers send. ``(device_id, ts_ms)`` is unique: a resend is a
@@ -55,7 +55,11 @@ class Reading(SQLModel, table=True):
 
 
 class ShipmentState(SQLModel, table=True):
-    """The excursion detector's state for one shipment, so a batch costs O(batch)."""
+    """The excursion detector's state for one shipment, so a batch costs O(batch).
+
+    The table of ``detector.State``: read and written only by ``coldchain.store``
+    (``lock_state``, ``save_state``); this model serves migrations and queries.
+    """
 
     __tablename__ = "shipment_state"
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from app.db import Database
 from app.jobs import sweeps
 from app.services.coldchain.detector import Rules, evaluate
+from app.times import from_ms
 from models.reference import Profile
 from seeds.loader import SEED_DIR, _read
 from tests.conftest import NOW, Api
@@ -94,6 +95,4 @@ def test_any_order_and_batching_gives_the_in_order_result(
 
 
 def _iso(ms: int) -> str:
-    from app.services.coldchain.engine import ms_to_dt
-
-    return ms_to_dt(ms).isoformat().replace("+00:00", "Z")
+    return from_ms(ms).isoformat().replace("+00:00", "Z")

@@ -5,7 +5,7 @@ one pass (types, lengths, ranges, unknown fields) into columns; any problem at a
 ``decode`` return None, and the caller takes the per-item path, which says which item is
 wrong and why and stores the rest. Both paths accept exactly the same items with the same
 values: the limits below are the per-item parser's (``parse_item``, here too), and
-timestamps go through the same RFC 3339 parser (``to_epoch_ms``) on both. The OpenAPI
+timestamps go through msgspec's RFC 3339 parser and ``app.times.to_ms`` on both. The OpenAPI
 request body is generated from the same struct (``batch_schema``).
 """
 
@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import msgspec
 
 from app.errors import Invalid
+from app.times import to_ms
 
 MAX_BATCH = 10_000
 MAX_TS_CHARS = 40
@@ -90,14 +91,10 @@ def batch_schema() -> dict[str, Any]:
     return schema
 
 
-def to_epoch_ms(when: datetime) -> int:
-    return round(when.timestamp() * 1000)
-
-
 def rfc3339_ms(ts: str) -> int | None:
     """Epoch milliseconds of a strict RFC 3339 time with an offset, or None."""
     try:
-        return to_epoch_ms(msgspec.convert(ts, _Aware))
+        return to_ms(msgspec.convert(ts, _Aware))
     except msgspec.ValidationError:
         return None
 
@@ -131,7 +128,7 @@ def decode(body: bytes) -> Columns | None:
         extras.append((r.lat, r.lon, r.humidity_pct, r.shock_g, r.light_lux, r.battery_pct))
     return Columns(
         device_ids=[r.device_id for r in items],
-        ts_ms=[round(d.timestamp() * 1000) for d in stamps],
+        ts_ms=[round(d.timestamp() * 1000) for d in stamps],  # to_ms, inlined per item
         temps=[r.temp_c for r in items],
         extras=extras,
     )
@@ -186,7 +183,7 @@ def epoch_ms(ts: str) -> int | str:
         return "ts: not an RFC 3339 time"
     if when.tzinfo is None or when.utcoffset() is None:
         return "ts: a UTC offset is required (naive times are ambiguous)"
-    return to_epoch_ms(when)
+    return to_ms(when)
 
 
 NO_EXTRAS: tuple[None, ...] = (None,) * len(OPTIONAL)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
-from app.services.coldchain.engine import ms_to_dt
+from app.times import from_ms
 
 COMPOUND_LIMIT = 500  # SQLite's default SQLITE_MAX_COMPOUND_SELECT
 BOUNDS = text(
@@ -66,7 +66,7 @@ def trace(
         rows = session.execute(GROUPED, params)
     points = [
         {
-            "t": ms_to_dt(low + int(b) * bucket_ms),
+            "t": from_ms(low + int(b) * bucket_ms),
             "min_c": mn,
             "max_c": mx,
             "mean_c": round(float(mean), 4),
