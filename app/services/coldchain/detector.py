@@ -213,14 +213,19 @@ def _mkt_sums(
     prev_temp: float | None,
     readings: Sequence[tuple[Any, ...]],
 ) -> tuple[float, float]:
+    rest = iter(readings)
+    if prev_ts is None or prev_temp is None:  # the first reading only starts the clock
+        first = next(rest, None)
+        if first is None:
+            return w, wexp
+        prev_ts, prev_temp = first[0], first[1]
     exp = math.exp
-    for reading in readings:
-        ts_ms, temp_c = reading[0], reading[1]
-        if prev_ts is not None and prev_temp is not None:
-            weight = ts_ms - prev_ts
-            w += weight
-            wexp += weight * exp(-DELTA_H_OVER_R_K / (prev_temp + KELVIN))
-        prev_ts, prev_temp = ts_ms, temp_c
+    for reading in rest:  # indexing, not unpacking: pairs and 4-tuples alike, fastest
+        ts_ms = reading[0]
+        weight = ts_ms - prev_ts
+        w += weight
+        wexp += weight * exp(-DELTA_H_OVER_R_K / (prev_temp + KELVIN))
+        prev_ts, prev_temp = ts_ms, reading[1]
     return w, wexp
 
 
