@@ -30,7 +30,8 @@ from app.config import Settings
 from app.db import Database
 from app.services.coldchain import ingest as ingest_service
 from app.telemetry import REGISTRY
-from integrations.mqtt import MAX_PAYLOAD_BYTES, MqttWorker
+from app.workers.mqtt import MqttWorker
+from integrations.mqtt import MAX_PAYLOAD_BYTES
 from models.principal import Role
 from tests.conftest import IN_CI, Api
 from tests.test_readings import MIN, in_transit, readings
