@@ -128,8 +128,8 @@ def poll_target(session: Session, *, courier: str) -> PollTarget | None:
     )
 
 
-def reading_item(event: dict[str, Any]) -> dict[str, Any]:
-    """The reading as the ingest service takes it; fields it does not know are dropped."""
+def _reading_item(event: dict[str, Any]) -> dict[str, Any]:
+    # Couriers may add fields of their own; ingest refuses keys it does not know.
     return {k: v for k, v in event.items() if k in readings.ALLOWED_KEYS}
 
 
@@ -188,7 +188,7 @@ def apply_page(
         result = readings.ingest(
             session,
             actor=actor,
-            items=[reading_item(event) for _, event in batch],
+            items=[_reading_item(event) for _, event in batch],
             now=now,
             future_tolerance_s=future_tolerance_s,
         )

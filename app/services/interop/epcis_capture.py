@@ -39,6 +39,8 @@ from models.principal import Principal
 
 @dataclass
 class CaptureResult:
+    """What a capture stored, counted and refused: the body of its 202 answer."""
+
     events: int = 0
     readings: int = 0
     duplicates: int = 0
@@ -106,6 +108,14 @@ def capture(
                 result=result,
             )
     devices = sensors.Devices(session, actor, data)
-    sensors.store_readings(session, actor, devices, data, now, future_tolerance_s, result)
-    sensors.raise_alarms(session, devices, data.alarms, now, result)
+    sensors.store_readings(
+        session,
+        actor=actor,
+        devices=devices,
+        data=data,
+        now=now,
+        future_tolerance_s=future_tolerance_s,
+        result=result,
+    )
+    sensors.raise_alarms(session, devices=devices, alarms=data.alarms, now=now, result=result)
     return result

@@ -56,6 +56,7 @@ class Devices:
 
 def store_readings(
     session: Session,
+    *,
     actor: Principal,
     devices: Devices,
     data: SensorData,
@@ -79,6 +80,7 @@ def store_readings(
 
 def raise_alarms(
     session: Session,
+    *,
     devices: Devices,
     alarms: list[Alarm],
     now: datetime,
