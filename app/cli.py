@@ -286,7 +286,7 @@ def mqtt(
     import threading
 
     from app.clock import system_clock
-    from integrations.mqtt import MqttWorker
+    from app.workers.mqtt import MqttWorker
 
     settings = get_settings()
     logging.basicConfig(

@@ -19,7 +19,8 @@ from app.errors import Invalid
 from app.jobs.courier import poll_couriers
 from app.scheduler import default_jobs
 from app.services.coldchain import ingest as readings_service
-from integrations import courier as feeds
+from app.services.interop import courier as feeds
+from integrations import courier as couriers
 from models.courier_feed import CourierFeed
 from models.principal import Principal
 from tests.conftest import NOW, Api
@@ -484,10 +485,14 @@ def test_feeds_are_configured_with_checks(database: Database) -> None:
 
 
 def test_retry_after_parsing() -> None:
-    assert feeds.retry_after_s("120", now=NOW) == 120.0
+    assert couriers.retry_after_s("120", now=NOW) == 120.0
     later = format_datetime(NOW + timedelta(seconds=90), usegmt=True)
-    assert feeds.retry_after_s(later, now=NOW) == 90.0
+    assert couriers.retry_after_s(later, now=NOW) == 90.0
     earlier = format_datetime(NOW - timedelta(seconds=90), usegmt=True)
-    assert feeds.retry_after_s(earlier, now=NOW) == 0.0
+    assert couriers.retry_after_s(earlier, now=NOW) == 0.0
     for junk in (None, "", "soon", "-5", "1.5"):
-        assert feeds.retry_after_s(junk, now=NOW) is None
+        assert couriers.retry_after_s(junk, now=NOW) is None
+
+
+def test_a_full_page_of_readings_fits_one_ingest_batch() -> None:
+    assert couriers.MAX_EVENTS_PER_PAGE <= readings_service.MAX_BATCH

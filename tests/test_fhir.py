@@ -165,6 +165,7 @@ def test_a_dispense_alone_validates() -> None:
         storage_min_c=2,
         storage_max_c=8,
         milestones=at,
+        coi_check_char="X",
     )
     disp = BiologicallyDerivedProductDispense.model_validate(fhir.dispense(snap))
     assert disp.whenHandedOver == NOW

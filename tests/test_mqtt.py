@@ -30,7 +30,9 @@ from app.config import Settings
 from app.db import Database
 from app.services.coldchain import ingest as ingest_service
 from app.telemetry import REGISTRY
-from integrations.mqtt import MAX_PAYLOAD_BYTES, MqttWorker
+from app.workers.mqtt import MqttWorker
+from integrations import mqtt as mqtt_protocol
+from integrations.mqtt import MAX_PAYLOAD_BYTES
 from models.principal import Role
 from tests.conftest import IN_CI, Api
 from tests.test_readings import MIN, in_transit, readings
@@ -311,3 +313,28 @@ def test_a_message_is_acknowledged_only_after_its_commit(
     rig.start_worker()
     assert rig.logger.ack(device, correlation)["accepted"] == 1
     assert stored(database, device) == 2
+
+
+def test_topics_keys_and_payloads_are_read_without_a_broker() -> None:
+    assert mqtt_protocol.readings_filter("r") == "r/devices/+/readings"
+    assert mqtt_protocol.readings_filter("r", "g") == "$share/g/r/devices/+/readings"
+    with pytest.raises(ValueError, match="may not contain"):
+        mqtt_protocol.readings_filter("r", "a/b")
+    assert mqtt_protocol.device_of("r/devices/LOG-1/readings", "r") == "LOG-1"
+    for topic in ("r/devices//readings", "r/devices/a/b/readings", "x/devices/LOG-1/readings"):
+        assert mqtt_protocol.device_of(topic, "r") is None
+    assert mqtt_protocol.acks_topic("LOG-1", "r") == "r/devices/LOG-1/acks"
+    assert mqtt_protocol.bearer_key("Bearer  k1 ") == "k1"
+    assert mqtt_protocol.decode_readings(b'{"temp_c": 5}', max_items=2) == [{"temp_c": 5}]
+    refusals = [
+        (lambda: mqtt_protocol.bearer_key(None), "unauthorized"),
+        (lambda: mqtt_protocol.bearer_key("Basic k1"), "unauthorized"),
+        (lambda: mqtt_protocol.check_size(b"x" * (MAX_PAYLOAD_BYTES + 1)), "too_large"),
+        (lambda: mqtt_protocol.decode_readings(b"{", max_items=2), "malformed"),
+        (lambda: mqtt_protocol.decode_readings(b"5", max_items=2), "malformed"),
+        (lambda: mqtt_protocol.decode_readings(b"[{}, {}, {}]", max_items=2), "too_many"),
+    ]
+    for call, code in refusals:
+        with pytest.raises(mqtt_protocol.Refused) as refused:
+            call()
+        assert refused.value.code == code

@@ -13,14 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 import httpx
-from sqlmodel import col, or_, select
 
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
 from app.services.coldchain import ingest as readings
-from integrations import courier as feeds
-from models.courier_feed import CourierFeed
+from app.services.interop import courier as feeds
+from integrations import courier as couriers
 
 log = logging.getLogger("v2v.jobs.courier")
 
@@ -36,7 +35,7 @@ def poll_couriers(
 ) -> int:
     """Poll every enabled, due courier feed; returns how many events were processed."""
     settings = settings or get_settings()
-    api = feeds.CourierClient(
+    api = couriers.CourierClient(
         client,
         timeout_s=settings.courier_timeout_s,
         max_retries=settings.courier_max_retries,
@@ -45,38 +44,28 @@ def poll_couriers(
         clock=clock,
     )
     with db.session() as session:
-        due = list(
-            session.exec(
-                select(CourierFeed.courier)
-                .where(
-                    col(CourierFeed.enabled).is_(True),
-                    or_(
-                        col(CourierFeed.next_poll_at).is_(None),
-                        col(CourierFeed.next_poll_at) <= now,
-                    ),
-                )
-                .order_by(col(CourierFeed.courier))
-            )
-        )
+        due = feeds.due_feeds(session, now=now)
     return sum(_poll_feed(db, code, api=api, now=now, settings=settings) for code in due)
 
 
 def _poll_feed(
-    db: Database, code: str, *, api: feeds.CourierClient, now: datetime, settings: Settings
+    db: Database, code: str, *, api: couriers.CourierClient, now: datetime, settings: Settings
 ) -> int:
     processed = 0
     limit = settings.courier_page_limit
     for _ in range(settings.courier_max_pages):
         with db.session() as session:
-            feed = session.get(CourierFeed, code)
-            if feed is None or not feed.enabled:
-                return processed
-            base_url, token, cursor = feed.base_url, feed.auth_token, feed.cursor
+            target = feeds.poll_target(session, courier=code)
+        if target is None:
+            return processed
+        cursor = target.cursor
         try:
-            page = api.fetch_events(base_url=base_url, token=token, cursor=cursor, limit=limit)
-        except feeds.CourierError as exc:
+            page = api.fetch_events(
+                base_url=target.base_url, token=target.token, cursor=cursor, limit=limit
+            )
+        except couriers.CourierError as exc:
             log.warning("courier feed %s: %s (cursor unchanged)", code, exc)
-            wait = exc.retry_after_s if isinstance(exc, feeds.CourierRateLimited) else None
+            wait = exc.retry_after_s if isinstance(exc, couriers.CourierRateLimited) else None
             with db.transaction() as session:
                 feeds.record_failure(
                     session, courier=code, error=str(exc), now=now, retry_after_s=wait

@@ -8,15 +8,12 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlmodel import select
 
 from app.deps import NowDep, SessionDep, SettingsDep, get_db, require_roles
-from app.errors import NotFound
-from app.services.access.scope import CASE_READERS, case_scope
+from app.services.access.scope import CASE_READERS
 from app.services.coldchain import ingest as readings
-from app.services.interop import epcis as epcis_service
+from app.services.interop import epcis_capture, epcis_export
 from integrations import epcis
-from models.case import Case
 from models.principal import Principal, Role
 
 router = APIRouter(prefix="/integrations/epcis", tags=["interop"])
@@ -82,10 +79,10 @@ async def capture(
     body = await request.body()
     db = get_db(request)
 
-    def work() -> epcis.CaptureResult:
-        document = epcis_service.parse(body)
+    def work() -> epcis_capture.CaptureResult:
+        document = epcis_capture.parse(body)
         with readings.transaction(db) as session:
-            return epcis_service.capture(
+            return epcis_capture.capture(
                 session,
                 actor=principal,
                 document=document,
@@ -119,7 +116,5 @@ def export_events(
     case_id: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> EpcisResponse:
     """A case's custody steps and sensor data as an EPCIS 2.0 document (JSON-LD)."""
-    case = session.exec(select(Case).where(Case.id == case_id, case_scope(principal))).first()
-    if case is None:
-        raise NotFound("no such case")
-    return EpcisResponse(epcis_service.export(session, case=case, now=now))
+    document = epcis_export.export_case(session, actor=principal, case_id=case_id, now=now)
+    return EpcisResponse(document)

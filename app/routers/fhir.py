@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import NowDep, ScopedCase, SessionDep, require_roles
+from app.services.interop import fhir as fhir_service
 from integrations import fhir
 from models.principal import Principal, Role
 
@@ -42,4 +43,4 @@ def biologically_derived_product(
     """The case's product as FHIR R5; once infused, a Bundle adding its dispense (infusion)."""
     base_url = str(request.url_for("biologically_derived_product", case_id=case.id))
     base_url = base_url.rsplit("/BiologicallyDerivedProduct/", 1)[0]
-    return FhirResponse(fhir.export_case(session, case=case, base_url=base_url, now=now))
+    return FhirResponse(fhir_service.export_case(session, case=case, base_url=base_url, now=now))

@@ -1,8 +1,11 @@
 """Courier tracking APIs: we poll each courier organisation's event stream.
 
-Configuration: one ``courier_feed`` row per courier organisation (``configure_feed``): its
-``base_url``, the bearer ``auth_token`` we present (stored because it must be sent; never
-returned, audited or logged), ``enabled``, and the ``cursor`` we have read up to.
+This package is the contract and its HTTP client only (``parse_page``, ``CourierClient``
+around an injected ``httpx.Client``). Feeds live in the database and are the use cases of
+``app.services.interop.courier``: one ``courier_feed`` row per courier organisation
+(``configure_feed``) holds its ``base_url``, the bearer ``auth_token`` we present (stored
+because it must be sent; never returned, audited or logged), ``enabled``, and the ``cursor``
+we have read up to.
 
 The contract a courier implements::
 
@@ -35,16 +38,18 @@ events we want. The answer (200, ``application/json``)::
   than the poller waits, the feed is not polled again before then; other 3xx/4xx answers
   stop the poll (wrong URL or token). Nothing is stored and the cursor stays put.
 
-Processing: a malformed page (not JSON, wrong envelope) is refused whole: the cursor does not
-move and ``last_error`` says why. A well-formed page's events are each checked alone: a bad
-event is rejected (counted, and kept in ``recent_rejections``) and the others stored. Readings
-go through the ingest service, scans through the custody service (with the same COI check, so
-a wrong label raises the critical alert), as the feed's courier principal. A page's data and
-the new cursor commit in one transaction: a restart neither skips nor repeats events.
+Processing (the service's ``apply_page``): a malformed page (not JSON, wrong envelope) is
+refused whole: the cursor does not move and ``last_error`` says why. A well-formed page's
+events are each checked alone: a bad event is rejected (counted, and kept in
+``recent_rejections``) and the others stored. Readings go through the ingest service, scans
+through the custody service (with the same COI check, so a wrong label raises the critical
+alert), as the feed's courier principal. A page's data and the new cursor commit in one
+transaction: a restart neither skips nor repeats events.
 """
 
 from integrations.courier._client import DEFAULT_TIMEOUT_S, CourierClient, retry_after_s
 from integrations.courier._contract import (
+    MAX_EVENTS_PER_PAGE,
     CourierError,
     CourierRateLimited,
     CourierRefused,
@@ -52,18 +57,14 @@ from integrations.courier._contract import (
     EventPage,
     MalformedPage,
     ScanEvent,
+    event_type,
     parse_page,
-)
-from integrations.courier._store import (
-    PageOutcome,
-    apply_page,
-    configure_feed,
-    feed_principal,
-    record_failure,
+    parse_scan,
 )
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "MAX_EVENTS_PER_PAGE",
     "CourierClient",
     "CourierError",
     "CourierRateLimited",
@@ -71,12 +72,9 @@ __all__ = [
     "CourierUnavailable",
     "EventPage",
     "MalformedPage",
-    "PageOutcome",
     "ScanEvent",
-    "apply_page",
-    "configure_feed",
-    "feed_principal",
+    "event_type",
     "parse_page",
-    "record_failure",
+    "parse_scan",
     "retry_after_s",
 ]

@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic import Field as PField
 
-from app.services.coldchain.ingest import ALLOWED_KEYS, MAX_BATCH
 from models.shipment import CustodyAction
 
 MAX_CURSOR_LENGTH = 500
-MAX_EVENTS_PER_PAGE = MAX_BATCH
+# One reading ingest batch (app.services.coldchain.ingest.MAX_BATCH), so a page's readings
+# never need splitting.
+MAX_EVENTS_PER_PAGE = 10_000
 
 
 class CourierError(Exception):
@@ -81,11 +82,6 @@ def event_type(event: Any) -> str | None:
         return None
     kind = event.get("type")
     return kind if isinstance(kind, str) else None
-
-
-def reading_item(event: dict[str, Any]) -> dict[str, Any]:
-    """The reading as the ingest service takes it; fields it does not know are dropped."""
-    return {k: v for k, v in event.items() if k in ALLOWED_KEYS}
 
 
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -3,12 +3,11 @@
 Formats only (no database): ``parse_document`` validates a capture body with our pydantic
 models (faults as JSON pointers), ``sensor_data`` maps its sensor reports to readings and
 alarms, ``canonical_id`` names devices and containers, ``build_document`` writes the export
-(``export_case`` reads a case into it).
-The rules that touch the journey (custody, device pairing, alerts) live in
-``app.services.epcis``.
+from shipment trails. Capture and export themselves (custody, device pairing, readings,
+alerts, reading a case) are the use cases of ``app.services.interop`` (``epcis_capture``,
+``epcis_export``).
 """
 
-from integrations.epcis._case import export_case
 from integrations.epcis._document import (
     Document,
     DocumentInvalid,
@@ -35,15 +34,7 @@ from integrations.epcis._identifiers import (
     id_uri,
     parse_geo,
     party_name,
-    rfc3339,
     term,
-)
-from integrations.epcis._ingest import (
-    ALARM_SEVERITY,
-    CaptureResult,
-    Devices,
-    raise_alarms,
-    store_readings,
 )
 from integrations.epcis._sensors import (
     BATTERY_TYPE,
@@ -58,11 +49,6 @@ from integrations.epcis._sensors import (
 )
 
 __all__ = [
-    "ALARM_SEVERITY",
-    "CaptureResult",
-    "Devices",
-    "raise_alarms",
-    "store_readings",
     "BATTERY_TYPE",
     "BIZ_STEPS",
     "CONTEXT",
@@ -85,14 +71,12 @@ __all__ = [
     "check_digit",
     "coi_candidate",
     "coi_uri",
-    "export_case",
     "id_uri",
     "parse_document",
     "parse_geo",
     "party_name",
     "pointer",
     "reading_items",
-    "rfc3339",
     "sensor_data",
     "term",
     "to_celsius",

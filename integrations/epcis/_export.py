@@ -21,17 +21,11 @@ import bisect
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from integrations.epcis._identifiers import (
-    coi_uri,
-    geo_uri,
-    id_uri,
-    party_uri,
-    rfc3339,
-    site_uri,
-)
+from app.times import from_ms, rfc3339
+from integrations.epcis._identifiers import coi_uri, geo_uri, id_uri, party_uri, site_uri
 from integrations.epcis._sensors import BATTERY_TYPE
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -81,10 +75,6 @@ class ShipmentTrail:
     readings: Sequence[SensorPoint]  # in time order
 
 
-def _ms(ts_ms: int) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-
-
 def _custody_event(trail: ShipmentTrail, step: CustodyStep) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "ObjectEvent",
@@ -115,7 +105,7 @@ def _custody_event(trail: ShipmentTrail, step: CustodyStep) -> dict[str, Any]:
 
 
 def _reports(point: SensorPoint) -> list[dict[str, Any]]:
-    time = rfc3339(_ms(point.ts_ms))
+    time = rfc3339(from_ms(point.ts_ms))
     reports: list[dict[str, Any]] = [
         {"type": "Temperature", "time": time, "value": point.temp_c, "uom": "CEL"}
     ]
@@ -139,7 +129,7 @@ def _sensor_event(trail: ShipmentTrail, chunk: Sequence[SensorPoint]) -> dict[st
     return {
         "type": "ObjectEvent",
         "eventID": f"urn:uuid:{uuid.uuid5(_EVENT_IDS, name)}",
-        "eventTime": rfc3339(_ms(last)),
+        "eventTime": rfc3339(from_ms(last)),
         "eventTimeZoneOffset": "+00:00",
         "epcList": [coi_uri(trail.coi), id_uri(trail.container_serial)],
         "action": "OBSERVE",
@@ -159,7 +149,7 @@ def _trail_events(trail: ShipmentTrail) -> list[tuple[datetime, int, dict[str, A
     for point in [*trail.readings, None]:
         here = bisect.bisect_left(bounds, point.ts_ms) if point else None
         if chunk and (point is None or here != segment or len(chunk) >= CHUNK):
-            out.append((_ms(chunk[-1].ts_ms), 1, _sensor_event(trail, chunk)))
+            out.append((from_ms(chunk[-1].ts_ms), 1, _sensor_event(trail, chunk)))
             chunk = []
         if point is not None:
             chunk.append(point)

@@ -14,7 +14,6 @@ id that is not a URI) is decoded back to the id.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlsplit
 
 GS1_RESOLVER = "https://id.gs1.org"
@@ -198,10 +197,3 @@ def term(value: str, family: str) -> str:
             marker = family + "-"
             return rest[len(marker) :] if rest.lower().startswith(marker.lower()) else rest
     return text
-
-
-def rfc3339(at: datetime) -> str:
-    """UTC with ``Z``; milliseconds, or microseconds when the instant has them."""
-    at = at.astimezone(UTC)
-    spec = "milliseconds" if at.microsecond % 1000 == 0 else "microseconds"
-    return at.isoformat(timespec=spec).replace("+00:00", "Z")

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.times import rfc3339, to_ms
 from integrations.epcis._document import Document, Event, SensorMetadata, SensorReport, pointer
-from integrations.epcis._identifiers import canonical_id, rfc3339, term
+from integrations.epcis._identifiers import canonical_id, term
 
 BATTERY_TYPE = "urn:v2v:measurement:battery"
 STANDARD_GRAVITY = 9.80665  # m/s² per g
@@ -201,12 +202,12 @@ def reading_items(
         if device is None:
             out.problems.append((m.pointer, no_device))
             continue
-        slots.setdefault((device, _ms(m.at)), len(out.items))
+        slots.setdefault((device, to_ms(m.at)), len(out.items))
         out.items.append({"device_id": device, "ts": rfc3339(m.at), "temp_c": m.value})
         out.pointers.append(m.pointer)
     for m in data.extras:
         device = resolve(m.device)
-        index = slots.get((device, _ms(m.at))) if device else None
+        index = slots.get((device, to_ms(m.at))) if device else None
         low, high = limits[m.field]
         if index is None:
             out.ignored += 1  # no temperature of that device at that instant to join
@@ -215,7 +216,3 @@ def reading_items(
         else:
             out.items[index][m.field] = m.value
     return out
-
-
-def _ms(at: datetime) -> int:
-    return round(at.timestamp() * 1000)

@@ -17,9 +17,11 @@ Mapping, from a case:
 
 Once infused, the export is a ``collection`` Bundle of the product and a dispense
 (``issued``, autologous, handed over at infusion, prepared at thaw, at the treatment site).
+
+Resources are built from a ``Snapshot`` (no database here); reading a case into one is
+``app.services.interop.fhir.export_case``.
 """
 
-from integrations.fhir._export import export_case, snapshot
 from integrations.fhir._resources import (
     EXT_CHECK_CHARACTER,
     EXT_JOURNEY_STATUS,
@@ -42,8 +44,6 @@ __all__ = [
     "Snapshot",
     "dispense",
     "export",
-    "export_case",
     "product",
     "product_status",
-    "snapshot",
 ]

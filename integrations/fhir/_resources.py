@@ -7,10 +7,10 @@ alone, which is all that may cross a border (APPI) and all a product label carri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from app.services.identity.coi import check_char
+from app.times import iso_z
 from models.case import CaseStatus
 
 FHIR_JSON = "application/fhir+json"
@@ -58,10 +58,7 @@ class Snapshot:
     storage_min_c: float | None
     storage_max_c: float
     milestones: dict[str, datetime]  # latest collection cycle: type -> occurred_at
-
-
-def instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    coi_check_char: str  # ISO/IEC 7064 MOD 37-2, as printed beside the barcode
 
 
 def product_status(status: str) -> str:
@@ -69,14 +66,14 @@ def product_status(status: str) -> str:
     return "available" if CaseStatus(status) in AVAILABLE else "unavailable"
 
 
-def coi_identifier(coi: str) -> dict[str, Any]:
+def coi_identifier(coi: str, check_char: str) -> dict[str, Any]:
     return {
         "use": "official",
         "type": {"text": "ISBT 128 chain of identity identifier (Data Structure 040)"},
         "system": ISBT128_SYSTEM,
         "value": coi,
         # The eye-readable check character (ISO/IEC 7064 MOD 37-2) printed beside the code.
-        "extension": [{"url": EXT_CHECK_CHARACTER, "valueString": check_char(coi)}],
+        "extension": [{"url": EXT_CHECK_CHARACTER, "valueString": check_char}],
     }
 
 
@@ -110,13 +107,13 @@ def _properties(snap: Snapshot) -> list[dict[str, Any]]:
     at = snap.milestones
     out = [_property("collection-cycle", "Collection cycle", valueInteger=snap.cycle)]
     if "received_at_manufacturing" in at:
-        received = instant(at["received_at_manufacturing"])  # an instant: start = end
+        received = iso_z(at["received_at_manufacturing"])  # an instant: start = end
         period = {"start": received, "end": received}
         out.append(_property("received-at-factory", "Received at factory", valuePeriod=period))
     if "manufacturing_started" in at:
-        period = {"start": instant(at["manufacturing_started"])}
+        period = {"start": iso_z(at["manufacturing_started"])}
         if "qc_released" in at:
-            period["end"] = instant(at["qc_released"])
+            period["end"] = iso_z(at["qc_released"])
         out.append(_property("manufacturing", "Manufacturing to QC release", valuePeriod=period))
     return out
 
@@ -138,7 +135,7 @@ def product(snap: Snapshot) -> dict[str, Any]:
             ],
             "text": snap.product_name,
         },
-        "identifier": [coi_identifier(snap.coi)],
+        "identifier": [coi_identifier(snap.coi, snap.coi_check_char)],
         "biologicalSourceEvent": {
             "system": COLLECTION_SYSTEM,
             "value": f"{snap.coi}-{snap.cycle}",
@@ -151,12 +148,12 @@ def product(snap: Snapshot) -> dict[str, Any]:
     if "collected" in at:
         resource["collection"] = {
             "source": patient_placeholder(snap.coi),
-            "collectedDateTime": instant(at["collected"]),
+            "collectedDateTime": iso_z(at["collected"]),
         }
     if "thawed" in at:
         # Once thawed the product must be infused within its window (DESIGN.md, thaw clock).
         expiry = at["thawed"] + timedelta(minutes=snap.thaw_expiry_min)
-        resource["expirationDate"] = instant(expiry)
+        resource["expirationDate"] = iso_z(expiry)
     return resource
 
 
@@ -176,10 +173,10 @@ def dispense(snap: Snapshot) -> dict[str, Any]:
         "product": {"reference": f"BiologicallyDerivedProduct/{snap.case_id}"},
         "patient": patient_placeholder(snap.coi),
         "location": _site_reference(snap.treatment_site, "Location"),
-        "whenHandedOver": instant(at["infused"]),
+        "whenHandedOver": iso_z(at["infused"]),
     }
     if "thawed" in at:
-        resource["preparedDate"] = instant(at["thawed"])
+        resource["preparedDate"] = iso_z(at["thawed"])
     return resource
 
 
@@ -192,7 +189,7 @@ def export(snap: Snapshot, *, base_url: str, now: datetime) -> dict[str, Any]:
         "resourceType": "Bundle",
         "id": snap.case_id,
         "type": "collection",
-        "timestamp": instant(now),
+        "timestamp": iso_z(now),
         "entry": [
             {"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r} for r in entries
         ],

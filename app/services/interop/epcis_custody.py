@@ -1,31 +1,11 @@
-"""EPCIS 2.0 capture and export: the journey's rules applied to GS1 events.
-
-Capture runs in one transaction, in this order, so that readings find the assignments made
-by the same document: AssociationEvents and custody ObjectEvents in event-time order, then
-every sensor report's reading through the HTTP ingest service (same attachment, ownership,
-duplicate and excursion rules), then sensor alarms as alerts. A fault in one event or report
-is a ``rejected`` entry with its JSON pointer; the rest is stored.
-
-- Custody: bizStep ``shipping`` → picked_up (handoff when the shipment is already in
-  transit, an onward leg), ``transporting`` → handoff, ``receiving`` → delivered. The EPCs
-  must name the shipment (its container serial or one of its devices, as given or in
-  canonical form) and carry the case's COI (bare, ``&/`` barcode form or
-  ``urn:v2v:coi:<COI>``), which is checked exactly as an HTTP scan: a wrong label is refused
-  with ``coi-mismatch``, a critical alert and an audit entry. A step already recorded (same
-  shipment, action and instant) is a duplicate. Parties are the ``possessing_party`` source
-  and destination; a ``geo:`` read point gives the position.
-- AssociationEvent (action ADD/DELETE, any bizStep): the parentID names the shipment (its
-  container or a device), childEPCs are sensors, paired with (or removed from) the shipment;
-  in transit they ride from the event time.
-- Alarms: ``ALARM_CONDITION`` (major) and ``ERROR_CONDITION`` (warning) open an alert on the
-  shipment the device rides in at the report's time.
-"""
+"""EPCIS custody ObjectEvents and AssociationEvents applied to the journey (see
+``epcis_capture`` for the mapping): the shipment an event names, the COI check, pairings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
@@ -33,16 +13,18 @@ from app.errors import AppError, Invalid
 from app.services.access.principals import register_device
 from app.services.access.scope import shipment_scope
 from app.services.audit import chain as audit
-from app.services.coldchain import ingest as readings
 from app.services.identity.coi import CoiFormatError, parse_scan
 from app.services.identity.scan import require_coi
 from app.services.shipments import lifecycle as shipments
 from integrations import epcis
-from integrations.epcis import pointer, term
+from integrations.epcis import term
 from models.case import Case
 from models.principal import Principal, Role
 from models.shipment import CustodyAction, CustodyEvent, DeviceAssignment, Shipment
 from models.shipment import ShipmentStatus as St
+
+if TYPE_CHECKING:
+    from app.services.interop.epcis_capture import CaptureResult
 
 A = CustodyAction
 # As for devices named at shipment creation (models.shipment.ShipmentCreate).
@@ -59,64 +41,6 @@ _PREFERENCE = {
     "receiving": (St.in_transit, St.delivered, St.created),
     "pairing": (St.in_transit, St.created, St.delivered),
 }
-
-
-def parse(body: bytes) -> epcis.Document:
-    """The validated document, or 422 with JSON pointers to the faults (nothing stored)."""
-    try:
-        return epcis.parse_document(body)
-    except epcis.DocumentInvalid as exc:
-        first = exc.errors[0] if exc.errors else {"loc": "", "msg": "invalid"}
-        raise Invalid(
-            f"not a valid EPCIS 2.0 document: {first['loc'] or '/'}: {first['msg']}",
-            errors=exc.errors,
-        ) from None
-
-
-def capture(
-    session: Session,
-    *,
-    actor: Principal,
-    document: epcis.Document,
-    now: datetime,
-    future_tolerance_s: int,
-) -> epcis.CaptureResult:
-    """Apply a validated EPCIS document (flushes; the caller commits)."""
-    data = epcis.sensor_data(document)
-    if len(data.temperatures) > readings.MAX_BATCH:
-        raise Invalid(
-            f"at most {readings.MAX_BATCH} readings per document",
-            errors=[{"loc": "/epcisBody/eventList", "msg": f"{len(data.temperatures)} readings"}],
-        )
-    events = document.epcis_body.event_list
-    result = epcis.CaptureResult(events=len(events), ignored=data.ignored)
-    for loc, reason in data.problems:
-        result.reject(loc, reason)
-    for i, event in sorted(enumerate(events), key=lambda e: (e[1].event_time, e[0])):
-        loc = pointer("epcisBody", "eventList", i)
-        step = term(event.biz_step, "BizStep") if event.biz_step else ""
-        if event.type == "AssociationEvent":
-            _pair(session, actor=actor, event=event, loc=loc, now=now, result=result)
-        elif event.type == "ObjectEvent" and step in CUSTODY_STEPS:
-            _custody(
-                session,
-                actor=actor,
-                event=event,
-                step=step,
-                loc=loc,
-                now=now,
-                future_tolerance_s=future_tolerance_s,
-                result=result,
-            )
-    devices = epcis.Devices(session, actor, data)
-    epcis.store_readings(session, actor, devices, data, now, future_tolerance_s, result)
-    epcis.raise_alarms(session, devices, data.alarms, now, result)
-    return result
-
-
-def export(session: Session, *, case: Case, now: datetime) -> dict[str, Any]:
-    """The case's custody steps and sensor data as an EPCIS 2.0 document (JSON-LD)."""
-    return epcis.export_case(session, case=case, now=now)
 
 
 def _shipment_for(
@@ -159,7 +83,7 @@ def _labels(epcs: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _custody(
+def record(
     session: Session,
     *,
     actor: Principal,
@@ -168,7 +92,7 @@ def _custody(
     loc: str,
     now: datetime,
     future_tolerance_s: int,
-    result: epcis.CaptureResult,
+    result: CaptureResult,
 ) -> None:
     if Role(actor.role) not in shipments.CUSTODY_ROLES:
         result.reject(loc, f"role {actor.role} may not record custody", "forbidden")
@@ -250,14 +174,14 @@ def _party(uris: list[str]) -> str:
     return (epcis.party_name(uris[0])[:200] or "unnamed") if uris else "not stated (EPCIS)"
 
 
-def _pair(
+def pair(
     session: Session,
     *,
     actor: Principal,
     event: epcis.Event,
     loc: str,
     now: datetime,
-    result: epcis.CaptureResult,
+    result: CaptureResult,
 ) -> None:
     if actor.role not in (Role.admin, Role.courier):
         result.reject(loc, f"role {actor.role} may not pair devices", "forbidden")

@@ -1,4 +1,4 @@
-"""Reading one case into the snapshot the FHIR mapping needs."""
+"""A case as FHIR R5: reading it into the snapshot ``integrations.fhir`` maps to resources."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.services.identity.coi import check_char
 from app.services.journey import cases
-from integrations.fhir._resources import Place, Snapshot, export
+from integrations.fhir import Place, Snapshot, export
 from models.case import Case
 from models.reference import Product, Profile, Route, Site
 from models.shipment import Direction, Shipment
@@ -19,7 +20,7 @@ def _place(session: Session, code: str) -> Place:
     return Place(code=code, name=site.name if site is not None else code)
 
 
-def snapshot(session: Session, *, case: Case) -> Snapshot:
+def _snapshot(session: Session, *, case: Case) -> Snapshot:
     """The case, its product, factory, outbound storage range and latest-cycle milestones."""
     route = session.get(Route, case.route)
     product = session.get(Product, case.product)
@@ -52,9 +53,10 @@ def snapshot(session: Session, *, case: Case) -> Snapshot:
         storage_min_c=profile.min_c,
         storage_max_c=profile.max_c,
         milestones=at,
+        coi_check_char=check_char(case.coi),
     )
 
 
 def export_case(session: Session, *, case: Case, base_url: str, now: datetime) -> dict[str, Any]:
     """FHIR R5 JSON for the case: its product, or a Bundle with the dispense once infused."""
-    return export(snapshot(session, case=case), base_url=base_url.rstrip("/"), now=now)
+    return export(_snapshot(session, case=case), base_url=base_url.rstrip("/"), now=now)

@@ -5,46 +5,28 @@ on the shipment the device rides in at the report's time."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
 from app.services.alerts.lifecycle import raise_alert
 from app.services.coldchain import ingest as readings
-from integrations.epcis._identifiers import rfc3339
-from integrations.epcis._sensors import Alarm, DeviceRef, SensorData, reading_items
+from app.times import rfc3339, to_ms
+from integrations.epcis import Alarm, DeviceRef, SensorData, reading_items
 from models.alert import AlertKind, Severity
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.shipment import Shipment
+
+if TYPE_CHECKING:
+    from app.services.interop.epcis_capture import CaptureResult
 
 ALARM_SEVERITY = {"ALARM_CONDITION": Severity.major, "ERROR_CONDITION": Severity.warning}
 NO_DEVICE = (
     "no device: give sensorMetadata.deviceID (or the report's deviceID), or exactly one "
     "of your devices among the event's EPCs"
 )
-
-
-@dataclass
-class CaptureResult:
-    events: int = 0
-    readings: int = 0
-    duplicates: int = 0
-    custody: int = 0
-    custody_duplicates: int = 0
-    associations: int = 0
-    alerts: int = 0
-    ignored: int = 0
-    rejected: list[dict[str, str]] = field(default_factory=list)
-    _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
-
-    def reject(self, loc: str, reason: str, code: str | None = None) -> None:
-        """Report a refused event or report once (an interval report is two readings)."""
-        if (loc, reason) in self._seen:
-            return
-        self._seen.add((loc, reason))
-        self.rejected.append({"loc": loc, "reason": reason, **({"code": code} if code else {})})
 
 
 class Devices:
@@ -72,12 +54,9 @@ class Devices:
         return ref.candidates[0] if not known and len(ref.candidates) == 1 else None
 
 
-def _ms(at: datetime) -> int:
-    return round(at.timestamp() * 1000)
-
-
 def store_readings(
     session: Session,
+    *,
     actor: Principal,
     devices: Devices,
     data: SensorData,
@@ -101,6 +80,7 @@ def store_readings(
 
 def raise_alarms(
     session: Session,
+    *,
     devices: Devices,
     alarms: list[Alarm],
     now: datetime,
@@ -113,7 +93,7 @@ def raise_alarms(
             unknown = "unknown device, or not one of your organisation's"
             result.reject(alarm.pointer, NO_DEVICE if device is None else unknown)
             continue
-        shipment_id = devices.assignments.shipment_at(device, _ms(alarm.at))
+        shipment_id = devices.assignments.shipment_at(device, to_ms(alarm.at))
         shipment = session.get(Shipment, shipment_id) if shipment_id else None
         if shipment is None:
             result.reject(alarm.pointer, "device is not assigned to a shipment at that time")

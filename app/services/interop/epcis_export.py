@@ -1,4 +1,5 @@
-"""Reading one case's shipments, custody chains and readings into the export's trails."""
+"""A case as an EPCIS 2.0 document: its shipments, custody chains and readings, read into
+the trails ``integrations.epcis.build_document`` writes."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.errors import NotFound
+from app.services.access.scope import case_scope
 from app.services.coldchain import ingest as readings
 from app.services.shipments import lifecycle as shipments
-from integrations.epcis._export import CustodyStep, SensorPoint, ShipmentTrail, build_document
+from integrations.epcis import CustodyStep, SensorPoint, ShipmentTrail, build_document
 from models.case import Case
 from models.coldchain import Reading
+from models.principal import Principal
 from models.shipment import CustodyAction, Shipment
 
 EXTRA_FIELDS = tuple(readings.OPTIONAL)
@@ -54,8 +58,13 @@ def _points(session: Session, shipment: Shipment) -> list[SensorPoint]:
     ]
 
 
-def export_case(session: Session, *, case: Case, now: datetime) -> dict[str, Any]:
-    """The case's custody steps and sensor data, every shipment, as an EPCIS 2.0 document."""
+def export_case(
+    session: Session, *, actor: Principal, case_id: str, now: datetime
+) -> dict[str, Any]:
+    """The custody steps and sensor data of a case the actor may read, as EPCIS 2.0 JSON-LD."""
+    case = session.exec(select(Case).where(Case.id == case_id, case_scope(actor))).first()
+    if case is None:
+        raise NotFound("no such case")
     trails = [
         ShipmentTrail(
             shipment_id=s.id,

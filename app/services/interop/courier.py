@@ -1,5 +1,6 @@
-"""Feeds in the database: configuring them, and storing one page with its cursor.
+"""Courier feed use cases: configuring a feed, what to poll, storing one page with its cursor.
 
+The contract and the HTTP client are ``integrations.courier`` (no database there).
 ``apply_page`` runs in the caller's transaction, which the caller commits: the page's
 readings, custody scans and the feed's new cursor become durable together, so a process that
 dies before the commit reads the same page again and one that dies after reads the next.
@@ -14,28 +15,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
-from app.errors import AppError, Invalid
+from app.errors import Invalid
 from app.services.audit import chain as audit
 from app.services.coldchain import ingest as readings
-from app.services.shipments import lifecycle as shipments
-from integrations.courier._contract import (
-    EventPage,
-    event_type,
-    parse_scan,
-    reading_item,
-)
-from models.case import Case
+from app.services.interop.courier_scans import apply_scan, short
+from integrations.courier import EventPage, event_type
 from models.courier_feed import MAX_RECENT_REJECTIONS, CourierFeed
 from models.principal import Principal, Role
 from models.reference import Courier
-from models.shipment import Shipment
 
 # Never equal to an HMAC-SHA256 hex digest: no API key authenticates as a feed's principal.
 NO_KEY_HASH = "!system principal: no API key"
-MAX_ERROR_LENGTH = 500
 TOKEN_RE = re.compile(r"[\x21-\x7e]{1,500}")
+
+
+@dataclass(frozen=True)
+class PollTarget:
+    """Where and from which cursor to ask an enabled feed for its next page."""
+
+    courier: str
+    base_url: str
+    token: str
+    cursor: str | None
 
 
 @dataclass
@@ -101,11 +104,40 @@ def configure_feed(
     return feed
 
 
+def due_feeds(session: Session, *, now: datetime) -> list[str]:
+    """The couriers whose feed is enabled and not deferred past ``now``, in code order."""
+    return list(
+        session.exec(
+            select(CourierFeed.courier)
+            .where(
+                col(CourierFeed.enabled).is_(True),
+                or_(col(CourierFeed.next_poll_at).is_(None), col(CourierFeed.next_poll_at) <= now),
+            )
+            .order_by(col(CourierFeed.courier))
+        )
+    )
+
+
+def poll_target(session: Session, *, courier: str) -> PollTarget | None:
+    """The feed's URL, token and cursor, or None when it is gone or disabled."""
+    feed = session.get(CourierFeed, courier)
+    if feed is None or not feed.enabled:
+        return None
+    return PollTarget(
+        courier=courier, base_url=feed.base_url, token=feed.auth_token, cursor=feed.cursor
+    )
+
+
+def _reading_item(event: dict[str, Any]) -> dict[str, Any]:
+    # Couriers may add fields of their own; ingest refuses keys it does not know.
+    return {k: v for k, v in event.items() if k in readings.ALLOWED_KEYS}
+
+
 def _public(feed: CourierFeed) -> dict[str, Any]:
     return {"base_url": feed.base_url, "enabled": feed.enabled, "cursor": feed.cursor}
 
 
-def feed_principal(session: Session, *, feed: CourierFeed, now: datetime) -> Principal:
+def _feed_principal(session: Session, *, feed: CourierFeed, now: datetime) -> Principal:
     """The courier-role principal this feed records as, created on first use (no API key)."""
     if feed.principal_id is not None:
         principal = session.get(Principal, feed.principal_id)
@@ -144,7 +176,7 @@ def apply_page(
     ).first()
     if feed is None or feed.cursor != sent_cursor:
         return None
-    actor = feed_principal(session, feed=feed, now=now)
+    actor = _feed_principal(session, feed=feed, now=now)
     out = PageOutcome(events=len(page.events))
     batch: list[tuple[int, dict[str, Any]]] = []
 
@@ -156,7 +188,7 @@ def apply_page(
         result = readings.ingest(
             session,
             actor=actor,
-            items=[reading_item(event) for _, event in batch],
+            items=[_reading_item(event) for _, event in batch],
             now=now,
             future_tolerance_s=future_tolerance_s,
         )
@@ -174,8 +206,13 @@ def apply_page(
             continue
         ingest_batch()
         if kind == "scan":
-            reason = _apply_scan(
-                session, courier=courier, actor=actor, event=event, now=now, tol=future_tolerance_s
+            reason = apply_scan(
+                session,
+                courier=courier,
+                actor=actor,
+                event=event,
+                now=now,
+                future_tolerance_s=future_tolerance_s,
             )
             if reason is None:
                 out.custody += 1
@@ -209,66 +246,6 @@ def _advance(
         feed.recent_rejections = [*feed.recent_rejections, *recent][-MAX_RECENT_REJECTIONS:]
 
 
-def _find_shipment(session: Session, *, courier: str, ref: str) -> Shipment | str:
-    """Our shipment id, or the container serial of this courier's one open shipment."""
-    by_id = session.exec(
-        select(Shipment).where(Shipment.id == ref, Shipment.courier == courier).with_for_update()
-    ).first()
-    if by_id is not None:
-        return by_id
-    matches = session.exec(
-        select(Shipment)
-        .where(
-            Shipment.container_serial == ref,
-            Shipment.courier == courier,
-            col(Shipment.status).in_(shipments.ACTIVE),
-        )
-        .with_for_update()
-    ).all()
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        return "unknown shipment_ref: no shipment of this courier with that id or open container"
-    return "ambiguous shipment_ref: several open shipments use that container; send the id"
-
-
-def _apply_scan(
-    session: Session, *, courier: str, actor: Principal, event: Any, now: datetime, tol: int
-) -> str | None:
-    """Record one scan as custody; the reason it was refused, or None."""
-    scan = parse_scan(event)
-    if isinstance(scan, str):
-        return scan
-    shipment = _find_shipment(session, courier=courier, ref=scan.shipment_ref)
-    if isinstance(shipment, str):
-        return shipment
-    case = session.exec(select(Case).where(Case.id == shipment.case_id).with_for_update()).one()
-    try:
-        # A savepoint: a refused scan leaves nothing behind, the rest of the page goes on.
-        with session.begin_nested():
-            shipments.record_custody(
-                session,
-                shipment=shipment,
-                case=case,
-                actor=actor,
-                action=scan.action,
-                occurred_at=scan.ts,
-                from_party=scan.from_party,
-                to_party=scan.to_party,
-                coi=scan.coi,
-                lat=scan.lat,
-                lon=scan.lon,
-                now=now,
-                future_tolerance_s=tol,
-            )
-    except AppError as exc:
-        if exc.on_refusal is not None:
-            # A COI mismatch still raises its critical alert and audit entry.
-            exc.on_refusal(session)
-        return _short(f"{exc.code}: {exc.detail}")
-    return None
-
-
 def record_failure(
     session: Session,
     *,
@@ -284,11 +261,7 @@ def record_failure(
     if feed is None:
         return
     feed.last_polled_at = feed.updated_at = now
-    feed.last_error = _short(error)
+    feed.last_error = short(error)
     if retry_after_s is not None:
         feed.next_poll_at = now + timedelta(seconds=retry_after_s)
     session.add(feed)
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"

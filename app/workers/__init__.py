@@ -1,0 +1,1 @@
+"""Long-running adapters outside HTTP (the MQTT ingest worker)."""
