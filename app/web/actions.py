@@ -1,7 +1,7 @@
 """Dashboard forms (POST): login, logout, acknowledge, QA disposition; the language switch.
 
 Every state-changing form carries the session's CSRF token; the actions themselves are the
-API's handlers, called with the logged-in principal, so their rules and audit entries are
+use cases the API calls, with the logged-in principal, so their rules and audit entries are
 the API's.
 """
 
@@ -13,11 +13,11 @@ from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from app.deps import NowDep, SessionDep, SettingsDep
+from app.deps import NowDep, SessionDep, SettingsDep, committing
 from app.errors import AppError
-from app.routers import alerts as alerts_api
-from app.routers import excursions as readings_api
+from app.services import alerts
 from app.services.access import principals
+from app.services.coldchain import disposition as excursions
 from app.web import auth
 from app.web.i18n import LANG_COOKIE, LANGUAGES
 from app.web.labels import MEANING
@@ -123,19 +123,21 @@ def acknowledge(
     next_: Annotated[str, Form(alias="next", max_length=500)] = "/",
     note: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> RedirectResponse:
-    """Acknowledge an alert through the API's handler (same scope, same audit entry)."""
+    """Acknowledge an alert through the API's use case (same scope, same audit entry)."""
     request = view.request
     auth.check_csrf(request, csrf)
     require(view.can.alerts, "alerts")
     _ = view.lang.gettext
     try:
-        alerts_api.acknowledge(
-            alert_id=alert_id,
-            body=AlertAck(note=note or None),
-            session=session,
-            principal=view.user,
-            now=now,
-        )
+        with committing(session):
+            alerts.acknowledge(
+                session,
+                actor=view.user,
+                alert_id=alert_id,
+                # The API's body model, so a note is trimmed the same way.
+                note=AlertAck(note=note or None).note,
+                now=now,
+            )
     except AppError as exc:
         auth.flash(request, "error", _("Not acknowledged: %(reason)s", reason=exc.detail))
     else:
@@ -160,7 +162,7 @@ def disposition(
     """QA's signed decision: the signer re-enters their own key (21 CFR 11.200)."""
     request = view.request
     auth.check_csrf(request, csrf)
-    # The API guards this handler with its QA role dependency, which a direct call skips.
+    # The API admits only QA through its role dependency; this form checks the same set.
     require(view.can.dispose, "QA dispositions")
     _ = view.lang.gettext
     try:
@@ -176,14 +178,15 @@ def disposition(
         auth.flash(request, "error", _("Not signed: choose a decision and give a reason."))
         return _back(next_)
     try:
-        readings_api.disposition(
-            principal=view.user,
-            excursion_id=excursion_id,
-            body=body,
-            session=session,
-            settings=settings,
-            now=now,
-        )
+        with committing(session):
+            excursions.sign_disposition(
+                session,
+                actor=view.user,
+                excursion_id=excursion_id,
+                request=body,
+                secret_key=settings.secret_key.get_secret_value(),
+                now=now,
+            )
     except AppError as exc:
         auth.flash(request, "error", _("Not signed: %(reason)s", reason=exc.detail))
     else:

@@ -7,8 +7,8 @@ from typing import Any
 from sqlmodel import Session
 
 from app.errors import Invalid
-from app.routers import alerts as alerts_api
-from app.routers import excursions as readings_api
+from app.services import alerts
+from app.services.coldchain import disposition as excursions
 from app.web.roles import Can
 from models.alert import AlertKind, AlertStatus, Severity
 from models.principal import Principal
@@ -46,9 +46,9 @@ def build(
     cursor: str | None,
 ) -> dict[str, Any]:
     chosen = filters(status, kind, severity)
-    page = alerts_api.list_alerts(
-        session=session,
-        principal=principal,
+    page = alerts.list_for(
+        session,
+        actor=principal,
         status=chosen["status"],
         kind=chosen["kind"],
         severity=chosen["severity"],
@@ -57,8 +57,8 @@ def build(
         cursor=cursor,
     )
     data: dict[str, Any] = {
-        "alerts": page["items"],
-        "next_cursor": page["next_cursor"],
+        "alerts": page.items,
+        "next_cursor": page.next_cursor,
         "selected": {k: (v.value if v else "") for k, v in chosen.items()},
         "statuses": [s.value for s in AlertStatus],
         "kinds": [k.value for k in AlertKind],
@@ -67,14 +67,9 @@ def build(
         "signed": [],
     }
     if can.shipments:
-        excursions = readings_api.list_excursions(
-            principal=principal,
-            session=session,
-            shipment_id=None,
-            status=None,
-            limit=100,
-            cursor=None,
-        )["items"]
-        data["pending"] = [e for e in excursions if e.disposition is None]
-        data["signed"] = [e for e in excursions if e.disposition is not None][:10]
+        found = excursions.list_excursions(
+            session, actor=principal, shipment_id=None, status=None, limit=100, cursor=None
+        ).items
+        data["pending"] = [e for e in found if e.disposition is None]
+        data["signed"] = [e for e in found if e.disposition is not None][:10]
     return data

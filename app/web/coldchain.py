@@ -5,19 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from app.errors import NotFound
-from app.routers import excursions as readings_api
-from app.services.access.scope import shipment_scope
+from app.services.coldchain import disposition as excursions
 from app.services.coldchain import engine as coldchain
+from app.services.coldchain.trace_window import trace_window
 from app.services.delays import routes
 from app.services.identity.coi import display
 from app.services.shipments import lifecycle as shipments
+from app.services.shipments import pages as shipment_pages
 from app.web.i18n import Lang
 from models.case import Case
-from models.coldchain import Excursion
-from models.principal import Principal
 from models.reference import Profile
 from models.shipment import Shipment
 
@@ -25,50 +23,19 @@ TRACE_POINTS = 500
 CRYO_SPAN_C = 20.0  # how far below a cryogenic profile's ceiling its band is drawn
 
 
-def load(session: Session, principal: Principal, shipment_id: str) -> Shipment:
-    shipment = session.exec(
-        select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
-    ).first()
-    if shipment is None:
-        raise NotFound("no such shipment")
-    return shipment
-
-
-def load_profile(session: Session, shipment: Shipment) -> Profile:
-    profile = session.get(Profile, shipment.profile)
-    if profile is None:  # a foreign key guarantees it
-        raise RuntimeError(f"inconsistent data: profile {shipment.profile} missing")
-    return profile
-
-
-def excursions(session: Session, shipment_id: str) -> list[Any]:
-    rows = session.exec(
-        select(Excursion)
-        .where(Excursion.shipment_id == shipment_id)
-        .order_by(col(Excursion.started_ms))
-    )
-    return [readings_api._public(e) for e in rows]
-
-
 def chart(
     session: Session,
-    principal: Principal,
     shipment: Shipment,
     profile: Profile,
     lang: Lang,
     points: int = TRACE_POINTS,
 ) -> dict[str, Any]:
     """Plotly inputs: min/mean/max per bucket (from the API's trace), band and excursions."""
-    trace = readings_api.shipment_trace(
-        _principal=principal,
-        shipment=shipment,
-        session=session,
-        from_=None,
-        to=None,
-        max_points=points,
+    trace = trace_window(
+        session, shipment_id=shipment.id, from_at=None, to_at=None, max_points=points
     )
     rows = trace["points"]
-    excs = excursions(session, shipment.id)
+    excs = excursions.of_shipment(session, shipment_id=shipment.id)
     lows = [p["min_c"] for p in rows]
     highs = [p["max_c"] for p in rows]
     floor = profile.min_c
@@ -107,13 +74,11 @@ def chart(
     }
 
 
-def build(
-    session: Session, principal: Principal, shipment: Shipment, *, now: datetime, lang: Lang
-) -> dict[str, Any]:
+def build(session: Session, shipment: Shipment, *, now: datetime, lang: Lang) -> dict[str, Any]:
     case = session.get(Case, shipment.case_id)
     if case is None:  # a foreign key guarantees it
         raise RuntimeError(f"inconsistent data: case of shipment {shipment.id} missing")
-    profile = load_profile(session, shipment)
+    profile = shipment_pages.profile_of(session, shipment=shipment)
     model = routes.load_models(session)[case.route]
     return {
         "shipment": shipment,
@@ -124,6 +89,6 @@ def build(
         "last": coldchain.last_reading(session, shipment_id=shipment.id),
         "eta": routes.shipment_eta(session, shipment=shipment, model=model, now=now),
         "custody": shipments.custody_chain(session, shipment_id=shipment.id),
-        "excursions": excursions(session, shipment.id),
-        "chart": chart(session, principal, shipment, profile, lang),
+        "excursions": excursions.of_shipment(session, shipment_id=shipment.id),
+        "chart": chart(session, shipment, profile, lang),
     }

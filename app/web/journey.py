@@ -6,21 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from app.errors import NotFound
-from app.routers import alerts as alerts_api
-from app.services.access.scope import case_scope
+from app.services.alerts import queries as alert_queries
 from app.services.capacity import slots as capacity
 from app.services.delays import routes
 from app.services.identity.coi import display
 from app.services.journey import cases
 from app.services.shipments import lifecycle as shipments
+from app.services.shipments import pages as shipment_pages
 from models.alert import Alert
 from models.case import Case, CaseStatus
 from models.principal import Principal
 from models.reference import Product, Site
-from models.shipment import Shipment, ShipmentStatus
 
 STOPPED = frozenset({CaseStatus.cancelled.value, CaseStatus.failed.value})
 ARRIVAL = {"to_manufacturing": "received_at_manufacturing", "to_site": "received_at_site"}
@@ -34,14 +32,6 @@ class Step:
     target: datetime | None
     target_name: str | None
     state: str  # done | done_late | predicted | at_risk | late | not_reached
-
-
-def load(session: Session, principal: Principal, case_id: str) -> Case:
-    """The case if it is in the principal's scope; 404 otherwise, as in the API."""
-    case = session.exec(select(Case).where(Case.id == case_id, case_scope(principal))).first()
-    if case is None:
-        raise NotFound("no such case")
-    return case
 
 
 def _targets(
@@ -67,12 +57,7 @@ def timeline(
     actual = routes.milestone_times(session, [case.id]).get(case.id, {})
     product = session.get(Product, case.product)
     eta: dict[str, datetime] = {}
-    moving = session.exec(
-        select(Shipment).where(
-            Shipment.case_id == case.id, Shipment.status == ShipmentStatus.in_transit.value
-        )
-    )
-    for shipment in moving:
+    for shipment in shipment_pages.of_case(session, case_id=case.id, in_transit=True):
         when = routes.shipment_eta(session, shipment=shipment, model=model, now=now)
         if when is not None:
             eta[ARRIVAL[shipment.direction]] = when
@@ -118,21 +103,11 @@ def build(
 ) -> dict[str, Any]:
     milestones = cases.milestones(session, case_id=case.id)
     slot = capacity.current_slot(session, case_id=case.id)
-    rows = list(
-        session.exec(
-            select(Shipment).where(Shipment.case_id == case.id).order_by(col(Shipment.created_at))
-        )
-    )
+    rows = shipment_pages.of_case(session, case_id=case.id)
     custody = {s.id: shipments.custody_chain(session, shipment_id=s.id) for s in rows}
     alerts: list[Alert] = []
     if alerts_too:
-        alerts = list(
-            session.exec(
-                select(Alert)
-                .where(Alert.case_id == case.id, alerts_api._scope(principal))
-                .order_by(col(Alert.id).desc())
-            )
-        )
+        alerts = alert_queries.of_case(session, actor=principal, case_id=case.id)
     steps = timeline(session, case, now=now, slot_start=slot.start_at if slot else None)
     infused = next((s for s in steps if s.name == "infused"), None)
     coi_code, coi_check = display(case.coi).rsplit(" ", 1)

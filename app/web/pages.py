@@ -11,6 +11,8 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from app.deps import SessionDep
 from app.errors import NotFound
+from app.services.journey import pages as case_pages
+from app.services.shipments import pages as shipment_pages
 from app.web import alertlist, comparison, journey, overview
 from app.web import coldchain as coldchain_view
 from app.web.render import ViewDep, WebRoute
@@ -53,13 +55,13 @@ def overview_page(view: ViewDep, session: SessionDep, part: Part = None) -> HTML
 def case_page(case_id: Id, view: ViewDep, session: SessionDep, part: Part = None) -> HTMLResponse:
     """One case: the journey against its targets, its label, slot, custody and alerts."""
     require(view.can.cases, "case pages")
-    case = journey.load(session, view.user, case_id)
+    case = case_pages.visible_case(session, actor=view.user, case_id=case_id)
     site = session.get(Site, case.site)
     local = view.in_zone(site.timezone) if site else view
     data = journey.build(session, view.user, case, now=view.now, alerts_too=view.can.alerts)
     charts = {
         s.id: coldchain_view.chart(
-            session, view.user, s, coldchain_view.load_profile(session, s), local.lang, 300
+            session, s, shipment_pages.profile_of(session, shipment=s), local.lang, 300
         )
         for s in data["shipments"]
         if s.picked_up_at is not None
@@ -74,11 +76,11 @@ def shipment_page(
 ) -> HTMLResponse:
     """One shipment: temperature chart with band and excursions, MKT, custody chain."""
     require(view.can.shipments, "shipment pages")
-    shipment = coldchain_view.load(session, view.user, shipment_id)
+    shipment = shipment_pages.visible_shipment(session, actor=view.user, shipment_id=shipment_id)
     case = session.get(Case, shipment.case_id)
     site = session.get(Site, case.site) if case else None
     local = view.in_zone(site.timezone) if site else view
-    data = coldchain_view.build(session, view.user, shipment, now=view.now, lang=local.lang)
+    data = coldchain_view.build(session, shipment, now=view.now, lang=local.lang)
     template = _part({"live": "_shipment_live.html"}, part) or "shipment.html"
     return local.render(template, **data)
 

@@ -16,6 +16,9 @@ from models.shipment import Shipment
 
 CASE_READERS = (Role.admin, Role.coordinator, Role.manufacturer, Role.qa)
 SHIPMENT_READERS = (Role.admin, Role.coordinator, Role.manufacturer, Role.qa, Role.courier)
+ALERT_WATCHERS = (Role.admin, Role.qa, Role.coordinator, Role.manufacturer, Role.courier)
+METRICS_VIEWERS = (Role.admin, Role.coordinator, Role.manufacturer, Role.qa, Role.viewer)
+DISPOSITION_SIGNERS = (Role.qa,)
 
 
 def case_scope(principal: Principal) -> ColumnElement[bool]:

@@ -1,4 +1,4 @@
-"""Raising alerts: one open alert per rule and subject, updated rather than duplicated."""
+"""Raising, acknowledging and resolving alerts: one open alert per rule and subject."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.errors import Conflict, NotFound
+from app.services.alerts.queries import visible
+from app.services.audit import chain as audit
 from app.services.webhooks import outbox as webhooks
-from models.alert import Alert, AlertKind, AlertStatus, Severity
+from models.alert import Alert, AlertKind, AlertPublic, AlertStatus, Severity
+from models.principal import Principal
 from models.webhook import WebhookEvent
 
 
@@ -74,6 +78,44 @@ def resolve(session: Session, *, alert: Alert, now: datetime) -> None:
     webhooks.enqueue_for_alert(session, alert=alert, event=WebhookEvent.alert_resolved, now=now)
 
 
-def acknowledged(session: Session, *, alert: Alert, now: datetime) -> None:
-    """Tell the webhook subscribers that someone has taken an alert in hand."""
+def resolve_key(session: Session, *, dedupe_key: str, now: datetime) -> None:
+    """Close the unresolved alerts one rule raised for one subject."""
+    for alert in session.exec(
+        select(Alert).where(
+            Alert.dedupe_key == dedupe_key, col(Alert.status) != AlertStatus.resolved
+        )
+    ):
+        resolve(session, alert=alert, now=now)
+
+
+def acknowledge(
+    session: Session, *, actor: Principal, alert_id: int, note: str | None, now: datetime
+) -> AlertPublic:
+    """Take an open alert in hand (it stays visible until its cause is resolved); audited."""
+    alert = session.exec(
+        select(Alert).where(Alert.id == alert_id, visible(actor)).with_for_update(key_share=True)
+    ).first()
+    if alert is None:
+        raise NotFound("no such alert")
+    if alert.status != AlertStatus.open:
+        raise Conflict(f"the alert is already {alert.status}", code="alert-not-open")
+    alert.status = AlertStatus.acknowledged.value
+    alert.acknowledged_at = now
+    alert.acknowledged_by = actor.name
+    alert.ack_note = note
+    alert.updated_at = now
+    session.add(alert)
+    session.flush()
     webhooks.enqueue_for_alert(session, alert=alert, event=WebhookEvent.alert_acknowledged, now=now)
+    audit.append(
+        session,
+        actor=actor,
+        action="alert.acknowledged",
+        entity="alert",
+        entity_id=str(alert.id),
+        at=now,
+        before={"status": AlertStatus.open.value},
+        after={"status": alert.status},
+        reason=note,
+    )
+    return AlertPublic.model_validate(alert)
