@@ -9,14 +9,19 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.config import Settings
 from app.db import Database
-from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.errors import AppError, Forbidden, Unauthorized
 from app.services.access import principals
 from app.services.access.idempotency import Idempotency, request_hash
-from app.services.access.scope import CASE_READERS, SHIPMENT_READERS, case_scope, shipment_scope
+from app.services.access.scope import (
+    CASE_READERS,
+    SHIPMENT_READERS,
+    scoped_case,
+    scoped_shipment,
+)
 from app.services.identity.coi import Keyring
 from models.case import Case
 from models.principal import Principal, Role
@@ -117,13 +122,8 @@ def load_case(
     session: SessionDep,
     principal: Annotated[Principal, require_roles(*CASE_READERS)],
 ) -> Case:
-    stmt = select(Case).where(Case.id == case_id, case_scope(principal))
-    if request.method not in READ_METHODS:
-        stmt = stmt.with_for_update(key_share=True)
-    case = session.exec(stmt).first()
-    if case is None:
-        raise NotFound("no such case")
-    return case
+    lock = request.method not in READ_METHODS
+    return scoped_case(session, principal=principal, case_id=case_id, lock=lock)
 
 
 ScopedCase = Annotated[Case, Depends(load_case)]
@@ -135,13 +135,8 @@ def load_shipment(
     session: SessionDep,
     principal: Annotated[Principal, require_roles(*SHIPMENT_READERS)],
 ) -> Shipment:
-    stmt = select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
-    if request.method not in READ_METHODS:
-        stmt = stmt.with_for_update(key_share=True)
-    shipment = session.exec(stmt).first()
-    if shipment is None:
-        raise NotFound("no such shipment")
-    return shipment
+    lock = request.method not in READ_METHODS
+    return scoped_shipment(session, principal=principal, shipment_id=shipment_id, lock=lock)
 
 
 ScopedShipment = Annotated[Shipment, Depends(load_shipment)]
@@ -165,7 +160,7 @@ IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
 
 @contextmanager
 def committing(session: Session) -> Iterator[None]:
-    """One commit per request; a refusal rolls back, then commits what it must record."""
+    """One commit per request; a refusal rolls back, then commits what its service records."""
     try:
         yield
         session.commit()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, col, or_, select
 
 from app.deps import (
     IdempotencyDep,
@@ -20,17 +18,13 @@ from app.deps import (
     replay_response,
     require_roles,
 )
-from app.errors import Invalid
-from app.routers.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
-from app.services.access.scope import CASE_READERS, case_scope
-from app.services.capacity import slots as capacity
+from app.routers.pagination import CursorQuery, LimitQuery, page_of, time_cursor
+from app.services.access.scope import CASE_READERS
 from app.services.identity.coi import display
-from app.services.journey import cases
+from app.services.journey import cases, reads
 from app.services.journey import events as journey
-from models.alert import Alert
 from models.base import Page
 from models.case import (
-    Case,
     CaseCreate,
     CaseCreated,
     CaseDetail,
@@ -38,13 +32,11 @@ from models.case import (
     CaseSummary,
     EventCreate,
     EventPublic,
-    MilestonePublic,
     ScheduleRequest,
     ScheduleResponse,
     SlotPublic,
 )
 from models.principal import Principal, Role
-from models.shipment import Shipment
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -52,10 +44,6 @@ Registrar = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
 Reader = Annotated[Principal, require_roles(*CASE_READERS)]
 Scheduler = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
 EventRecorder = Annotated[Principal, require_roles(Role.admin, Role.coordinator, Role.manufacturer)]
-
-
-def _summary(case: Case) -> dict[str, Any]:
-    return {**case.model_dump(), "coi_display": display(case.coi)}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CaseCreated)
@@ -67,7 +55,7 @@ def register_case(
     keyring: KeyringDep,
     now: NowDep,
     idem: IdempotencyDep,
-) -> Any:
+) -> CaseCreated | JSONResponse:
     """Register a case: issue its chain-of-identity code and signed token."""
     with committing(session):
         if (stored := idem.begin(session)) is not None:
@@ -85,7 +73,7 @@ def register_case(
             patient_key=settings.patient_hash_key.get_secret_value(),
             default_fin=settings.coi_fin,
         )
-        out = CaseCreated.model_validate(_summary(case))
+        out = CaseCreated.model_validate({**case.model_dump(), "coi_display": display(case.coi)})
         idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
     return out
 
@@ -99,65 +87,25 @@ def list_cases(
     route: Annotated[str | None, Query(max_length=32)] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
-) -> Any:
+) -> Page[CaseSummary]:
     """List the cases the caller may see, newest first."""
-    stmt = select(Case).where(case_scope(principal))
-    if site:
-        stmt = stmt.where(Case.site == site)
-    if status_:
-        stmt = stmt.where(Case.status == status_.value)
-    if route:
-        stmt = stmt.where(Case.route == route)
-    if cursor:
-        created, case_id = decode_cursor(cursor, 2)
-        try:
-            created_at = datetime.fromisoformat(str(created))
-        except ValueError as exc:
-            raise Invalid(
-                "malformed cursor", errors=[{"loc": "query/cursor", "msg": "bad"}]
-            ) from exc
-        stmt = stmt.where(
-            or_(
-                col(Case.created_at) < created_at,
-                (col(Case.created_at) == created_at) & (col(Case.id) < str(case_id)),
-            )
-        )
-    rows = list(
-        session.exec(
-            stmt.order_by(col(Case.created_at).desc(), col(Case.id).desc()).limit(limit + 1)
-        )
+    rows = reads.list_cases(
+        session,
+        principal=principal,
+        site=site,
+        status=status_,
+        route=route,
+        after=time_cursor(cursor),
+        limit=limit + 1,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
-    return {"items": [_summary(c) for c in rows], "next_cursor": next_cursor}
-
-
-def _detail(session: Session, case: Case, now: datetime) -> dict[str, Any]:
-    milestones = cases.milestones(session, case_id=case.id)
-    shipments = session.exec(
-        select(Shipment).where(Shipment.case_id == case.id).order_by(col(Shipment.created_at))
-    ).all()
-    alerts = session.exec(
-        select(Alert).where(Alert.case_id == case.id).order_by(col(Alert.id))
-    ).all()
-    slot = capacity.current_slot(session, case_id=case.id)
-    return {
-        **_summary(case),
-        "milestones": [MilestonePublic.model_validate(m) for m in milestones],
-        "shipments": shipments,
-        "alerts": alerts,
-        "durations": cases.durations(milestones, now=now),
-        "slot": SlotPublic.model_validate(slot) if slot else None,
-    }
+    items, next_cursor = page_of(rows, limit, lambda c: (c.created_at.isoformat(), c.id))
+    return Page(items=[reads.summary(c) for c in items], next_cursor=next_cursor)
 
 
 @router.get("/{case_id}", response_model=CaseDetail)
-def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: NowDep) -> Any:
+def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: NowDep) -> CaseDetail:
     """One case with its milestones, shipments, alerts, durations so far and slot."""
-    return _detail(session, case, now)
+    return reads.case_detail(session, case=case, now=now)
 
 
 @router.post("/{case_id}/schedule", response_model=ScheduleResponse)
@@ -167,19 +115,16 @@ def schedule_case(
     case: ScopedCase,
     session: SessionDep,
     now: NowDep,
-) -> Any:
+) -> ScheduleResponse:
     """Book apheresis and reserve the manufacturing slot the material will need."""
     with committing(session):
-        journey.schedule(
+        slot = journey.schedule(
             session, case=case, actor=principal, apheresis_at=body.apheresis_at, now=now
         )
-        slot = capacity.current_slot(session, case_id=case.id)
-        if slot is None or case.apheresis_at is None:  # guaranteed by foreign keys and state
-            raise RuntimeError("inconsistent data: slot, case.apheresis_at missing")
         out = ScheduleResponse(
             case_id=case.id,
             status=case.status,
-            apheresis_at=case.apheresis_at,
+            apheresis_at=body.apheresis_at,
             slot=SlotPublic.model_validate(slot),
         )
     return out
@@ -194,7 +139,7 @@ def record_event(
     settings: SettingsDep,
     now: NowDep,
     idem: IdempotencyDep,
-) -> Any:
+) -> EventPublic | JSONResponse:
     """Record a journey milestone; identity-bearing steps must present the scanned COI."""
     with committing(session):
         if (stored := idem.begin(session)) is not None:
@@ -215,6 +160,3 @@ def record_event(
         out = EventPublic.model_validate({**milestone.model_dump(), "case_status": case.status})
         idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
     return out
-
-
-__all__ = ["router", "JSONResponse"]

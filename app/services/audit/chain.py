@@ -159,3 +159,15 @@ def verify_chain(session: Session, *, batch: int = 2000) -> VerifyResult:
             return VerifyResult(False, count, row.seq, "entry content does not match its hash")
         prev_hash, expected_seq = row.hash, expected_seq + 1
     return VerifyResult(True, count)
+
+
+def entries(
+    session: Session, *, entity: str | None, entity_id: str | None, after_seq: int, limit: int
+) -> list[AuditEntry]:
+    """Entries in chain order after ``after_seq``, optionally of one entity."""
+    stmt = select(AuditEntry).where(col(AuditEntry.seq) > after_seq)
+    if entity:
+        stmt = stmt.where(AuditEntry.entity == entity)
+    if entity_id:
+        stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    return list(session.exec(stmt.order_by(col(AuditEntry.seq)).limit(limit)))
