@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from app.config import Settings
@@ -178,6 +179,21 @@ def committing(session: Session) -> Iterator[None]:
 def replay_response(stored: tuple[int, Any]) -> JSONResponse:
     status, body = stored
     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+
+
+Out = TypeVar("Out", bound=BaseModel)
+
+
+def created_once(
+    session: Session, idem: Idempotency, create: Callable[[], Out], *, status_code: int = 201
+) -> Out | JSONResponse:
+    """Run a creating request in one commit; its Idempotency-Key replays the first answer."""
+    with committing(session):
+        if (stored := idem.begin(session)) is not None:
+            return replay_response(stored)
+        out = create()
+        idem.finish(session, status_code=status_code, body=out.model_dump(mode="json"))
+    return out
 
 
 Handler = Callable[..., Any]

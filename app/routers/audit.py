@@ -29,7 +29,7 @@ def list_audit(
     """Audit entries in chain order, optionally for one entity."""
     after_seq = cursor_int(cursor) if cursor else 0
     rows = audit.entries(
-        session, entity=entity, entity_id=entity_id, after_seq=after_seq, limit=limit + 1
+        session, entity=entity, entity_id=entity_id, after_seq=after_seq, limit=limit
     )
     items, next_cursor = page_of(rows, limit, lambda e: (e.seq,))
     return Page(items=[AuditPublic.model_validate(e) for e in items], next_cursor=next_cursor)

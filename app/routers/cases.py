@@ -15,14 +15,13 @@ from app.deps import (
     SessionDep,
     SettingsDep,
     committing,
-    replay_response,
+    created_once,
     require_roles,
 )
 from app.routers.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.access.scope import CASE_READERS
 from app.services.identity.coi import display
-from app.services.journey import cases, reads
-from app.services.journey import events as journey
+from app.services.journey import cases, events, reads
 from models.base import Page
 from models.case import (
     CaseCreate,
@@ -34,15 +33,13 @@ from models.case import (
     EventPublic,
     ScheduleRequest,
     ScheduleResponse,
-    SlotPublic,
 )
 from models.principal import Principal, Role
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-Registrar = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
+Coordinator = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
 Reader = Annotated[Principal, require_roles(*CASE_READERS)]
-Scheduler = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
 EventRecorder = Annotated[Principal, require_roles(Role.admin, Role.coordinator, Role.manufacturer)]
 
 
@@ -50,16 +47,15 @@ EventRecorder = Annotated[Principal, require_roles(Role.admin, Role.coordinator,
 def register_case(
     body: CaseCreate,
     session: SessionDep,
-    principal: Registrar,
+    principal: Coordinator,
     settings: SettingsDep,
     keyring: KeyringDep,
     now: NowDep,
     idem: IdempotencyDep,
 ) -> CaseCreated | JSONResponse:
     """Register a case: issue its chain-of-identity code and signed token."""
-    with committing(session):
-        if (stored := idem.begin(session)) is not None:
-            return replay_response(stored)
+
+    def register() -> CaseCreated:
         case = cases.register(
             session,
             actor=principal,
@@ -73,9 +69,9 @@ def register_case(
             patient_key=settings.patient_hash_key.get_secret_value(),
             default_fin=settings.coi_fin,
         )
-        out = CaseCreated.model_validate({**case.model_dump(), "coi_display": display(case.coi)})
-        idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
-    return out
+        return CaseCreated.model_validate({**case.model_dump(), "coi_display": display(case.coi)})
+
+    return created_once(session, idem, register)
 
 
 @router.get("", response_model=Page[CaseSummary])
@@ -83,20 +79,15 @@ def list_cases(
     session: SessionDep,
     principal: Reader,
     site: Annotated[str | None, Query(max_length=32)] = None,
-    status_: Annotated[CaseStatus | None, Query(alias="status")] = None,
+    state: Annotated[CaseStatus | None, Query(alias="status")] = None,
     route: Annotated[str | None, Query(max_length=32)] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CaseSummary]:
     """List the cases the caller may see, newest first."""
+    after = time_cursor(cursor)
     rows = reads.list_cases(
-        session,
-        principal=principal,
-        site=site,
-        status=status_,
-        route=route,
-        after=time_cursor(cursor),
-        limit=limit + 1,
+        session, principal=principal, site=site, status=state, route=route, after=after, limit=limit
     )
     items, next_cursor = page_of(rows, limit, lambda c: (c.created_at.isoformat(), c.id))
     return Page(items=[reads.summary(c) for c in items], next_cursor=next_cursor)
@@ -110,7 +101,7 @@ def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: Now
 
 @router.post("/{case_id}/schedule", response_model=ScheduleResponse)
 def schedule_case(
-    principal: Scheduler,
+    principal: Coordinator,
     body: ScheduleRequest,
     case: ScopedCase,
     session: SessionDep,
@@ -118,14 +109,8 @@ def schedule_case(
 ) -> ScheduleResponse:
     """Book apheresis and reserve the manufacturing slot the material will need."""
     with committing(session):
-        slot = journey.schedule(
+        out = events.schedule(
             session, case=case, actor=principal, apheresis_at=body.apheresis_at, now=now
-        )
-        out = ScheduleResponse(
-            case_id=case.id,
-            status=case.status,
-            apheresis_at=body.apheresis_at,
-            slot=SlotPublic.model_validate(slot),
         )
     return out
 
@@ -141,10 +126,9 @@ def record_event(
     idem: IdempotencyDep,
 ) -> EventPublic | JSONResponse:
     """Record a journey milestone; identity-bearing steps must present the scanned COI."""
-    with committing(session):
-        if (stored := idem.begin(session)) is not None:
-            return replay_response(stored)
-        milestone = journey.record_event(
+
+    def record() -> EventPublic:
+        milestone = events.record_event(
             session,
             case=case,
             actor=principal,
@@ -157,6 +141,6 @@ def record_event(
             now=now,
             future_tolerance_s=settings.future_tolerance_s,
         )
-        out = EventPublic.model_validate({**milestone.model_dump(), "case_status": case.status})
-        idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
-    return out
+        return EventPublic.model_validate({**milestone.model_dump(), "case_status": case.status})
+
+    return created_once(session, idem, record)

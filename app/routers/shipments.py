@@ -13,8 +13,7 @@ from app.deps import (
     ScopedShipment,
     SessionDep,
     SettingsDep,
-    committing,
-    replay_response,
+    created_once,
     require_roles,
 )
 from app.services.access.scope import SHIPMENT_READERS
@@ -41,9 +40,8 @@ def create_shipment(
     idem: IdempotencyDep,
 ) -> ShipmentPublic | JSONResponse:
     """Create a shipment for a case (its origin's coordinator or factory)."""
-    with committing(session):
-        if (stored := idem.begin(session)) is not None:
-            return replay_response(stored)
+
+    def create() -> ShipmentPublic:
         shipment = shipments.create(
             session,
             case_id=body.case_id,
@@ -60,9 +58,9 @@ def create_shipment(
             coi=body.coi,
             now=now,
         )
-        out = views.detail(session, shipment=shipment, now=now)
-        idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
-    return out
+        return views.detail(session, shipment=shipment, now=now)
+
+    return created_once(session, idem, create)
 
 
 @router.get("/{shipment_id}", response_model=ShipmentPublic)
@@ -86,9 +84,8 @@ def record_custody(
     idem: IdempotencyDep,
 ) -> CustodyPublic | JSONResponse:
     """Record a custody scan: picked_up starts transit, delivered ends it."""
-    with committing(session):
-        if (stored := idem.begin(session)) is not None:
-            return replay_response(stored)
+
+    def record() -> CustodyPublic:
         event = shipments.record_custody(
             session,
             shipment=shipment,
@@ -103,6 +100,6 @@ def record_custody(
             now=now,
             future_tolerance_s=settings.future_tolerance_s,
         )
-        out = CustodyPublic.model_validate(event)
-        idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
-    return out
+        return CustodyPublic.model_validate(event)
+
+    return created_once(session, idem, record)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from app.deps import IdempotencyDep, NowDep, SessionDep, committing, replay_response, require_roles
+from app.deps import IdempotencyDep, NowDep, SessionDep, committing, created_once, require_roles
 from app.routers.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.webhooks import outbox as webhooks
 from app.services.webhooks import reads
@@ -25,9 +25,8 @@ def create_webhook(
     body: WebhookCreate, session: SessionDep, admin: Admin, now: NowDep, idem: IdempotencyDep
 ) -> WebhookPublic | JSONResponse:
     """Subscribe a URL to alert events; each delivery is signed with the given secret."""
-    with committing(session):
-        if (stored := idem.begin(session)) is not None:
-            return replay_response(stored)
+
+    def subscribe() -> WebhookPublic:
         webhook = webhooks.subscribe(
             session,
             actor=admin,
@@ -36,9 +35,9 @@ def create_webhook(
             secret=body.secret,
             now=now,
         )
-        out = WebhookPublic.model_validate(webhook)
-        idem.finish(session, status_code=201, body=out.model_dump(mode="json"))
-    return out
+        return WebhookPublic.model_validate(webhook)
+
+    return created_once(session, idem, subscribe)
 
 
 @router.get("", response_model=Page[WebhookPublic])
@@ -59,7 +58,7 @@ def list_deliveries(
 ) -> Page[DeliveryPublic]:
     """Outbox deliveries, newest first; `status=dead` lists the dead letters."""
     rows = reads.list_deliveries(
-        session, status=status, webhook_id=webhook_id, after=time_cursor(cursor), limit=limit + 1
+        session, status=status, webhook_id=webhook_id, after=time_cursor(cursor), limit=limit
     )
     items, next_cursor = page_of(rows, limit, lambda d: (d.created_at.isoformat(), d.id))
     return Page(items=[DeliveryPublic.model_validate(d) for d in items], next_cursor=next_cursor)

@@ -164,10 +164,11 @@ def verify_chain(session: Session, *, batch: int = 2000) -> VerifyResult:
 def entries(
     session: Session, *, entity: str | None, entity_id: str | None, after_seq: int, limit: int
 ) -> list[AuditEntry]:
-    """Entries in chain order after ``after_seq``, optionally of one entity."""
+    """Entries in chain order after ``after_seq``, optionally of one entity; one row beyond
+    ``limit`` tells the caller that another page follows."""
     stmt = select(AuditEntry).where(col(AuditEntry.seq) > after_seq)
     if entity:
         stmt = stmt.where(AuditEntry.entity == entity)
     if entity_id:
         stmt = stmt.where(AuditEntry.entity_id == entity_id)
-    return list(session.exec(stmt.order_by(col(AuditEntry.seq)).limit(limit)))
+    return list(session.exec(stmt.order_by(col(AuditEntry.seq)).limit(limit + 1)))

@@ -13,7 +13,7 @@ from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
 from app.times import as_utc, iso_z
-from models.case import Case, CaseStatus, Milestone, Slot
+from models.case import Case, CaseStatus, Milestone, ScheduleResponse, SlotPublic
 from models.principal import Principal, Role
 from models.reference import Route, Site
 from models.shipment import CustodyEvent, Shipment
@@ -202,7 +202,7 @@ def _parse_instant(value: Any, loc: str) -> datetime:
 
 def schedule(
     session: Session, *, case: Case, actor: Principal, apheresis_at: datetime, now: datetime
-) -> Slot:
+) -> ScheduleResponse:
     """Book apheresis: registered -> apheresis_scheduled, or move an existing booking."""
     if case.status not in (S.registered, S.apheresis_scheduled):
         raise IllegalTransition(
@@ -227,4 +227,9 @@ def schedule(
         before=before,
         after=snapshot(case),
     )
-    return slot
+    return ScheduleResponse(
+        case_id=case.id,
+        status=case.status,
+        apheresis_at=apheresis_at,
+        slot=SlotPublic.model_validate(slot),
+    )

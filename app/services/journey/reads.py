@@ -31,7 +31,8 @@ def list_cases(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[Case]:
-    """The cases the caller may see, newest first, after a keyset (``limit`` rows at most)."""
+    """The cases the caller may see, newest first, after a keyset; one row beyond ``limit``
+    tells the caller that another page follows."""
     stmt = select(Case).where(case_scope(principal))
     if site:
         stmt = stmt.where(Case.site == site)
@@ -48,7 +49,7 @@ def list_cases(
             )
         )
     order = (col(Case.created_at).desc(), col(Case.id).desc())
-    return list(session.exec(stmt.order_by(*order).limit(limit)))
+    return list(session.exec(stmt.order_by(*order).limit(limit + 1)))
 
 
 def case_detail(session: Session, *, case: Case, now: datetime) -> CaseDetail:

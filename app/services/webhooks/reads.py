@@ -23,7 +23,8 @@ def list_deliveries(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[WebhookDelivery]:
-    """Outbox deliveries, newest first, after a keyset (``limit`` rows at most)."""
+    """Outbox deliveries, newest first, after a keyset; one row beyond ``limit`` tells the
+    caller that another page follows."""
     stmt = select(WebhookDelivery)
     if status:
         stmt = stmt.where(WebhookDelivery.status == status.value)
@@ -41,4 +42,4 @@ def list_deliveries(
             )
         )
     order = (col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id).desc())
-    return list(session.exec(stmt.order_by(*order).limit(limit)))
+    return list(session.exec(stmt.order_by(*order).limit(limit + 1)))
