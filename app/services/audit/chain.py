@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
 from models.principal import Principal
 
@@ -28,7 +29,7 @@ AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
 def jsonable(value: Any) -> Any:
     """Plain JSON for before/after snapshots: UTC instants as ISO 8601, enums as values."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return iso_z(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict):
