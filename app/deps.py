@@ -194,6 +194,3 @@ def created_once(
         out = create()
         idem.finish(session, status_code=status_code, body=out.model_dump(mode="json"))
     return out
-
-
-Handler = Callable[..., Any]
