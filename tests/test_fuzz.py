@@ -254,7 +254,7 @@ def test_linked_operations_survive_a_stateful_run(fuzz_api: Api) -> None:
 
     started = time.monotonic()
     for batch in range(STATEFUL_BATCHES):
-        if all(calls[t] for t in LINKED_TARGETS) or time.monotonic() - started > 40:
+        if all(calls[t] for t in LINKED_TARGETS) or time.monotonic() - started > 55:
             break
         Workflow.rule_order_seed = batch  # each batch starts its scenarios elsewhere
         try:
