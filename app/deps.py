@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, select
+from pydantic import BaseModel
+from sqlmodel import Session
 
 from app.config import Settings
 from app.db import Database
-from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.errors import AppError, Forbidden, Unauthorized
 from app.services.access import principals
 from app.services.access.idempotency import Idempotency, request_hash
-from app.services.access.scope import CASE_READERS, SHIPMENT_READERS, case_scope, shipment_scope
+from app.services.access.scope import (
+    CASE_READERS,
+    SHIPMENT_READERS,
+    scoped_case,
+    scoped_shipment,
+)
 from app.services.identity.coi import Keyring
 from models.case import Case
 from models.principal import Principal, Role
@@ -117,13 +123,8 @@ def load_case(
     session: SessionDep,
     principal: Annotated[Principal, require_roles(*CASE_READERS)],
 ) -> Case:
-    stmt = select(Case).where(Case.id == case_id, case_scope(principal))
-    if request.method not in READ_METHODS:
-        stmt = stmt.with_for_update(key_share=True)
-    case = session.exec(stmt).first()
-    if case is None:
-        raise NotFound("no such case")
-    return case
+    lock = request.method not in READ_METHODS
+    return scoped_case(session, principal=principal, case_id=case_id, lock=lock)
 
 
 ScopedCase = Annotated[Case, Depends(load_case)]
@@ -135,13 +136,8 @@ def load_shipment(
     session: SessionDep,
     principal: Annotated[Principal, require_roles(*SHIPMENT_READERS)],
 ) -> Shipment:
-    stmt = select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
-    if request.method not in READ_METHODS:
-        stmt = stmt.with_for_update(key_share=True)
-    shipment = session.exec(stmt).first()
-    if shipment is None:
-        raise NotFound("no such shipment")
-    return shipment
+    lock = request.method not in READ_METHODS
+    return scoped_shipment(session, principal=principal, shipment_id=shipment_id, lock=lock)
 
 
 ScopedShipment = Annotated[Shipment, Depends(load_shipment)]
@@ -165,7 +161,7 @@ IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
 
 @contextmanager
 def committing(session: Session) -> Iterator[None]:
-    """One commit per request; a refusal rolls back, then commits what it must record."""
+    """One commit per request; a refusal rolls back, then commits what its service records."""
     try:
         yield
         session.commit()
@@ -185,4 +181,16 @@ def replay_response(stored: tuple[int, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
 
 
-Handler = Callable[..., Any]
+Out = TypeVar("Out", bound=BaseModel)
+
+
+def created_once(
+    session: Session, idem: Idempotency, create: Callable[[], Out], *, status_code: int = 201
+) -> Out | JSONResponse:
+    """Run a creating request in one commit; its Idempotency-Key replays the first answer."""
+    with committing(session):
+        if (stored := idem.begin(session)) is not None:
+            return replay_response(stored)
+        out = create()
+        idem.finish(session, status_code=status_code, body=out.model_dump(mode="json"))
+    return out

@@ -40,8 +40,8 @@ class AppError(Exception):
         on_refusal: Callable[[Session], None] | None = None,
     ) -> None:
         super().__init__(detail)
-        # Work that must be committed although the request itself is refused (for example the
-        # alert and audit entry of a chain-of-identity mismatch); run after the rollback.
+        # A service's recorder for what must be kept although the request is refused (a COI
+        # mismatch's alert and audit entry): the unit of work rolls back, runs it, commits.
         self.on_refusal = on_refusal
         self.detail = detail
         if code:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import __version__, web
+from app import __version__, openapi, web
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
-from app.errors import PROBLEM_RESPONSES, ProblemDetail, install_error_handlers
+from app.errors import PROBLEM_RESPONSES, install_error_handlers
 from app.middleware import BodyGuard, Telemetry
 from app.ratelimit import RateLimiter
 from app.routers import (
@@ -100,7 +99,7 @@ def create_app(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )
     install_error_handlers(app)
-    _register_problem_schema(app)
+    openapi.customise(app)
     for module in (
         reference,
         cases,
@@ -134,18 +133,3 @@ def create_app(
     app.add_middleware(Telemetry)
     logging.getLogger("v2v").setLevel(settings.log_level.upper())
     return app
-
-
-def _register_problem_schema(app: FastAPI) -> None:
-    """Publish ProblemDetail in components so every documented error response refers to it."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            schemas["ProblemDetail"] = ProblemDetail.model_json_schema()
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

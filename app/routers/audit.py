@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlmodel import col, select
 
 from app.deps import SessionDep, require_roles
-from app.routers.pagination import CursorQuery, LimitQuery, cursor_int, encode_cursor
+from app.routers.pagination import CursorQuery, LimitQuery, cursor_int, page_of
 from app.services.audit import chain as audit
-from models.audit import AuditEntry, AuditPublic, AuditVerify
+from models.audit import AuditPublic, AuditVerify
 from models.base import Page
 from models.principal import Principal, Role
 
@@ -26,21 +25,17 @@ def list_audit(
     entity_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
-) -> Any:
+) -> Page[AuditPublic]:
     """Audit entries in chain order, optionally for one entity."""
-    stmt = select(AuditEntry)
-    if entity:
-        stmt = stmt.where(AuditEntry.entity == entity)
-    if entity_id:
-        stmt = stmt.where(AuditEntry.entity_id == entity_id)
-    if cursor:
-        stmt = stmt.where(col(AuditEntry.seq) > cursor_int(cursor))
-    rows = list(session.exec(stmt.order_by(col(AuditEntry.seq)).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-    return {"items": rows[:limit], "next_cursor": next_cursor}
+    after_seq = cursor_int(cursor) if cursor else 0
+    rows = audit.entries(
+        session, entity=entity, entity_id=entity_id, after_seq=after_seq, limit=limit
+    )
+    items, next_cursor = page_of(rows, limit, lambda e: (e.seq,))
+    return Page(items=[AuditPublic.model_validate(e) for e in items], next_cursor=next_cursor)
 
 
 @router.get("/verify", response_model=AuditVerify)
-def verify_audit(session: SessionDep, _principal: Auditor) -> Any:
+def verify_audit(session: SessionDep, _principal: Auditor) -> AuditVerify:
     """Recompute the hash chain and report the first broken link, if any."""
-    return audit.verify_chain(session).__dict__
+    return AuditVerify.model_validate(audit.verify_chain(session))

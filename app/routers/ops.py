@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,8 +19,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready"}})
-def readyz(request: Request) -> Any:
+@router.get(
+    "/readyz", response_model=dict[str, str | None], responses={503: {"description": "Not ready"}}
+)
+def readyz(request: Request) -> dict[str, str | None] | JSONResponse:
     """The database answers and its schema is at the migrations' head."""
     db = get_db(request)
     try:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query
 
 from app.errors import Invalid
+
+T = TypeVar("T")
 
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Page size (max 500).")]
 CursorQuery = Annotated[
@@ -43,3 +47,25 @@ def cursor_int(cursor: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**63 - 1:
         raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
     return min(value, MAX_INT_ID + 1)
+
+
+def time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (created_at, id) keyset a cursor carries; only an aware instant and a string id."""
+    if cursor is None:
+        return None
+    created_at, row_id = decode_cursor(cursor, 2)
+    try:
+        at = datetime.fromisoformat(str(created_at))
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not isinstance(row_id, str):
+        raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
+    return at, row_id
+
+
+def page_of(
+    rows: Sequence[T], limit: int, key: Callable[[T], tuple[Any, ...]]
+) -> tuple[list[T], str | None]:
+    """One page of ``limit`` rows out of ``limit + 1`` fetched, and the cursor after it."""
+    items = list(rows[:limit])
+    return items, encode_cursor(*key(items[-1])) if len(rows) > limit else None

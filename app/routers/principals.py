@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, status
-from sqlmodel import col, select
 
-from app.deps import (
-    CurrentPrincipal,
-    NowDep,
-    SessionDep,
-    SettingsDep,
-    committing,
-    require_roles,
-)
+from app.deps import CurrentPrincipal, NowDep, SessionDep, SettingsDep, committing, require_roles
 from app.services.access import principals
-from app.services.audit import chain as audit
 from models.base import Page
 from models.principal import Principal, PrincipalCreate, PrincipalCreated, PrincipalPublic, Role
 
@@ -25,45 +16,34 @@ Admin = Annotated[Principal, require_roles(Role.admin)]
 
 
 @router.get("/me", response_model=PrincipalPublic)
-def me(principal: CurrentPrincipal) -> Any:
+def me(principal: CurrentPrincipal) -> PrincipalPublic:
     """The caller: name, role and scope."""
-    return principal
+    return PrincipalPublic.model_validate(principal, from_attributes=True)
 
 
 @router.get("/principals", response_model=Page[PrincipalPublic])
-def list_principals(session: SessionDep, _admin: Admin) -> Any:
+def list_principals(session: SessionDep, _admin: Admin) -> Page[PrincipalPublic]:
     """All principals (keys are never shown again)."""
-    return {"items": session.exec(select(Principal).order_by(col(Principal.created_at))).all()}
+    rows = principals.list_all(session)
+    return Page(items=[PrincipalPublic.model_validate(p, from_attributes=True) for p in rows])
 
 
 @router.post("/principals", status_code=status.HTTP_201_CREATED, response_model=PrincipalCreated)
 def create_principal(
     body: PrincipalCreate, session: SessionDep, admin: Admin, settings: SettingsDep, now: NowDep
-) -> Any:
+) -> PrincipalCreated:
     """Create a principal; the response carries its API key, shown this once only."""
     with committing(session):
-        principal, api_key = principals.create_principal(
+        principal, api_key = principals.issue(
             session,
+            actor=admin,
             name=body.name,
             role=body.role,
             site=body.site,
             courier=body.courier,
             device_id=body.device_id,
             secret_key=settings.secret_key.get_secret_value(),
-        )
-        audit.append(
-            session,
-            actor=admin,
-            action="principal.created",
-            entity="principal",
-            entity_id=principal.id,
-            at=now,
-            after={
-                "name": principal.name,
-                "role": principal.role,
-                "site": principal.site,
-                "courier": principal.courier,
-            },
+            now=now,
         )
         out = PrincipalCreated.model_validate({**principal.model_dump(), "api_key": api_key})
     return out

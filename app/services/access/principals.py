@@ -7,10 +7,11 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from app.db import Raw, utc_ms
 from app.errors import Invalid
+from app.services.audit import chain as audit
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier, Site
@@ -98,6 +99,50 @@ def create_principal(
     session.add(principal)
     session.flush()
     return principal, api_key
+
+
+def issue(
+    session: Session,
+    *,
+    actor: Principal,
+    name: str,
+    role: Role,
+    site: str | None,
+    courier: str | None,
+    device_id: str | None,
+    secret_key: str,
+    now: datetime,
+) -> tuple[Principal, str]:
+    """Create a principal on an admin's behalf, audited; its key exists only in the answer."""
+    principal, api_key = create_principal(
+        session,
+        name=name,
+        role=role,
+        site=site,
+        courier=courier,
+        device_id=device_id,
+        secret_key=secret_key,
+    )
+    audit.append(
+        session,
+        actor=actor,
+        action="principal.created",
+        entity="principal",
+        entity_id=principal.id,
+        at=now,
+        after={
+            "name": principal.name,
+            "role": principal.role,
+            "site": principal.site,
+            "courier": principal.courier,
+        },
+    )
+    return principal, api_key
+
+
+def list_all(session: Session) -> list[Principal]:
+    """Every principal, oldest first."""
+    return list(session.exec(select(Principal).order_by(col(Principal.created_at))))
 
 
 def register_device(session: Session, *, device_id: str, courier: str) -> Device:

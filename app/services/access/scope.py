@@ -7,8 +7,9 @@ learns that another hospital's patient is in the system.
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, false, true
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from app.errors import NotFound
 from models.case import Case
 from models.principal import Principal, Role
 from models.reference import Route
@@ -44,3 +45,27 @@ def shipment_scope(principal: Principal) -> ColumnElement[bool]:
         cases = select(Case.id).where(case_scope(principal))
         return col(Shipment.case_id).in_(cases)
     return false()
+
+
+def scoped_case(session: Session, *, principal: Principal, case_id: str, lock: bool) -> Case:
+    """The case if the principal may see it, else 404; ``lock`` holds it for a write."""
+    stmt = select(Case).where(Case.id == case_id, case_scope(principal))
+    if lock:
+        stmt = stmt.with_for_update(key_share=True)
+    case = session.exec(stmt).first()
+    if case is None:
+        raise NotFound("no such case")
+    return case
+
+
+def scoped_shipment(
+    session: Session, *, principal: Principal, shipment_id: str, lock: bool
+) -> Shipment:
+    """The shipment if the principal may see it, else 404; ``lock`` holds it for a write."""
+    stmt = select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
+    if lock:
+        stmt = stmt.with_for_update(key_share=True)
+    shipment = session.exec(stmt).first()
+    if shipment is None:
+        raise NotFound("no such shipment")
+    return shipment

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
 from models.principal import Principal
 
@@ -28,7 +29,7 @@ AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
 def jsonable(value: Any) -> Any:
     """Plain JSON for before/after snapshots: UTC instants as ISO 8601, enums as values."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return iso_z(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict):
@@ -159,3 +160,16 @@ def verify_chain(session: Session, *, batch: int = 2000) -> VerifyResult:
             return VerifyResult(False, count, row.seq, "entry content does not match its hash")
         prev_hash, expected_seq = row.hash, expected_seq + 1
     return VerifyResult(True, count)
+
+
+def entries(
+    session: Session, *, entity: str | None, entity_id: str | None, after_seq: int, limit: int
+) -> list[AuditEntry]:
+    """Entries in chain order after ``after_seq``, optionally of one entity; one row beyond
+    ``limit`` tells the caller that another page follows."""
+    stmt = select(AuditEntry).where(col(AuditEntry.seq) > after_seq)
+    if entity:
+        stmt = stmt.where(AuditEntry.entity == entity)
+    if entity_id:
+        stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    return list(session.exec(stmt.order_by(col(AuditEntry.seq)).limit(limit + 1)))

@@ -25,8 +25,8 @@ from sqlmodel import Session, col, select
 from app import __version__
 from app.errors import NotFound
 from app.services.audit import chain as audit
-from app.services.coldchain.engine import ms_to_dt
 from app.services.metrics import turnaround as metrics
+from app.times import from_ms
 from models.alert import Alert
 from models.audit import GENESIS_HASH, AuditEntry
 from models.case import Case, Milestone, Slot
@@ -104,7 +104,7 @@ def export_case(
     )
     r = READINGS.c
     readings = [
-        {**dict(row._mapping), "ts": ms_to_dt(row.ts_ms).isoformat()}
+        {**dict(row._mapping), "ts": from_ms(row.ts_ms).isoformat()}
         for row in session.execute(
             select_columns(
                 r.shipment_id,

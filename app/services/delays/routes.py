@@ -194,7 +194,7 @@ def predict(
 
 def milestone_times(session: Session, case_ids: Iterable[str]) -> dict[str, dict[str, datetime]]:
     """Latest time of each milestone type in each case's current collection cycle."""
-    from app.services.journey.events import as_utc
+    from app.times import as_utc
 
     ids = list(case_ids)
     out: dict[str, dict[str, datetime]] = defaultdict(dict)

@@ -13,7 +13,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 from stdnum.iso7064 import mod_37_2
 
+from app.times import iso_z
 from models.case import CoiSequence
 
 COI_RE = re.compile(r"^CH[A-NP-Z1-9][A-NP-Z0-9]{2}[0-9]{4}[A-Z0-9]{6}$")
@@ -137,7 +138,7 @@ class Keyring:
         payload = {
             "coi": coi,
             "case_id": case_id,
-            "issued_at": issued_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "issued_at": iso_z(issued_at),
             "iat": int(issued_at.timestamp()),
             "kid": kid,
         }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from sqlmodel import Session
 
@@ -15,6 +16,19 @@ from app.services.identity.coi import CoiFormatError, parse_scan
 from models.alert import AlertKind, Severity
 from models.case import Case
 from models.principal import Principal
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A readable label of another case, presented at a step that was refused."""
+
+    case_id: str
+    expected: str
+    presented: str
+    step: str
+    actor: Principal
+    at: datetime
+    shipment_id: str | None
 
 
 def require_coi(
@@ -43,38 +57,45 @@ def require_coi(
         raise Invalid(str(exc), errors=[{"loc": "body/coi", "msg": str(exc)}]) from exc
     if hmac.compare_digest(presented.coi, case.coi):
         return
+    mismatch = Mismatch(
+        case_id=case.id,
+        expected=case.coi,
+        presented=presented.coi,
+        step=step,
+        actor=actor,
+        at=now,
+        shipment_id=shipment_id,
+    )
     raise CoiMismatch(
         f"the scanned label {presented.coi} is not this case's chain of identity; "
         f"{step} refused — quarantine the material and verify the label",
-        on_refusal=_record_mismatch(case, presented.coi, step, actor, now, shipment_id),
+        on_refusal=partial(record_mismatch, mismatch=mismatch),
     )
 
 
-def _record_mismatch(
-    case: Case, presented: str, step: str, actor: Principal, now: datetime, shipment_id: str | None
-) -> Callable[[Session], None]:
-    case_id, expected = case.id, case.coi
-
-    def record(session: Session) -> None:
-        alerts.raise_alert(
-            session,
-            kind=AlertKind.coi_mismatch,
-            severity=Severity.critical,
-            message=f"COI mismatch at {step}: label {presented} presented for case COI {expected}",
-            now=now,
-            case_id=case_id,
-            shipment_id=shipment_id,
-            data={"step": step, "presented": presented, "expected": expected},
-        )
-        audit.append(
-            session,
-            actor=actor,
-            action="coi.mismatch",
-            entity="case",
-            entity_id=case_id,
-            at=now,
-            after={"step": step, "presented": presented, "expected": expected},
-            reason="scanned label does not match the case; step refused",
-        )
-
-    return record
+def record_mismatch(session: Session, *, mismatch: Mismatch) -> None:
+    """Record a refused scan: one critical alert and one audit entry (after the rollback)."""
+    m = mismatch
+    facts = {"step": m.step, "presented": m.presented, "expected": m.expected}
+    alerts.raise_alert(
+        session,
+        kind=AlertKind.coi_mismatch,
+        severity=Severity.critical,
+        message=(
+            f"COI mismatch at {m.step}: label {m.presented} presented for case COI {m.expected}"
+        ),
+        now=m.at,
+        case_id=m.case_id,
+        shipment_id=m.shipment_id,
+        data=dict(facts),
+    )
+    audit.append(
+        session,
+        actor=m.actor,
+        action="coi.mismatch",
+        entity="case",
+        entity_id=m.case_id,
+        at=m.at,
+        after=facts,
+        reason="scanned label does not match the case; step refused",
+    )

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from app.errors import Conflict, Forbidden, Invalid
 from app.services.audit import chain as audit
 from app.services.identity.coi import Keyring, check_char, next_coi
+from app.times import hours_between
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
 from models.reference import Product, Route, Site
@@ -126,10 +127,6 @@ def milestones(session: Session, *, case_id: str) -> list[Milestone]:
     )
 
 
-def _hours(a: datetime, b: datetime) -> float:
-    return round((b - a).total_seconds() / 3600, 3)
-
-
 def durations(rows: list[Milestone], *, now: datetime) -> dict[str, Any]:
     """Leg durations of the latest collection cycle, and vein-to-vein once infused.
 
@@ -158,11 +155,11 @@ def durations(rows: list[Milestone], *, now: datetime) -> dict[str, Any]:
     ]
     for name, start, end, per in legs:
         if start in at and end in at:
-            out[name] = round(_hours(at[start], at[end]) / per, 4)
+            out[name] = round(hours_between(at[start], at[end]) / per, 4)
     if first_collected is not None and "infused" in at:
         out["first_collection_to_infusion_d"] = round(
-            _hours(first_collected, at["infused"]) / 24, 4
+            hours_between(first_collected, at["infused"]) / 24, 4
         )
     if "collected" in at and "infused" not in at:
-        out["since_collection_d"] = round(_hours(at["collected"], now) / 24, 4)
+        out["since_collection_d"] = round(hours_between(at["collected"], now) / 24, 4)
     return out

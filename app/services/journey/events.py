@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -12,7 +12,8 @@ from app.errors import Forbidden, IllegalTransition, Invalid
 from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
-from models.case import Case, CaseStatus, Milestone
+from app.times import as_utc, iso_z
+from models.case import Case, CaseStatus, Milestone, ScheduleResponse, SlotPublic
 from models.principal import Principal, Role
 from models.reference import Route, Site
 from models.shipment import CustodyEvent, Shipment
@@ -79,19 +80,12 @@ def last_physical_at(session: Session, case_id: str) -> datetime | None:
     return max(found) if found else None
 
 
-def as_utc(value: datetime | str) -> datetime:
-    """Aggregates bypass the column type on SQLite (naive UTC text); restore the zone."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def check_physical_order(session: Session, *, case: Case, occurred_at: datetime) -> None:
     latest = last_physical_at(session, case.id)
     if latest is not None and occurred_at < latest:
         raise Invalid(
             "occurred_at precedes the previous physical milestone "
-            f"({latest.isoformat().replace('+00:00', 'Z')}); the physical order must hold",
+            f"({iso_z(latest)}); the physical order must hold",
             code="out-of-order",
             errors=[{"loc": "body/occurred_at", "msg": "before the previous milestone"}],
         )
@@ -208,7 +202,7 @@ def _parse_instant(value: Any, loc: str) -> datetime:
 
 def schedule(
     session: Session, *, case: Case, actor: Principal, apheresis_at: datetime, now: datetime
-) -> None:
+) -> ScheduleResponse:
     """Book apheresis: registered -> apheresis_scheduled, or move an existing booking."""
     if case.status not in (S.registered, S.apheresis_scheduled):
         raise IllegalTransition(
@@ -217,7 +211,7 @@ def schedule(
         )
     before = snapshot(case)
     capacity.release_slots(session, case=case)
-    capacity.reserve_slot(session, case=case, apheresis_at=apheresis_at)
+    slot = capacity.reserve_slot(session, case=case, apheresis_at=apheresis_at)
     case.apheresis_at = apheresis_at
     case.status = S.apheresis_scheduled.value
     case.updated_at = now
@@ -232,4 +226,10 @@ def schedule(
         at=now,
         before=before,
         after=snapshot(case),
+    )
+    return ScheduleResponse(
+        case_id=case.id,
+        status=case.status,
+        apheresis_at=apheresis_at,
+        slot=SlotPublic.model_validate(slot),
     )

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
 from app.services.access.principals import register_device
+from app.services.access.scope import scoped_case
 from app.services.audit import chain as audit
 from app.services.identity.scan import require_coi
 from app.services.journey.events import check_instant, check_physical_order
@@ -52,7 +53,7 @@ ACTIVE = (ShipmentStatus.created.value, ShipmentStatus.in_transit.value)
 def create(
     session: Session,
     *,
-    case: Case,
+    case_id: str,
     actor: Principal,
     direction: Direction,
     origin: str,
@@ -66,7 +67,8 @@ def create(
     coi: str,
     now: datetime,
 ) -> Shipment:
-    """Create a shipment for a case, after checking its label and the case's state."""
+    """Create a shipment for a case in the actor's scope, after checking its label and state."""
+    case = scoped_case(session, principal=actor, case_id=case_id, lock=True)
     states, _, _, roles = _RULES[direction]
     if Role(actor.role) not in roles:
         raise Forbidden(f"role {actor.role} may not create a {direction} shipment")
@@ -150,7 +152,6 @@ def record_custody(
     session: Session,
     *,
     shipment: Shipment,
-    case: Case,
     actor: Principal,
     action: CustodyAction,
     occurred_at: datetime,
@@ -161,8 +162,12 @@ def record_custody(
     lon: float | None,
     now: datetime,
     future_tolerance_s: int,
+    case: Case | None = None,
 ) -> CustodyEvent:
     """Record a custody scan; pickup and delivery move the shipment (and the case)."""
+    if case is None:  # feeds that hold the case already pass it; otherwise it is locked here
+        stmt = select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
+        case = session.exec(stmt).one()
     if Role(actor.role) not in CUSTODY_ROLES:
         raise Forbidden(f"role {actor.role} may not record custody")
     direction = Direction(shipment.direction)
@@ -261,6 +266,7 @@ def record_custody(
 
 
 def custody_chain(session: Session, *, shipment_id: str) -> list[CustodyEvent]:
+    """The shipment's custody scans in the order they happened."""
     return list(
         session.exec(
             select(CustodyEvent)

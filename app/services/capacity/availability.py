@@ -1,0 +1,47 @@
+"""Free manufacturing positions per local day at a factory, for planners."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from app.errors import Invalid, NotFound
+from app.services.capacity import slots
+from models.capacity import Availability
+from models.reference import Site
+
+MAX_DAYS = 366
+DEFAULT_DAYS = 14
+
+
+def factory_days(
+    session: Session, *, site: str, start: date | None, end: date | None, now: datetime
+) -> Availability:
+    """Capacity, peak booked and free positions per local day (two weeks from today by default)."""
+    row = session.get(Site, site)
+    if row is None:
+        raise NotFound(f"no site {site!r}")
+    if row.kind != "manufacturing":
+        raise Invalid(
+            f"{site} is not a manufacturing site",
+            errors=[{"loc": "query/site", "msg": "not a factory"}],
+        )
+    today = datetime.astimezone(now, ZoneInfo(row.timezone)).date()
+    start = start or today
+    end = end or start + timedelta(days=DEFAULT_DAYS - 1)
+    if end < start:
+        raise Invalid("to is before from", errors=[{"loc": "query/to", "msg": "before from"}])
+    if (end - start).days >= MAX_DAYS:
+        raise Invalid(
+            f"at most {MAX_DAYS} days per request",
+            errors=[{"loc": "query/to", "msg": "range too long"}],
+        )
+    return Availability.model_validate(
+        {
+            "site": row.code,
+            "timezone": row.timezone,
+            "days": slots.availability(session, site=row, start=start, end=end),
+        }
+    )
