@@ -124,23 +124,25 @@ def apply_rules(
             if limit is None or start not in actual:
                 continue
             target_at = actual[start] + limit
+            breached = now > target_at
+            key = keys[1] if breached else keys[0]
+            if key in open_keys or not (breached or predicted[end] > target_at):
+                continue
             late = {"target": name, "target_at": target_at.isoformat()}
             milestone = end.replace("_", " ")
-            if now > target_at:
+            if breached:
+                kind, severity = AlertKind.delay_breached, Severity.major
                 message = (
                     f"case {coi}: {milestone} was due by {_fmt(target_at)} ({name} target) "
                     "and has not happened"
                 )
-                kind, severity, key = AlertKind.delay_breached, Severity.major, keys[1]
-            elif predicted[end] > target_at:
+            else:
+                kind, severity = AlertKind.delay_at_risk, Severity.warning
                 message = (
                     f"case {coi}: {milestone} predicted {_fmt(predicted[end])}, "
                     f"after its {name} target {_fmt(target_at)}"
                 )
                 late["predicted_at"] = predicted[end].isoformat()
-                kind, severity, key = AlertKind.delay_at_risk, Severity.warning, keys[0]
-            else:
-                continue
             _open(
                 session,
                 out,
@@ -149,7 +151,6 @@ def apply_rules(
                 message=message,
                 case_id=case_id,
                 key=key,
-                open_keys=open_keys,
                 now=now,
                 data=late,
             )
@@ -174,7 +175,7 @@ def _slot_conflict(
         _close(session, out, key=key, open_keys=open_keys, now=now)
         return
     arrival = predicted["received_at_manufacturing"]
-    if arrival > slot_start + SLOT_GRACE:
+    if arrival > slot_start + SLOT_GRACE and key not in open_keys:
         _open(
             session,
             out,
@@ -184,7 +185,6 @@ def _slot_conflict(
             f"its manufacturing slot opens {_fmt(slot_start)}",
             case_id=case_id,
             key=key,
-            open_keys=open_keys,
             now=now,
         )
 
@@ -198,12 +198,9 @@ def _open(
     message: str,
     case_id: str,
     key: str,
-    open_keys: set[str],
     now: datetime,
     data: dict[str, Any] | None = None,
 ) -> None:
-    if key in open_keys:
-        return
     alert = alerts.raise_alert(
         session,
         kind=kind,
