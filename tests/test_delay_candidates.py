@@ -13,14 +13,15 @@ from app.db import Database
 from app.jobs import delays as job
 from app.services.alerts import lifecycle as alerts
 from app.services.delays import checks as delays
-from app.services.delays import routes
+from app.services.delays import routes, sweep
+from app.services.delays.targets import TARGETS
 from models.alert import Alert
 from models.case import Case, CaseStatus, Milestone, Slot
 from models.reference import Route
 from tests.conftest import NOW
 
 ALL_STATUSES = [s.value for s in CaseStatus]
-TARGET_NAMES = [name for name, *_ in routes.TARGETS]
+TARGET_NAMES = [name for name, *_ in TARGETS]
 Action = tuple[str, str]  # ("raise" or "resolve", dedupe key)
 
 
@@ -132,15 +133,20 @@ def _actions(database: Database, monkeypatch: pytest.MonkeyPatch, now: datetime)
 
     with monkeypatch.context() as patch:
         patch.setattr(alerts, "raise_alert", raised)
-        patch.setattr(job, "resolve", resolved)
+        patch.setattr(sweep, "_resolve", resolved)
         with database.session() as session:
             ids = list(session.exec(select(Case.id)).scalars())  # type: ignore[call-overload]
             models = routes.load_models(session)
             process = routes.process_hours(session)
-            keys = job._open_delay_keys(session)
-            for start in range(0, len(ids), job.CHUNK):
-                job._sweep_cases(
-                    session, ids[start : start + job.CHUNK], models, process, keys, now
+            keys = {key for _, _, key in delays.open_alerts(session)}
+            for start in range(0, len(ids), delays.CHUNK):
+                sweep.apply_rules(
+                    session,
+                    case_ids=ids[start : start + delays.CHUNK],
+                    models=models,
+                    process=process,
+                    open_keys=keys,
+                    now=now,
                 )
     return acted
 

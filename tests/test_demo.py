@@ -1,4 +1,4 @@
-"""The demo cohort generator (seeds/demo.py) and `v2v demo`."""
+"""The demo cohort generator (seeds/demo/) and `v2v demo`."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from app.services.alerts import queries as alert_queries
 from app.services.capacity import slots as capacity
 from app.services.delays import routes
+from app.services.delays.targets import TARGETS
 from app.services.identity.coi import display
 from app.services.journey import cases
 from app.services.shipments import lifecycle as shipments
@@ -39,7 +40,7 @@ def _targets(
 ) -> dict[str, tuple[datetime, str]]:
     """The earliest target instant of each milestone, from when its start happened or will."""
     out: dict[str, tuple[datetime, str]] = {}
-    for name, start, end, _ in routes.TARGETS:
+    for name, start, end, _ in TARGETS:
         limit = model.target(name)
         if limit is None or start not in times:
             continue

@@ -1,1 +1,3 @@
-"""Delays: the application layer's use cases of this domain."""
+"""Delays: the delay sweep (sweep.candidates, then sweep.run), the route model that predicts
+milestones and ETAs (routes), when each case next needs a look (checks), and the one table of
+legs and their targets (targets)."""

@@ -5,7 +5,7 @@ at ``max(A, now + B)`` with A and B fixed by the case's milestones, slot and rou
 be absent). Every raise rule therefore holds on an interval of time that starts at a fixed
 instant: delay_at_risk once ``max(A, now + B)`` passes the due time (up to the due time),
 delay_breached after the due time, slot_conflict once the predicted arrival passes the slot
-plus its grace. After the sweep has applied the exact rules (app/jobs/delays.py) to a case at
+plus its grace. After the sweep has applied the exact rules (sweep.py) to a case at
 ``s``, nothing can be left to raise there until the next such start after ``s``, and nothing
 to resolve until a milestone, a slot or an alert changes. The sweep stores that next start
 with a fingerprint of those inputs, and later looks only at cases whose start has come, whose
@@ -25,6 +25,8 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col
 
 from app.services.delays import routes
+from app.services.delays.targets import TARGETS
+from app.times import to_micros
 from models.alert import Alert
 from models.case import Case, CaseStatus, Milestone, Slot
 from models.delay import CaseDelayCheck
@@ -46,7 +48,6 @@ RULES_VERSION = 1
 # A rule holds strictly after its start (``>`` in the rules); rows keep starts this close
 # before the sweep's instant so a start exactly at it is still awaited.
 MARGIN = timedelta(milliseconds=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Two instants far enough out that max(A, t + B) shows A at the first and t + B at the second.
 FAR_PAST = datetime(1000, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)
@@ -65,17 +66,12 @@ def slot_key(case_id: str) -> str:
     return f"slot:{case_id}"
 
 
-def micros(t: datetime) -> int:
-    """An instant as integer epoch microseconds (exact)."""
-    return (t - EPOCH) // timedelta(microseconds=1)
-
-
 def digest(models: dict[str, routes.RouteModel], process: dict[str, float]) -> str:
     """A fingerprint of everything the rules read besides the case: steps and targets."""
     hours = sorted(process.items()) + [("", 168.0)]  # an unknown product takes 168 h
     parts: list[Any] = [RULES_VERSION, SLOT_GRACE, hours]
     for code, model in sorted(models.items()):
-        limits = [model.target(name) for name, *_ in routes.TARGETS]
+        limits = [model.target(name) for name, *_ in TARGETS]
         steps = [sorted(routes.step_times(model, h).items()) for _, h in hours]
         parts.append((code, limits, steps))
     return hashlib.sha256(repr(parts).encode()).hexdigest()
@@ -122,7 +118,7 @@ def next_check(
         return None if b is None else threshold - b
 
     starts: list[datetime] = []
-    for name, start, end, _ in routes.TARGETS:
+    for name, start, end, _ in TARGETS:
         limit = model.target(name)
         if limit is None or start not in actual or end in actual:
             continue
@@ -191,7 +187,9 @@ def _statement(postgresql: bool) -> TextClause:
 def due(session: Session, *, parameters: str, now: datetime) -> set[str]:
     """Active cases where a delay rule may act at ``now``, or whose row must be redone."""
     postgresql = session.get_bind().dialect.name == "postgresql"
-    result = session.execute(_statement(postgresql), {"now": micros(now), "parameters": parameters})
+    result = session.execute(
+        _statement(postgresql), {"now": to_micros(now), "parameters": parameters}
+    )
     return {case_id for (case_id,) in result}
 
 
@@ -263,6 +261,6 @@ def record(
     """Replace the rows of ``ids`` (a case no longer active keeps none)."""
     table = CaseDelayCheck.__table__  # type: ignore[attr-defined]
     session.execute(delete(table).where(table.c.case_id.in_(list(ids))))
-    values = [{**row, "parameters": parameters, "checked_us": micros(now)} for row in rows]
+    values = [{**row, "parameters": parameters, "checked_us": to_micros(now)} for row in rows]
     if values:
         session.execute(insert(table), values)

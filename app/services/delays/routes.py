@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.times import as_utc, from_ms
 from integrations.geo import distance_km, travel_hours
 from models.case import Case, Milestone
 from models.reference import Product, Route, RouteLeg, Site
@@ -31,15 +32,6 @@ SEQUENCE = (
     "shipped_to_site",
     "received_at_site",
     "infused",
-)
-# (target name, from milestone, to milestone, hours per unit)
-TARGETS = (
-    ("collection_to_receipt_h", "collected", "received_at_manufacturing", 1.0),
-    ("receipt_to_start_h", "received_at_manufacturing", "manufacturing_started", 1.0),
-    ("start_to_release_d", "manufacturing_started", "qc_released", 24.0),
-    ("release_to_site_h", "qc_released", "received_at_site", 1.0),
-    ("site_to_infusion_d", "received_at_site", "infused", 24.0),
-    ("vein_to_vein_d", "collected", "infused", 24.0),
 )
 
 
@@ -194,8 +186,6 @@ def predict(
 
 def milestone_times(session: Session, case_ids: Iterable[str]) -> dict[str, dict[str, datetime]]:
     """Latest time of each milestone type in each case's current collection cycle."""
-    from app.times import as_utc
-
     ids = list(case_ids)
     out: dict[str, dict[str, datetime]] = defaultdict(dict)
     for chunk_start in range(0, len(ids), 900):
@@ -219,7 +209,6 @@ def shipment_eta(
     session: Session, *, shipment: Any, model: RouteModel, now: datetime
 ) -> datetime | None:
     """When a shipment in transit should arrive: from its last position, else from pickup."""
-    from app.services.coldchain.engine import ms_to_dt
     from models.coldchain import ShipmentState
 
     if shipment.status != "in_transit" or shipment.picked_up_at is None:
@@ -233,6 +222,6 @@ def shipment_eta(
     )
     left = remaining_transit(model, direction, position=position)
     if left is not None and state is not None and state.newest_ts_ms is not None:
-        return max(ms_to_dt(state.newest_ts_ms) + left, now)
+        return max(from_ms(state.newest_ts_ms) + left, now)
     planned: datetime = shipment.picked_up_at + timedelta(hours=model.transit_h(direction))
     return max(planned, now)

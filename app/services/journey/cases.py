@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Forbidden, Invalid
 from app.services.audit import chain as audit
+from app.services.delays.targets import DURATIONS
 from app.services.identity.coi import Keyring, check_char, next_coi
 from app.times import hours_between
 from models.case import Case, CaseStatus, Milestone
@@ -144,16 +145,7 @@ def durations(rows: list[Milestone], *, now: datetime) -> dict[str, Any]:
         if m.cycle == cycle:
             at[m.type] = m.occurred_at
     out: dict[str, Any] = {}
-    legs = [
-        ("collection_to_receipt_h", "collected", "received_at_manufacturing", 1.0),
-        ("receipt_to_start_h", "received_at_manufacturing", "manufacturing_started", 1.0),
-        ("start_to_release_d", "manufacturing_started", "qc_released", 24.0),
-        ("release_to_site_h", "qc_released", "received_at_site", 1.0),
-        ("site_to_infusion_d", "received_at_site", "infused", 24.0),
-        ("thaw_to_infusion_h", "thawed", "infused", 1.0),
-        ("vein_to_vein_d", "collected", "infused", 24.0),
-    ]
-    for name, start, end, per in legs:
+    for name, start, end, per in DURATIONS:
         if start in at and end in at:
             out[name] = round(hours_between(at[start], at[end]) / per, 4)
     if first_collected is not None and "infused" in at:

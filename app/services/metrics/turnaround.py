@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from app.services.delays.targets import LEGS
 from app.services.metrics.case_rows import (
     AT,
     COLUMN,
@@ -51,14 +52,6 @@ __all__ = [
     "targets",
     "turnaround",
 ]
-
-LEGS = (
-    ("collection_to_receipt_h", "collected", "received_at_manufacturing", 1.0),
-    ("receipt_to_start_h", "received_at_manufacturing", "manufacturing_started", 1.0),
-    ("start_to_release_d", "manufacturing_started", "qc_released", 24.0),
-    ("release_to_site_h", "qc_released", "received_at_site", 1.0),
-    ("site_to_infusion_d", "received_at_site", "infused", 24.0),
-)
 
 
 def quantile(sorted_values: Sequence[float], p: float) -> float:
