@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from app.services.coldchain import alarms
 from app.services.coldchain.detector import Rules, evaluate
-from seeds import demo
+from seeds.demo.alerts import detector_alerts
 from tests.test_excursion_engine import PROFILES
 
 MIN = 60_000
@@ -46,14 +45,10 @@ def test_the_demo_words_detector_alerts_as_the_rules_do(
         is not None
     ]
     specs += alarms.shipment_level(shipment_id=SHIPMENT, case_id="c", rules=rules, state=state)
-    ship = SimpleNamespace(id=SHIPMENT, profile=profile)
     expected = [
         (severity, key, message, data)
-        for _, _, severity, key, message, data in demo.detector_alerts(
-            ship,  # type: ignore[arg-type]
-            rules,
-            state,
-            excursions,
+        for _, _, severity, key, message, data in detector_alerts(
+            shipment_id=SHIPMENT, profile=profile, rules=rules, state=state, excursions=excursions
         )
     ]
     assert [(s.severity.value, s.dedupe_key, s.message, s.data) for s in specs] == expected

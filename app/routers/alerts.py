@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import NowDep, SessionDep, committing, require_roles
-from app.routers.pagination import CursorQuery, IntId, LimitQuery
+from app.pagination import CursorQuery, IntId, LimitQuery
 from app.services import alerts
 from app.services.access.scope import ALERT_WATCHERS
 from models.alert import AlertAck, AlertKind, AlertPublic, AlertStatus, Severity

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import SessionDep, require_roles
-from app.routers.pagination import CursorQuery, LimitQuery, cursor_int, page_of
+from app.pagination import CursorQuery, LimitQuery, cursor_int, page_of
 from app.services.audit import chain as audit
 from models.audit import AuditPublic, AuditVerify
 from models.base import Page

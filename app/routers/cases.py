@@ -18,7 +18,7 @@ from app.deps import (
     created_once,
     require_roles,
 )
-from app.routers.pagination import CursorQuery, LimitQuery, page_of, time_cursor
+from app.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.access.scope import CASE_READERS
 from app.services.identity.coi import display
 from app.services.journey import cases, events, reads

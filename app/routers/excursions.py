@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from app.deps import NowDep, ScopedShipment, SessionDep, SettingsDep, committing, require_roles
 from app.errors import Invalid
-from app.routers.pagination import CursorQuery, IntId, LimitQuery
+from app.pagination import CursorQuery, IntId, LimitQuery
 from app.services.access.scope import DISPOSITION_SIGNERS, SHIPMENT_READERS
 from app.services.coldchain import disposition as excursions
 from app.services.coldchain.trace_window import trace_window

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 
 from app.deps import IdempotencyDep, NowDep, SessionDep, committing, created_once, require_roles
-from app.routers.pagination import CursorQuery, LimitQuery, page_of, time_cursor
+from app.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.webhooks import outbox as webhooks
 from app.services.webhooks import reads
 from models.base import Page

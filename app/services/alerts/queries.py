@@ -8,7 +8,7 @@ from collections.abc import Collection
 from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, or_, select
 
-from app.routers.pagination import cursor_int, encode_cursor
+from app.pagination import cursor_int, encode_cursor
 from app.services.access.scope import case_scope, shipment_scope
 from models.alert import Alert, AlertKind, AlertPublic, AlertStatus, Severity
 from models.base import Page

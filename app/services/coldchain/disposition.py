@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Forbidden, NotFound
-from app.routers.pagination import cursor_int, encode_cursor
+from app.pagination import cursor_int, encode_cursor
 from app.services.access import principals
 from app.services.access.scope import shipment_scope
 from app.services.alerts import lifecycle as alerts
