@@ -67,7 +67,7 @@ clean:
 # coverage phase; loadtest.fuzzcount prints the requests sent and fails below 5,000.
 fuzz: $(VENV)/.dev-deps
 	V2V_FUZZ_EXAMPLES=150 V2V_FUZZ_COVERAGE=1 V2V_FUZZ_MIN_REQUESTS=5000 \
-		$(BIN)/python -m pytest -n 2 -p loadtest.fuzzcount --durations=5 tests/test_fuzz.py
+		$(BIN)/python -m pytest -n 2 -p loadtest.fuzzcount --durations=5 tests/reliability/test_fuzz.py
 
 # Ingest and journeys while the server is SIGKILLed 20 times per database: acknowledged,
 # retried, lost (must be 0) and duplicated (must be 0).

@@ -1,6 +1,6 @@
 """pytest plugin for ``make fuzz``: count the requests the fuzz test really sent.
 
-``pytest -p loadtest.fuzzcount tests/test_fuzz.py``
+``pytest -p loadtest.fuzzcount tests/reliability/test_fuzz.py``
 
 While each test runs, every ``httpx.Client.send`` (the TestClient the fuzz test calls is an
 ``httpx.Client``) is counted against the test's backend and operation. The terminal summary

@@ -9,7 +9,7 @@ import pytest
 from app.services.coldchain import alarms
 from app.services.coldchain.detector import Rules, evaluate
 from seeds.demo.alerts import detector_alerts
-from tests.test_excursion_engine import PROFILES
+from tests.coldchain.test_excursion_engine import PROFILES
 
 MIN = 60_000
 SHIPMENT = "0123456789abcdef0123456789abcdef"

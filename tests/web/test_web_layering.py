@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-WEB = Path(__file__).resolve().parents[1] / "app" / "web"
+WEB = Path(__file__).resolve().parents[2] / "app" / "web"
 QUERY = re.compile(r"select\(|session\.exec|\.execute\(")
 
 

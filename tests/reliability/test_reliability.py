@@ -105,7 +105,8 @@ def test_sigkill_during_ingest_loses_and_duplicates_nothing(
 ) -> None:
     devices = [f"KILL-{i}" for i in range(3)]
     _, start = _shipment_with_loggers(api, devices)
-    size, n_batches = 200, 40
+    # Enough work that uploads are still in flight when the kills come, on a quiet machine too.
+    size, n_batches = 200, 200
     server = Server(database.engine.url.render_as_string(False), log=tmp_path / "server.log")
     server.start()
     deadline = time.monotonic() + 90
@@ -116,8 +117,10 @@ def test_sigkill_during_ingest_loses_and_duplicates_nothing(
     try:
         for u in uploaders:
             u.start()
+        while not any(u.acknowledged for u in uploaders) and time.monotonic() < deadline:
+            time.sleep(0.01)  # kill only once the server is really taking uploads
         for _ in range(3):
-            time.sleep(0.4)
+            time.sleep(0.1)
             server.kill()
             time.sleep(0.2)
             server.start()

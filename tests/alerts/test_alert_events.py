@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from app.db import Database
 from app.jobs import sweeps
+from tests.coldchain.test_readings import in_transit, post, readings
 from tests.conftest import Api
-from tests.test_readings import in_transit, post, readings
 
 
 def test_open_ack_and_resolve_are_each_queued_for_delivery(api: Api, database: Database) -> None:

@@ -34,8 +34,8 @@ from app.workers.mqtt import MqttWorker
 from integrations import mqtt as mqtt_protocol
 from integrations.mqtt import MAX_PAYLOAD_BYTES
 from models.principal import Role
+from tests.coldchain.test_readings import MIN, in_transit, readings
 from tests.conftest import IN_CI, Api
-from tests.test_readings import MIN, in_transit, readings
 
 BROKER = ("127.0.0.1", 1883)
 WAIT_S = 5.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.services.coldchain import decode
+from tests.coldchain.test_readings import MIN, in_transit, post
 from tests.conftest import Api
-from tests.test_readings import MIN, in_transit, post
 
 
 def _item_schema(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -19,12 +19,12 @@ from app.config import Settings
 from app.db import Database
 from app.jobs.courier import poll_couriers
 from models.principal import Role
+from tests.coldchain.test_readings import in_transit, readings
 from tests.conftest import NOW, Api
-from tests.test_courier import FakeCourier, configure, page, reading
-from tests.test_epcis import capture, document, sensors
-from tests.test_mqtt import Rig
-from tests.test_mqtt import broker as broker  # the session fixture the rig below needs
-from tests.test_readings import in_transit, readings
+from tests.interop.test_courier import FakeCourier, configure, page, reading
+from tests.interop.test_epcis import capture, document, sensors
+from tests.interop.test_mqtt import Rig
+from tests.interop.test_mqtt import broker as broker  # the session fixture the rig below needs
 
 MIN = timedelta(minutes=1)
 COUNTER = "v2v_readings_ingested_total"

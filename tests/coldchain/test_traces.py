@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from tests.coldchain.test_readings import in_transit, post
 from tests.conftest import Api
-from tests.test_readings import in_transit, post
 
 MIN = timedelta(minutes=1)
 

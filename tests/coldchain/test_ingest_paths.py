@@ -17,8 +17,8 @@ from sqlalchemy import text
 
 from app.db import Database
 from app.services.coldchain import decode as reading_batch
+from tests.coldchain.test_readings import in_transit, post
 from tests.conftest import Api
-from tests.test_readings import in_transit, post
 
 MIN = timedelta(minutes=1)
 NOW_MS = 1_900_000_000_000

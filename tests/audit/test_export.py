@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config import get_settings
+from tests.coldchain.test_readings import in_transit, post, readings
 from tests.conftest import Api
 from tests.helpers import Journey, event
-from tests.test_readings import in_transit, post, readings
 
 
 @pytest.fixture

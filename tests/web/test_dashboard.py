@@ -15,9 +15,9 @@ from sqlmodel import select
 from app.db import Database
 from models.alert import Alert
 from models.principal import Principal, Role
+from tests.coldchain.test_readings import in_transit, post, readings
 from tests.conftest import NOW, Api
 from tests.helpers import Journey
-from tests.test_readings import in_transit, post, readings
 
 COI_RE = re.compile(r"CH[A-NP-Z1-9][A-NP-Z0-9]{2}[0-9]{4}[A-Z0-9]{6}")
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -21,7 +21,7 @@ from models.principal import Role
 from tests.conftest import IN_CI, NOW, Api
 from tests.helpers import Journey, iso
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "epcis"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "epcis"
 CAPTURE = "/api/v1/integrations/epcis/capture"
 EVENTS = "/api/v1/integrations/epcis/events?case_id={}"
 WRONG = "CHJ100126999999"
