@@ -10,7 +10,7 @@ from models.audit import AuditEntry
 from models.coldchain import Device, Excursion, Reading, ShipmentState
 from models.courier_feed import CourierFeed
 from models.delay import CaseDelayCheck
-from models.case import Case, CoiSequence, Milestone, Slot
+from models.case import Case, CoiSequence, Milestone, MilestoneCorrection, ProductHold, Slot
 from models.principal import IdempotencyRecord, Principal
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
 from models.shipment import CustodyEvent, DeviceAssignment, Shipment
@@ -30,8 +30,10 @@ __all__ = [
     "DeviceAssignment",
     "IdempotencyRecord",
     "Milestone",
+    "MilestoneCorrection",
     "Principal",
     "Product",
+    "ProductHold",
     "Profile",
     "Reading",
     "Route",

@@ -56,6 +56,11 @@ class Alert(SQLModel, table=True):
     acknowledged_by: str | None = Field(default=None, max_length=200)
     ack_note: str | None = Field(default=None, max_length=2000)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolve_reason: str | None = Field(default=None, max_length=2000)
+    # Structured form of ``message``: pages render code + params in the reader's language.
+    code: str | None = Field(default=None, max_length=64)
+    params: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 class AlertPublic(ResponseModel):

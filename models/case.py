@@ -61,6 +61,27 @@ class Case(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The product hold in force: "on_hold" refuses thaw and infusion until a signed release.
+    # The history of holds is the ``product_hold`` table; this column is its latest state.
+    hold_status: str | None = Field(default=None, max_length=16)
+
+
+class ProductHold(SQLModel, table=True):
+    """One hold action on a case's product: placed or released, signed, never changed."""
+
+    __tablename__ = "product_hold"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(foreign_key="cases.id", max_length=32, index=True)
+    action: str = Field(max_length=16)  # place | release
+    reason: str = Field(max_length=2000)
+    # What placed it: "manual", "excursion:<id>" (a reject/quarantine disposition) or
+    # "reassess:<id>" (late readings would change a signed excursion).
+    source: str = Field(default="manual", max_length=64)
+    by: str = Field(max_length=200)
+    by_id: str | None = Field(default=None, max_length=32)
+    signature_meaning: str | None = Field(default=None, max_length=200)
+    at: datetime = Field(sa_type=UTCDateTime)
 
 
 class Milestone(SQLModel, table=True):
@@ -82,6 +103,31 @@ class Milestone(SQLModel, table=True):
     actor_id: str | None = Field(default=None, max_length=32)
     note: str | None = Field(default=None, max_length=2000)
     data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # valid | amended | voided. An amended milestone's row holds the corrected value; every
+    # earlier value is kept in ``milestone_correction``. Voided milestones count for nothing.
+    status: str = Field(
+        default="valid", max_length=16, sa_column_kwargs={"server_default": "valid"}
+    )
+
+
+class MilestoneCorrection(SQLModel, table=True):
+    """One amendment or voiding of a milestone, with the value it replaced (never deleted)."""
+
+    __tablename__ = "milestone_correction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    milestone_id: int = Field(foreign_key="milestone.id", index=True)
+    case_id: str = Field(foreign_key="cases.id", max_length=32, index=True)
+    action: str = Field(max_length=16)  # amend | void
+    old_occurred_at: datetime = Field(sa_type=UTCDateTime)
+    new_occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    old_note: str | None = Field(default=None, max_length=2000)
+    new_note: str | None = Field(default=None, max_length=2000)
+    reason: str = Field(max_length=2000)
+    by: str = Field(max_length=200)
+    by_id: str | None = Field(default=None, max_length=32)
+    signature_meaning: str = Field(max_length=200)
+    changed_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class Slot(SQLModel, table=True):

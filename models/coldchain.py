@@ -109,6 +109,9 @@ class Excursion(SQLModel, table=True):
     signed_by: str | None = Field(default=None, max_length=200)
     signed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     signature_meaning: str | None = Field(default=None, max_length=200)
+    # A signed excursion is frozen: later readings inside it open a new excursion that
+    # refers to the signed one here, for QA to review.
+    refers_to_id: int | None = Field(default=None)
 
 
 # ---- API schemas -------------------------------------------------------------------------

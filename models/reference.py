@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import sqlalchemy as sa
 from pydantic import AfterValidator, StringConstraints, model_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON
@@ -52,6 +53,10 @@ class Site(SiteBase, table=True):
     # Manufacturing sites: Cell Shuttles installed and batches each runs in parallel.
     shuttles: int | None = Field(default=None, ge=0)
     positions_per_shuttle: int | None = Field(default=None, ge=1)
+    # Treatment sites: thaw and infusion must carry a second person's key (data.verified_by).
+    require_second_verifier: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false()}
+    )
 
 
 class SitePublic(SiteBase):

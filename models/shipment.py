@@ -49,6 +49,8 @@ class Shipment(SQLModel, table=True):
     picked_up_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_by: str | None = Field(default=None, max_length=32)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancel_reason: str | None = Field(default=None, max_length=2000)
 
 
 class CustodyEvent(SQLModel, table=True):

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from app.db import Raw, utc_ms
-from app.errors import Invalid
+from app.errors import Forbidden, Invalid
 from app.services.audit import chain as audit
 from models.coldchain import Device
 from models.principal import Principal, Role
@@ -196,3 +196,16 @@ def authenticate(
         _LOADED.clear()
     _LOADED[principal_id] = (key_hash, principal)
     return principal
+
+
+def verify_signature(
+    session: Session, *, actor: Principal, credential: str, secret_key: str, now: datetime
+) -> None:
+    """An electronic signature: the signer re-enters their own key (21 CFR 11.200).
+
+    Every signing act (dispositions, holds, corrections, resolving a COI mismatch) calls
+    this; a key that is not the caller's own is refused and nothing is signed.
+    """
+    signer = authenticate(session, api_key=credential, secret_key=secret_key, now=now)
+    if signer is None or signer.id != actor.id:
+        raise Forbidden("the signature credential is not the signer's own key")

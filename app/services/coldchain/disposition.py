@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, NotFound
 from app.pagination import cursor_int, encode_cursor
 from app.services.access import principals
 from app.services.access.scope import shipment_scope
@@ -94,11 +94,13 @@ def sign_disposition(
     if exc is None:
         raise NotFound("no such excursion")
     # 21 CFR 11.200: the signer re-enters their credential for each signing.
-    signer = principals.authenticate(
-        session, api_key=request.signature.password_or_key, secret_key=secret_key, now=now
+    principals.verify_signature(
+        session,
+        actor=actor,
+        credential=request.signature.password_or_key,
+        secret_key=secret_key,
+        now=now,
     )
-    if signer is None or signer.id != actor.id:
-        raise Forbidden("the signature credential is not the signer's own key")
     if exc.disposition is not None:
         raise Conflict(f"already dispositioned: {exc.disposition}", code="already-dispositioned")
     before = {"disposition": None, "severity": exc.severity}
