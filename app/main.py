@@ -27,6 +27,7 @@ from app.routers import (
     epcis,
     excursions,
     fhir,
+    labels,
     metrics,
     ops,
     principals,
@@ -103,6 +104,7 @@ def create_app(
     for module in (
         reference,
         cases,
+        labels,
         capacity,
         shipments,
         readings,

@@ -37,6 +37,7 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", "/api/v1/cases"): ({"admin", "coordinator"}, False),
     ("GET", "/api/v1/cases"): (CASE_READERS, False),
     ("GET", "/api/v1/cases/{case_id}"): (CASE_READERS, True),
+    ("GET", "/api/v1/cases/{case_id}/label"): (CASE_READERS, True),
     ("POST", "/api/v1/cases/{case_id}/schedule"): ({"admin", "coordinator"}, True),
     ("POST", "/api/v1/cases/{case_id}/events"): ({"admin", "coordinator", "manufacturer"}, True),
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),

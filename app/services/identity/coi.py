@@ -55,9 +55,25 @@ class ScannedCoi:
     check: str | None  # the check character, when the scan or the typed text carried one
 
 
+COMPOUND_RE = re.compile(r"^=\+(\d{2})(\d{3})")
+
+
+def _from_compound(value: str) -> str:
+    """The DS040 structure of an ISBT 128 compound message (DS023: ``=+nnxxx`` then the
+    data structures, each with its data identifier), as scanned from a Data Matrix."""
+    match = COMPOUND_RE.match(value)
+    if match is None:
+        return value
+    at = value.find(BARCODE_DATA_IDENTIFIER, match.end())
+    if at < 0:
+        raise CoiFormatError("the compound message holds no chain-of-identity code (&/)")
+    return value[at : at + len(BARCODE_DATA_IDENTIFIER) + 15]
+
+
 def parse_scan(text: str) -> ScannedCoi:
-    """Read a COI as scanned (``&/`` barcode form) or typed (with or without its check char)."""
-    value = text.strip().upper()
+    """Read a COI as scanned (``&/`` barcode form, alone or in a compound message) or typed
+    (with or without its check character, with or without spaces)."""
+    value = _from_compound(text.strip().upper())
     if value.startswith(BARCODE_DATA_IDENTIFIER):
         value = value[len(BARCODE_DATA_IDENTIFIER) :]
     value = value.replace(" ", "")
