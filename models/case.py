@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as PField
 from sqlalchemy import JSON, Index, text
 from sqlmodel import Field, SQLModel
@@ -177,6 +177,28 @@ class CaseCreate(RequestModel):
         "never returned or logged."
     )
     planned_infusion_at: AwareDatetime | None = None
+
+
+class CaseListQuery(BaseModel):
+    """The worklist's filters (query parameters of ``GET /cases``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    site: Code | None = None
+    status: CaseStatus | None = None
+    route: Code | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = PField(
+        None,
+        description="A COI as scanned or typed (`&/`, check character, spaces or a compound "
+        "message), or 3 to 15 of its letters and digits.",
+    )
+    patient_ref: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = PField(
+        None, description="The hospital's patient reference, compared as its keyed hash."
+    )
+    created_from: AwareDatetime | None = PField(
+        None, alias="from", description="Registered at or after."
+    )
+    created_to: AwareDatetime | None = PField(None, alias="to", description="Registered before.")
 
 
 class CaseCreated(ResponseModel):

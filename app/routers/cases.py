@@ -27,7 +27,7 @@ from models.case import (
     CaseCreate,
     CaseCreated,
     CaseDetail,
-    CaseStatus,
+    CaseListQuery,
     CaseSummary,
     EventCreate,
     EventPublic,
@@ -78,16 +78,19 @@ def register_case(
 def list_cases(
     session: SessionDep,
     principal: Reader,
-    site: Annotated[str | None, Query(max_length=32)] = None,
-    state: Annotated[CaseStatus | None, Query(alias="status")] = None,
-    route: Annotated[str | None, Query(max_length=32)] = None,
+    settings: SettingsDep,
+    where: Annotated[CaseListQuery, Query()],
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CaseSummary]:
-    """List the cases the caller may see, newest first."""
-    after = time_cursor(cursor)
+    """List the cases the caller may see, newest first; find one by COI or patient reference."""
     rows = reads.list_cases(
-        session, principal=principal, site=site, status=state, route=route, after=after, limit=limit
+        session,
+        principal=principal,
+        where=where,
+        patient_key=settings.patient_hash_key.get_secret_value(),
+        after=time_cursor(cursor),
+        limit=limit,
     )
     items, next_cursor = page_of(rows, limit, lambda c: (c.created_at.isoformat(), c.id))
     return Page(items=[reads.summary(c) for c in items], next_cursor=next_cursor)
