@@ -11,6 +11,7 @@ from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
 from models.base import RequestModel, ResponseModel, UTCDateTime, utcnow
+from models.coldchain import Signature
 
 
 class AlertKind(StrEnum):
@@ -76,7 +77,25 @@ class AlertPublic(ResponseModel):
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
     resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolve_reason: str | None = None
+    # The message's structured form (app/services/alerts/messages.py renders it per language).
+    code: str | None = None
+    params: dict[str, Any] | None = None
 
 
 class AlertAck(RequestModel):
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class AlertResolve(RequestModel):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    # Required to resolve a coi_mismatch (QA re-enters their own key, 21 CFR 11.200).
+    signature: Signature | None = None
+
+
+class AlertStatusFilter(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+    all = "all"

@@ -1,39 +1,58 @@
-"""Alerts: list within scope, acknowledge."""
+"""Alerts: list within scope, acknowledge, resolve."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from app.deps import NowDep, SessionDep, committing, require_roles
+from app.deps import NowDep, SessionDep, SettingsDep, committing, require_roles
 from app.pagination import CursorQuery, IntId, LimitQuery
 from app.services import alerts
 from app.services.access.scope import ALERT_WATCHERS
-from models.alert import AlertAck, AlertKind, AlertPublic, AlertStatus, Severity
+from app.services.alerts.lifecycle import RESOLVERS, scoped_alert
+from models.alert import (
+    Alert,
+    AlertAck,
+    AlertKind,
+    AlertPublic,
+    AlertResolve,
+    AlertStatus,
+    AlertStatusFilter,
+    Severity,
+)
 from models.base import Page
 from models.principal import Principal
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 Watcher = Annotated[Principal, require_roles(*ALERT_WATCHERS)]
+Resolver = Annotated[Principal, require_roles(*RESOLVERS)]
+
+
+def load_alert(alert_id: IntId, session: SessionDep, principal: Resolver) -> Alert:
+    """The alert in the resolver's scope (404 otherwise), before the body is judged."""
+    return scoped_alert(session, actor=principal, alert_id=alert_id)
+
+
+ResolvableAlert = Annotated[Alert, Depends(load_alert)]
 
 
 @router.get("", response_model=Page[AlertPublic])
 def list_alerts(
     session: SessionDep,
     principal: Watcher,
-    status: AlertStatus | None = None,
+    status: AlertStatusFilter | None = None,
     kind: AlertKind | None = None,
     severity: Severity | None = None,
     case_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[AlertPublic]:
-    """Alerts on the cases and shipments the caller may see, newest first."""
+    """Alerts on the cases and shipments the caller may see, newest first (status=all: any)."""
     return alerts.list_for(
         session,
         actor=principal,
-        status=status,
+        status=None if status in (None, AlertStatusFilter.all) else AlertStatus(status),
         kind=kind,
         severity=severity,
         case_id=case_id,
@@ -54,5 +73,28 @@ def acknowledge(
     with committing(session):
         out = alerts.acknowledge(
             session, actor=principal, alert_id=alert_id, note=body.note, now=now
+        )
+    return out
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertPublic)
+def resolve(
+    alert: ResolvableAlert,
+    body: AlertResolve,
+    session: SessionDep,
+    principal: Resolver,
+    settings: SettingsDep,
+    now: NowDep,
+) -> AlertPublic:
+    """Resolve an alert with a reason; a coi_mismatch needs QA's signature."""
+    with committing(session):
+        out = alerts.close(
+            session,
+            actor=principal,
+            alert=alert,
+            reason=body.reason,
+            signature=body.signature,
+            secret_key=settings.secret_key.get_secret_value(),
+            now=now,
         )
     return out

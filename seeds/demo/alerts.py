@@ -18,8 +18,8 @@ from app.times import from_ms
 from models.alert import AlertKind, AlertStatus
 from seeds.demo.readings import UPLOAD_DELAY_MS
 
-# (first ms, last ms, severity, dedupe key, message, data)
-AlertSpec = tuple[int, int, str, str, str, dict[str, Any] | None]
+# (first ms, last ms, severity, dedupe key, message, data, code, params)
+AlertSpec = tuple[int, int, str, str, str, dict[str, Any] | None, str | None, dict[str, Any] | None]
 
 
 def alert_rows(
@@ -36,7 +36,7 @@ def alert_rows(
 ) -> list[dict[str, Any]]:
     """Alert rows for a shipment's detector results; closed cases' ones reviewed by QA."""
     rows = []
-    for first_ms, last_ms, severity, key, message, data in detector_alerts(
+    for first_ms, last_ms, severity, key, message, data, code, params in detector_alerts(
         shipment_id=shipment_id, profile=profile, rules=rules, state=state, excursions=excursions
     ):
         updated = from_ms(min(last_ms + UPLOAD_DELAY_MS, now_ms))
@@ -50,6 +50,8 @@ def alert_rows(
                 "shipment_id": shipment_id,
                 "dedupe_key": key,
                 "message": message,
+                "code": code,
+                "params": params,
                 "data": data,
                 "created_at": from_ms(min(first_ms + UPLOAD_DELAY_MS, now_ms)),
                 "updated_at": done or updated,
@@ -57,6 +59,8 @@ def alert_rows(
                 "acknowledged_by": "demo QA" if historic else None,
                 "ack_note": None,
                 "resolved_at": done,
+                "resolved_by": "demo QA" if historic else None,
+                "resolve_reason": "excursion reviewed and dispositioned" if historic else None,
             }
         )
     return rows
@@ -82,6 +86,8 @@ def detector_alerts(
                     spec.dedupe_key,
                     spec.message,
                     spec.data,
+                    spec.code,
+                    spec.params,
                 )
             )
     last_ms = state.last_ts_ms or 0
@@ -89,6 +95,15 @@ def detector_alerts(
         shipment_id=shipment_id, case_id=None, rules=rules, state=state
     ):
         out.append(
-            (last_ms, last_ms, spec.severity.value, spec.dedupe_key, spec.message, spec.data)
+            (
+                last_ms,
+                last_ms,
+                spec.severity.value,
+                spec.dedupe_key,
+                spec.message,
+                spec.data,
+                spec.code,
+                spec.params,
+            )
         )
     return out

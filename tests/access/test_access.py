@@ -51,6 +51,10 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         {"admin", "qa", "coordinator", "manufacturer", "courier"},
         True,
     ),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): (
+        {"admin", "qa", "coordinator", "manufacturer"},
+        True,
+    ),
     ("GET", "/api/v1/slots/availability"): (ALL, False),
     ("GET", "/api/v1/metrics/turnaround"): (ALL - {"courier"}, False),
     ("GET", "/api/v1/metrics/routes/compare"): (ALL - {"courier"}, False),

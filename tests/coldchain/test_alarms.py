@@ -46,12 +46,14 @@ def test_the_demo_words_detector_alerts_as_the_rules_do(
     ]
     specs += alarms.shipment_level(shipment_id=SHIPMENT, case_id="c", rules=rules, state=state)
     expected = [
-        (severity, key, message, data)
-        for _, _, severity, key, message, data in detector_alerts(
+        (severity, key, message, data, code, params)
+        for _, _, severity, key, message, data, code, params in detector_alerts(
             shipment_id=SHIPMENT, profile=profile, rules=rules, state=state, excursions=excursions
         )
     ]
-    assert [(s.severity.value, s.dedupe_key, s.message, s.data) for s in specs] == expected
+    assert [
+        (s.severity.value, s.dedupe_key, s.message, s.data, s.code, s.params) for s in specs
+    ] == expected
     assert [s.dedupe_key.split(":")[0] for s in specs] == kinds
 
 

@@ -128,7 +128,7 @@ def _actions(database: Database, monkeypatch: pytest.MonkeyPatch, now: datetime)
         acted.add(("raise", kwargs["dedupe_key"]))
         return Alert(id=0)
 
-    def resolved(_session: Any, *, dedupe_key: str, now: datetime) -> None:
+    def resolved(_session: Any, *, dedupe_key: str, now: datetime, **_: Any) -> None:
         acted.add(("resolve", dedupe_key))
 
     with monkeypatch.context() as patch:

@@ -178,7 +178,8 @@ def test_delay_alerts_at_risk_then_breached_then_resolved(api: Api, database: Da
     j.step("received_at_manufacturing")
     delays.delay_sweep(database, now=j.t + timedelta(minutes=1))
     statuses = {a["kind"]: a["status"] for a in api.get("ncc", "/api/v1/alerts").json()["items"]}
-    assert statuses == {"delay_at_risk": "resolved", "delay_breached": "resolved"}
+    # The prediction is moot once the milestone happens; the missed target is for a person.
+    assert statuses == {"delay_at_risk": "resolved", "delay_breached": "open"}
 
 
 def test_slot_conflict_when_the_material_will_miss_its_slot(api: Api, database: Database) -> None:

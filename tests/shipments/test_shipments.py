@@ -159,7 +159,7 @@ def test_alerts_are_acknowledged_once_and_audited(api: Api) -> None:
     assert api.post("kyoto", f"/api/v1/alerts/{alert['id']}/ack", {}).status_code == 404
     assert api.get("ncc", "/api/v1/alerts?status=open").json()["items"] == []
     actions = [e["action"] for e in api.get("admin", "/api/v1/audit?entity=alert").json()["items"]]
-    assert actions == ["alert.acknowledged"]
+    assert actions == ["alert.raised", "alert.acknowledged"]  # raising is audited too
 
 
 def test_coordinator_registers_only_for_its_own_site(api: Api) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.services.alerts import lifecycle
+from app.services.alerts import lifecycle, messages
 from app.services.coldchain.detector import Exc, Rules, State
 from app.times import from_ms
 from models.alert import Alert, AlertKind, Severity
@@ -41,7 +41,10 @@ HOLD_SAFETY_FACTOR = 0.7  # real dry shippers vary by up to 40 % from their rate
 
 @dataclass(frozen=True)
 class AlertSpec:
-    """An alert as a rule words it; ``raise_spec`` opens or refreshes it."""
+    """An alert as a rule words it; ``raise_spec`` opens or refreshes it.
+
+    ``message`` is ``code`` and ``params`` rendered in English (``worded`` builds it so).
+    """
 
     kind: AlertKind
     severity: Severity
@@ -50,6 +53,34 @@ class AlertSpec:
     case_id: str | None = None
     shipment_id: str | None = None
     data: dict[str, Any] | None = None
+    code: str | None = None
+    params: dict[str, Any] | None = None
+
+    @classmethod
+    def worded(
+        cls,
+        *,
+        kind: AlertKind,
+        severity: Severity,
+        dedupe_key: str,
+        code: str,
+        params: dict[str, Any],
+        case_id: str | None = None,
+        shipment_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> AlertSpec:
+        """The spec of a catalogued alert, its English message rendered from code and params."""
+        return cls(
+            kind=kind,
+            severity=severity,
+            dedupe_key=dedupe_key,
+            message=messages.render(code, params, lang="en", tz="UTC"),
+            case_id=case_id,
+            shipment_id=shipment_id,
+            data=data,
+            code=code,
+            params=params,
+        )
 
 
 def raise_spec(session: Session, spec: AlertSpec, *, now: datetime) -> Alert:
@@ -59,6 +90,8 @@ def raise_spec(session: Session, spec: AlertSpec, *, now: datetime) -> Alert:
         kind=spec.kind,
         severity=spec.severity,
         message=spec.message,
+        code=spec.code,
+        params=spec.params,
         now=now,
         case_id=spec.case_id,
         shipment_id=spec.shipment_id,
@@ -77,15 +110,20 @@ def excursion(
     if exc.severity == "warning" and not warn_band:
         return None
     minutes = exc.duration_ms / 60_000
-    state = "closed" if exc.ended_ms is not None else "ongoing"
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.temperature_excursion,
         severity=Severity(exc.severity),
         dedupe_key=f"excursion:{shipment_id}:{exc.started_ms}",
-        message=(
-            f"{exc.kind.replace('_', ' ')} temperature excursion on shipment {shipment_id[:8]} "
-            f"({profile}): peak {exc.peak_c:.1f} °C, {minutes:.0f} min, {state}"
-        ),
+        code="coldchain.excursion",
+        params={
+            "shipment_id": shipment_id,
+            "profile": profile,
+            "excursion_kind": exc.kind,
+            "started_at": messages.instant(from_ms(exc.started_ms)),
+            "peak_c": round(exc.peak_c, 1),
+            "duration_min": round(minutes),
+            "closed": exc.ended_ms is not None,
+        },
         case_id=case_id,
         shipment_id=shipment_id,
         data={
@@ -120,14 +158,16 @@ def budget(
     if rules.budget_ms is None or not budget_used_up(rules, state):
         return None
     total = state.oor_total_ms()
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.temperature_excursion,
         severity=Severity.major,
         dedupe_key=f"budget:{shipment_id}",
-        message=(
-            f"shipment {shipment_id[:8]} has been out of range {total / 60_000:.0f} min in "
-            f"total (budget {rules.budget_ms / 60_000:.0f} min)"
-        ),
+        code="coldchain.budget",
+        params={
+            "shipment_id": shipment_id,
+            "out_of_range_min": round(total / 60_000),
+            "budget_min": round(rules.budget_ms / 60_000),
+        },
         case_id=case_id,
         shipment_id=shipment_id,
     )
@@ -138,14 +178,16 @@ def mkt(*, shipment_id: str, case_id: str | None, rules: Rules, state: State) ->
     mkt_c = state.mkt_c()
     if rules.mkt_limit_c is None or mkt_c is None or not mkt_over_limit(rules, state):
         return None
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.temperature_excursion,
         severity=Severity(rules.mkt_severity),
         dedupe_key=f"mkt:{shipment_id}",
-        message=(
-            f"mean kinetic temperature of shipment {shipment_id[:8]} is {mkt_c:.2f} °C "
-            f"(limit {rules.mkt_limit_c:.1f} °C)"
-        ),
+        code="coldchain.mkt",
+        params={
+            "shipment_id": shipment_id,
+            "mkt_c": round(mkt_c, 2),
+            "limit_c": round(rules.mkt_limit_c, 1),
+        },
         case_id=case_id,
         shipment_id=shipment_id,
     )
@@ -174,14 +216,17 @@ def loss_of_signal(
     if last_at is None or now - last_at <= timedelta(minutes=max_gap_min):
         return None
     minutes = (now - last_at).total_seconds() / 60
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.loss_of_signal,
         severity=Severity.major,
         dedupe_key=signal_key(shipment_id),
-        message=(
-            f"no reading from shipment {shipment_id[:8]} for {minutes:.0f} min "
-            f"(limit {max_gap_min:.0f} min)"
-        ),
+        code="coldchain.loss_of_signal",
+        params={
+            "shipment_id": shipment_id,
+            "last_reading_at": messages.instant(last_at),
+            "silent_min": round(minutes),
+            "limit_min": round(max_gap_min),
+        },
         case_id=case_id,
         shipment_id=shipment_id,
         data={"last_reading_at": last_at.isoformat()},
@@ -198,15 +243,18 @@ def hold_time(
     """The trip, as planned, outlasts the safe share of a dry shipper's hold time."""
     if elapsed_h + remaining_h <= hold_h * HOLD_SAFETY_FACTOR:
         return None
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.hold_time_at_risk,
         severity=Severity.major,
         dedupe_key=f"hold:{shipment_id}",
-        message=(
-            f"dry shipper on shipment {shipment_id[:8]}: {elapsed_h:.0f} h elapsed "
-            f"+ {remaining_h:.0f} h to go exceeds {HOLD_SAFETY_FACTOR:.0%} of its "
-            f"{hold_h:.0f} h hold time"
-        ),
+        code="coldchain.hold_time",
+        params={
+            "shipment_id": shipment_id,
+            "elapsed_h": round(elapsed_h),
+            "remaining_h": round(remaining_h),
+            "safe_pct": round(HOLD_SAFETY_FACTOR * 100),
+            "hold_h": round(hold_h),
+        },
         case_id=case_id,
         shipment_id=shipment_id,
     )
@@ -224,15 +272,18 @@ def fresh_stability(
     """Fresh material arrives past its stability limit (critical once already past it)."""
     if age_h + remaining_h <= limit_h:
         return None
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.hold_time_at_risk,
         severity=Severity.critical if age_h > limit_h else Severity.major,
         dedupe_key=f"fresh:{shipment_id}",
-        message=(
-            f"fresh apheresis material for case {coi}: {age_h:.1f} h "
-            f"since collection, {remaining_h:.1f} h to go, "
-            f"stability limit {limit_h:.0f} h"
-        ),
+        code="coldchain.fresh_stability",
+        params={
+            "shipment_id": shipment_id,
+            "coi": coi,
+            "age_h": round(age_h, 1),
+            "remaining_h": round(remaining_h, 1),
+            "limit_h": round(limit_h),
+        },
         case_id=case_id,
         shipment_id=shipment_id,
     )
@@ -243,19 +294,21 @@ def thaw_window(
 ) -> AlertSpec | None:
     """Thawed product not yet infused: late to start, then expired."""
     if minutes > expiry_min:
-        severity, what = Severity.critical, "has expired"
+        severity, code = Severity.critical, "coldchain.thaw_window.expired"
     elif minutes > start_min:
-        severity, what = Severity.major, "is past its infusion start window"
+        severity, code = Severity.major, "coldchain.thaw_window.late"
     else:
         return None
-    return AlertSpec(
+    return AlertSpec.worded(
         kind=AlertKind.thaw_window,
         severity=severity,
         dedupe_key=f"thaw:{case_id}",
-        message=(
-            f"case {coi}: product thawed {minutes:.0f} min ago {what} "
-            f"(start within {start_min:.0f} min, expires after "
-            f"{expiry_min:.0f} min)"
-        ),
+        code=code,
+        params={
+            "coi": coi,
+            "minutes": round(minutes),
+            "start_min": round(start_min),
+            "expiry_min": round(expiry_min),
+        },
         case_id=case_id,
     )

@@ -230,5 +230,8 @@ def thaw_clock(session: Session, *, now: datetime) -> int:
         )
     ):
         if alert.case_id not in thawed_ids:
-            resolve(session, dedupe_key=alert.dedupe_key or "", now=now)
+            # Infused (or cancelled): the product's clock has stopped.
+            stopped = session.get(Case, alert.case_id) if alert.case_id else None
+            why = f"case {stopped.status}" if stopped is not None else "case no longer thawed"
+            alerts.resolve(session, alert=alert, now=now, reason=why)
     return raised

@@ -18,6 +18,7 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.services.alerts import lifecycle as alerts
+from app.services.alerts import messages
 from app.services.delays import checks, routes
 from app.services.delays.checks import ACTIVE, SLOT_GRACE, at_risk_key, breached_key, slot_key
 from app.services.delays.targets import TARGETS
@@ -48,7 +49,24 @@ class Outcome:
 def candidates(session: Session, *, now: datetime) -> list[str]:
     """The cases a delay rule may act on at ``now``, or whose stored check must be redone."""
     parameters = checks.digest(routes.load_models(session), routes.process_hours(session))
-    return sorted(checks.due(session, parameters=parameters, now=now))
+    return sorted(checks.due(session, parameters=parameters, now=now) | ended(session))
+
+
+def ended(session: Session) -> set[str]:
+    """Cases no longer in progress (infused, cancelled, failed, ...) with an unresolved
+    at-risk or slot alert: a prediction about a journey that stopped is moot."""
+    a = Alert.__table__.c  # type: ignore[attr-defined]
+    rows = session.execute(
+        select_columns(a.case_id)
+        .join(CASES, CASES.c.id == a.case_id)
+        .where(
+            a.kind.in_([AlertKind.delay_at_risk.value, AlertKind.slot_conflict.value]),
+            a.status != AlertStatus.resolved.value,
+            CASES.c.status.not_in([s.value for s in ACTIVE]),
+        )
+        .distinct()
+    )
+    return {case_id for (case_id,) in rows}
 
 
 def run(session: Session, *, case_ids: Sequence[str], now: datetime) -> int:
@@ -89,11 +107,26 @@ def apply_rules(
     """The exact rules for some cases (those still active), whatever their stored checks."""
     out = Outcome()
     t = CASES.c
-    cases = session.execute(
-        select_columns(t.id, t.route, t.product, t.coi, t.apheresis_at).where(
-            t.status.in_([s.value for s in ACTIVE]), t.id.in_(list(case_ids))
+    found = session.execute(
+        select_columns(t.id, t.route, t.product, t.coi, t.apheresis_at, t.status).where(
+            t.id.in_(list(case_ids))
         )
     ).all()
+    active = [s.value for s in ACTIVE]
+    cases = [row[:5] for row in found if row[5] in active]
+    for case_id, *_, status in found:
+        if status not in active:
+            for name, *_ in TARGETS:
+                key = at_risk_key(case_id, name)
+                _close(session, out, key=key, open_keys=open_keys, now=now, why=f"case {status}")
+            _close(
+                session,
+                out,
+                key=slot_key(case_id),
+                open_keys=open_keys,
+                now=now,
+                why=f"case {status}",
+            )
     times = routes.milestone_times(session, [c[0] for c in cases])
     slots = dict(
         session.exec(
@@ -118,8 +151,10 @@ def apply_rules(
             limit = model.target(name)
             keys = (at_risk_key(case_id, name), breached_key(case_id, name))
             if end in actual:
-                for key in keys:
-                    _close(session, out, key=key, open_keys=open_keys, now=now)
+                # The prediction is moot; a missed target stays open for a person to close.
+                _close(
+                    session, out, key=keys[0], open_keys=open_keys, now=now, why=f"{end} recorded"
+                )
                 continue
             if limit is None or start not in actual:
                 continue
@@ -129,26 +164,25 @@ def apply_rules(
             if key in open_keys or not (breached or predicted[end] > target_at):
                 continue
             late = {"target": name, "target_at": target_at.isoformat()}
-            milestone = end.replace("_", " ")
+            params = {
+                "coi": coi,
+                "milestone": end,
+                "target": name,
+                "target_at": messages.instant(target_at),
+            }
             if breached:
-                kind, severity = AlertKind.delay_breached, Severity.major
-                message = (
-                    f"case {coi}: {milestone} was due by {_fmt(target_at)} ({name} target) "
-                    "and has not happened"
-                )
+                kind, severity, code = AlertKind.delay_breached, Severity.major, "delay.breached"
             else:
-                kind, severity = AlertKind.delay_at_risk, Severity.warning
-                message = (
-                    f"case {coi}: {milestone} predicted {_fmt(predicted[end])}, "
-                    f"after its {name} target {_fmt(target_at)}"
-                )
+                kind, severity, code = AlertKind.delay_at_risk, Severity.warning, "delay.at_risk"
                 late["predicted_at"] = predicted[end].isoformat()
+                params["predicted_at"] = messages.instant(predicted[end])
             _open(
                 session,
                 out,
                 kind=kind,
                 severity=severity,
-                message=message,
+                code=code,
+                params=params,
                 case_id=case_id,
                 key=key,
                 now=now,
@@ -172,7 +206,8 @@ def _slot_conflict(
 ) -> None:
     key = slot_key(case_id)
     if "received_at_manufacturing" in actual or slot_start is None:
-        _close(session, out, key=key, open_keys=open_keys, now=now)
+        why = "material received" if slot_start is not None else "no slot reserved"
+        _close(session, out, key=key, open_keys=open_keys, now=now, why=why)
         return
     arrival = predicted["received_at_manufacturing"]
     if arrival > slot_start + SLOT_GRACE and key not in open_keys:
@@ -181,8 +216,12 @@ def _slot_conflict(
             out,
             kind=AlertKind.slot_conflict,
             severity=Severity.major,
-            message=f"case {coi}: material predicted at the factory {_fmt(arrival)}, "
-            f"its manufacturing slot opens {_fmt(slot_start)}",
+            code="delay.slot_conflict",
+            params={
+                "coi": coi,
+                "predicted_at": messages.instant(arrival),
+                "slot_start_at": messages.instant(slot_start),
+            },
             case_id=case_id,
             key=key,
             now=now,
@@ -195,7 +234,8 @@ def _open(
     *,
     kind: AlertKind,
     severity: Severity,
-    message: str,
+    code: str,
+    params: dict[str, Any],
     case_id: str,
     key: str,
     now: datetime,
@@ -205,7 +245,8 @@ def _open(
         session,
         kind=kind,
         severity=severity,
-        message=message,
+        code=code,
+        params=params,
         now=now,
         case_id=case_id,
         dedupe_key=key,
@@ -214,20 +255,18 @@ def _open(
     out.opened.append((case_id, alert.id or 0))
 
 
-def _close(session: Session, out: Outcome, *, key: str, open_keys: set[str], now: datetime) -> None:
+def _close(
+    session: Session, out: Outcome, *, key: str, open_keys: set[str], now: datetime, why: str
+) -> None:
     if key in open_keys:
-        _resolve(session, dedupe_key=key, now=now)
+        _resolve(session, dedupe_key=key, now=now, reason=why)
         out.closed.add(key)
 
 
-def _resolve(session: Session, *, dedupe_key: str, now: datetime) -> None:
+def _resolve(session: Session, *, dedupe_key: str, now: datetime, reason: str) -> None:
     for alert in session.exec(
         select(Alert).where(
             Alert.dedupe_key == dedupe_key, col(Alert.status) != AlertStatus.resolved
         )
     ):
-        alerts.resolve(session, alert=alert, now=now)
-
-
-def _fmt(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M UTC")
+        alerts.resolve(session, alert=alert, now=now, reason=reason)

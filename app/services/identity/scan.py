@@ -81,9 +81,8 @@ def record_mismatch(session: Session, *, mismatch: Mismatch) -> None:
         session,
         kind=AlertKind.coi_mismatch,
         severity=Severity.critical,
-        message=(
-            f"COI mismatch at {m.step}: label {m.presented} presented for case COI {m.expected}"
-        ),
+        code="identity.coi_mismatch",
+        params=dict(facts),
         now=m.at,
         case_id=m.case_id,
         shipment_id=m.shipment_id,

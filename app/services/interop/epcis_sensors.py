@@ -105,8 +105,14 @@ def raise_alarms(
             session,
             kind=AlertKind.temperature_excursion,
             severity=ALARM_SEVERITY.get(alarm.exception, Severity.warning),
-            message=f"EPCIS {alarm.exception} from the {alarm.measurement} sensor {device} "
-            f"at {at}" + (f" ({alarm.detail[:200]})" if alarm.detail else ""),
+            code="interop.epcis_alarm",
+            params={
+                "exception": alarm.exception,
+                "measurement": alarm.measurement,
+                "device_id": device,
+                "at": at,
+                "detail": alarm.detail[:200] if alarm.detail else None,
+            },
             now=now,
             case_id=shipment.case_id,
             shipment_id=shipment.id,
