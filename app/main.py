@@ -24,6 +24,7 @@ from app.routers import (
     capacity,
     cases,
     coi,
+    corrections,
     epcis,
     excursions,
     fhir,
@@ -103,6 +104,7 @@ def create_app(
     for module in (
         reference,
         cases,
+        corrections,
         capacity,
         shipments,
         readings,
