@@ -334,3 +334,26 @@ def test_voiding_a_cancellation_reopens_the_case_with_its_slot(api: Api) -> None
     assert r.status_code == 201, r.text
     case = case_of(api, j.case["id"])
     assert (case["status"], case["closed_at"], case["slot"]) == ("collected", None, slot)
+
+
+def test_a_recollection_keeps_its_place_after_the_failed_cycle_and_is_not_voided(
+    api: Api,
+) -> None:
+    j = Journey(api)
+    j.schedule()
+    j.step("collected")
+    shipment = j.ship("to_manufacturing", "FRESH_2_8")
+    j.custody(shipment, "picked_up")
+    j.custody(shipment, "delivered")
+    j.step("received_at_manufacturing")
+    j.step("manufacturing_started", coi=False)
+    failed = j.step("manufacturing_failed", hours=48, coi=False)
+    r = event(api, "ncc", j.case, "recollection", j.at(hours=24), j.site)
+    assert r.status_code == 201, r.text
+    cid, again = j.case["id"], r.json()
+    before_failure = at(failed["occurred_at"]) - timedelta(hours=1)
+    r = correct(api, "ncc", cid, again["id"], action="amend", occurred_at=iso(before_failure))
+    assert r.status_code == 409 and "manufacturing_failed" in r.json()["detail"]
+    r = correct(api, "ncc", cid, again["id"], action="void")
+    assert r.status_code == 409 and r.json()["code"] == "not-voidable"
+    assert case_of(api, cid)["status"] == "apheresis_scheduled"

@@ -4,7 +4,7 @@
 holds the corrected value and a ``milestone_correction`` row keeps the value it replaced; a
 voided one stays, marked ``voided``, and counts for nothing (state, durations, metrics,
 predictions). The physical order still holds afterwards: recorded milestones were accepted
-in order, so a milestone's neighbours are those recorded just before and after it.
+in order, so a milestone's neighbours are the valid ones recorded just before and after it.
 """
 
 from __future__ import annotations
@@ -178,12 +178,10 @@ def _authorise(actor: Principal, milestone: Row) -> None:
 
 
 def _neighbours(session: Session, milestone: Row) -> tuple[Row | None, Row | None]:
-    """The valid physical milestones recorded just before and after it, in its cycle."""
-    same = (
-        Row.case_id == milestone.case_id,
-        Row.cycle == milestone.cycle,
-        Row.status != VOIDED,
-    )
+    """The valid physical milestones recorded just before and after it. Every event was
+    accepted in physical order across the whole case, so a recollection's neighbour is the
+    failure of the cycle before it."""
+    same = (Row.case_id == milestone.case_id, Row.status != VOIDED)
     before = session.exec(
         select(Row).where(*same, col(Row.id) < milestone.id).order_by(col(Row.id).desc())
     ).first()
