@@ -6,12 +6,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, model_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, Index, text
 from sqlmodel import Field, SQLModel
 
 from models.base import RequestModel, ResponseModel, UTCDateTime, new_id, utcnow
+from models.coldchain import Signature
 
 
 class CaseStatus(StrEnum):
@@ -242,7 +243,19 @@ class EventCreate(RequestModel):
     data: dict[str, Any] | None = None
 
 
+class MilestoneHistory(ResponseModel):
+    """A value a milestone held before a correction, and who changed it when and why."""
+
+    occurred_at: datetime
+    note: str | None = None
+    changed_at: datetime
+    by: str
+    reason: str
+    action: str
+
+
 class MilestonePublic(ResponseModel):
+    id: int
     type: str
     occurred_at: datetime
     recorded_at: datetime
@@ -250,6 +263,10 @@ class MilestonePublic(ResponseModel):
     actor: str
     cycle: int
     note: str | None = None
+    status: str = PField("valid", description="valid | amended | voided")
+    history: list[MilestoneHistory] | None = PField(
+        None, description="Earlier values of a corrected milestone, oldest first."
+    )
 
 
 class EventPublic(MilestonePublic):
@@ -308,3 +325,29 @@ class CaseDetail(CaseSummary):
         "since_collection_d while not yet infused."
     )
     slot: SlotPublic | None
+
+
+# ---- Corrections (21 CFR 11.10(e): a change never obscures what was recorded) ------------
+
+
+class CorrectionRequest(RequestModel):
+    action: Literal["amend", "void"]
+    occurred_at: AwareDatetime | None = PField(None, description="amend: the corrected time")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = PField(
+        None, description="amend: the corrected note"
+    )
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    signature: Signature
+
+    @model_validator(mode="after")
+    def _values_fit_the_action(self) -> CorrectionRequest:
+        if self.action == "amend" and self.occurred_at is None and self.note is None:
+            raise ValueError("an amendment needs occurred_at and/or note")
+        if self.action == "void" and (self.occurred_at is not None or self.note is not None):
+            raise ValueError("a void changes no value: leave out occurred_at and note")
+        return self
+
+
+class MilestoneCorrected(MilestonePublic):
+    case_id: str
+    case_status: str

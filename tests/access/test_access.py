@@ -40,6 +40,10 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/cases/{case_id}/label"): (CASE_READERS, True),
     ("POST", "/api/v1/cases/{case_id}/schedule"): ({"admin", "coordinator"}, True),
     ("POST", "/api/v1/cases/{case_id}/events"): ({"admin", "coordinator", "manufacturer"}, True),
+    ("POST", "/api/v1/cases/{case_id}/milestones/{milestone_id}/corrections"): (
+        CASE_READERS,
+        True,
+    ),
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),
     ("GET", "/api/v1/shipments/{shipment_id}"): (CASE_READERS | {"courier"}, True),
     ("POST", "/api/v1/shipments/{shipment_id}/custody"): (
@@ -142,6 +146,7 @@ def world(api: Api) -> dict[str, Any]:
         "t": j.t,
         "delivery_id": "0" * 32,
         "excursion_id": 1,
+        "milestone_id": 1,
     }
 
 

@@ -16,6 +16,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Invalid
+from app.services.alerts import lifecycle as alerts
+from app.services.delays.checks import receipt_slot_key
+from app.times import iso_z
+from models.alert import AlertKind, Severity
 from models.case import Case, Slot
 from models.reference import Product, Route, RouteLeg, Site
 
@@ -140,6 +144,73 @@ def release_slots(session: Session, *, case: Case) -> None:
         slot.status = "released"
         session.add(slot)
     session.flush()
+
+
+def follow_receipt(
+    session: Session, *, case: Case, received_at: datetime, now: datetime
+) -> Slot | None:
+    """Move the case's reserved slot to start when its material was actually received.
+
+    The slot keeps its length. The material is there, so the move stands even when the
+    factory has no free position then; a ``slot_conflict`` alert asks a planner to resolve it.
+    """
+    slot = current_slot(session, case_id=case.id)
+    if slot is None:
+        return None
+    length = slot.end_at - slot.start_at
+    if (slot.start_at, slot.end_at) != (received_at, received_at + length):
+        slot.start_at, slot.end_at = received_at, received_at + length
+        session.add(slot)
+        session.flush()
+    _check_fit(session, case=case, slot=slot, now=now, why=f"received {iso_z(received_at)}")
+    return slot
+
+
+def reinstate(session: Session, *, case: Case, now: datetime) -> Slot | None:
+    """Reserve again the slot a voided cancellation or failure released (conflict if full)."""
+    if current_slot(session, case_id=case.id) is not None:
+        return None
+    slot = session.exec(
+        select(Slot)
+        .where(Slot.case_id == case.id, Slot.status == "released")
+        .order_by(col(Slot.id).desc())
+    ).first()
+    if slot is None:
+        return None
+    slot.status = "reserved"
+    session.add(slot)
+    session.flush()
+    _check_fit(session, case=case, slot=slot, now=now, why="slot reinstated")
+    return slot
+
+
+def _check_fit(session: Session, *, case: Case, slot: Slot, now: datetime, why: str) -> None:
+    """Raise (or, once it fits again, resolve) the case's slot_conflict for an imposed slot."""
+    site = session.exec(
+        select(Site).where(Site.code == slot.site).with_for_update(key_share=True)
+    ).one()
+    others = [
+        s for s in _reserved(session, site.code, slot.start_at, slot.end_at) if s.id != slot.id
+    ]
+    key = receipt_slot_key(case.id)
+    if peak_load(others, slot.start_at, slot.end_at) < positions(site):
+        alerts.resolve_key(session, dedupe_key=key, now=now)
+        return
+    alerts.raise_alert(
+        session,
+        kind=AlertKind.slot_conflict,
+        severity=Severity.major,
+        message=f"case {case.coi}: {why}; factory {site.code} has no free position for its "
+        f"slot {iso_z(slot.start_at)} - {iso_z(slot.end_at)}",
+        now=now,
+        case_id=case.id,
+        dedupe_key=key,
+        data={
+            "factory": site.code,
+            "start_at": iso_z(slot.start_at),
+            "end_at": iso_z(slot.end_at),
+        },
+    )
 
 
 def current_slot(session: Session, *, case_id: str) -> Slot | None:

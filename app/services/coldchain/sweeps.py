@@ -146,7 +146,7 @@ def _expected_transit_h(session: Session, shipment: Shipment, case: Case) -> flo
 def _latest_milestone(session: Session, case_id: str, type_: str) -> datetime | None:
     return session.exec(
         select(Milestone.occurred_at)
-        .where(Milestone.case_id == case_id, Milestone.type == type_)
+        .where(Milestone.case_id == case_id, Milestone.type == type_, Milestone.status != "voided")
         .order_by(col(Milestone.occurred_at).desc())
     ).first()
 

@@ -5,11 +5,16 @@ at ``max(A, now + B)`` with A and B fixed by the case's milestones, slot and rou
 be absent). Every raise rule therefore holds on an interval of time that starts at a fixed
 instant: delay_at_risk once ``max(A, now + B)`` passes the due time (up to the due time),
 delay_breached after the due time, slot_conflict once the predicted arrival passes the slot
-plus its grace. After the sweep has applied the exact rules (sweep.py) to a case at
-``s``, nothing can be left to raise there until the next such start after ``s``, and nothing
-to resolve until a milestone, a slot or an alert changes. The sweep stores that next start
+plus its grace. After the sweep has applied the exact rules (sweep.py) to a case at ``s``,
+nothing can be left to raise there until the next such start after ``s``, and nothing to
+resolve until a milestone, a slot or an alert changes. The sweep stores that next start
 with a fingerprint of those inputs, and later looks only at cases whose start has come, whose
 fingerprint differs, or whose row was written at a later instant than the sweep's own.
+
+Two inputs escape the fingerprint. A shipment in transit is predicted from its live position,
+which moves with every reading: such a case is looked at again within LIVE_RECHECK. A
+corrected milestone keeps its id: the correction deletes the case's row (forget), so the
+next sweep redoes it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ ACTIVE = (
     CaseStatus.thawed,
 )
 SLOT_GRACE = timedelta(hours=12)  # arrival this much after the slot opens misses it
+# How stale a prediction from a shipment's live position may get: a logger reports every
+# 5–10 min, and each reading may move the ETA.
+LIVE_RECHECK = timedelta(minutes=30)
 KINDS = ("delay_at_risk", "delay_breached", "slot_conflict")
 # Bump when the rules or this module's reading of them change: every stored row is redone.
 RULES_VERSION = 1
@@ -64,6 +72,12 @@ def breached_key(case_id: str, target: str) -> str:
 
 def slot_key(case_id: str) -> str:
     return f"slot:{case_id}"
+
+
+def receipt_slot_key(case_id: str) -> str:
+    """The slot_conflict of a slot moved to the actual receipt into a full factory; the sweep
+    closes ``slot_key`` at receipt, so this one has a key of its own."""
+    return f"slot_full:{case_id}"
 
 
 def digest(models: dict[str, routes.RouteModel], process: dict[str, float]) -> str:
@@ -97,8 +111,13 @@ def next_check(
     slot_start_at: datetime | None,
     process_h: float,
     now: datetime,
+    eta: dict[str, datetime] | None = None,
 ) -> datetime | None:
-    """The first instant after ``now`` at which a raise rule can start to hold (None: never)."""
+    """The first instant after ``now`` at which a raise rule can start to hold (None: never).
+
+    A shipment in transit (``eta``) moves with every reading, which the stored inputs do not
+    see: such a case is looked at again within LIVE_RECHECK.
+    """
     lines = _lines(
         lambda t: routes.predict(
             model,
@@ -107,6 +126,7 @@ def next_check(
             apheresis_at=apheresis_at,
             slot_start_at=slot_start_at,
             process_h=process_h,
+            eta=eta,
         )
     )
 
@@ -131,6 +151,8 @@ def next_check(
         conflict = crossing("received_at_manufacturing", slot_start_at + SLOT_GRACE)
         if conflict is not None:
             starts.append(conflict)
+    if eta:
+        starts.append(now + LIVE_RECHECK)
     # A start at or before ``now`` was in force at ``now``: the rules have just dealt with it.
     return min((t for t in starts if t >= now - MARGIN), default=None)
 
@@ -182,6 +204,12 @@ def _statement(postgresql: bool) -> TextClause:
         "SELECT c.id FROM cases c LEFT JOIN case_delay_check k ON k.case_id = c.id "  # noqa: S608
         f"{joins}WHERE c.status IN ({active}) AND ({' OR '.join(checks)})"
     )
+
+
+def forget(session: Session, *, case_id: str) -> None:
+    """Drop a case's stored check, so the next sweep applies the rules to it again."""
+    table = CaseDelayCheck.__table__  # type: ignore[attr-defined]
+    session.execute(delete(table).where(table.c.case_id == case_id))
 
 
 def due(session: Session, *, parameters: str, now: datetime) -> set[str]:

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Table, func
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.times import as_utc, from_ms
 from integrations.geo import distance_km, travel_hours
 from models.case import Case, Milestone
+from models.coldchain import ShipmentState
 from models.reference import Product, Route, RouteLeg, Site
+from models.shipment import Shipment
 
 # The physical journey in order; thawing is folded into site_to_infusion.
 SEQUENCE = (
@@ -185,7 +188,8 @@ def predict(
 
 
 def milestone_times(session: Session, case_ids: Iterable[str]) -> dict[str, dict[str, datetime]]:
-    """Latest time of each milestone type in each case's current collection cycle."""
+    """Latest time of each milestone type in each case's current collection cycle (voided
+    milestones count for nothing; amended ones count at their corrected time)."""
     ids = list(case_ids)
     out: dict[str, dict[str, datetime]] = defaultdict(dict)
     for chunk_start in range(0, len(ids), 900):
@@ -193,7 +197,11 @@ def milestone_times(session: Session, case_ids: Iterable[str]) -> dict[str, dict
         rows = session.exec(
             select(Milestone.case_id, Milestone.type, func.max(Milestone.occurred_at))
             .join(Case, col(Case.id) == col(Milestone.case_id))
-            .where(col(Milestone.case_id).in_(chunk), col(Milestone.cycle) == col(Case.cycle))
+            .where(
+                col(Milestone.case_id).in_(chunk),
+                col(Milestone.cycle) == col(Case.cycle),
+                col(Milestone.status) != "voided",
+            )
             .group_by(col(Milestone.case_id), col(Milestone.type))
         )
         for case_id, kind, at in rows:
@@ -205,23 +213,82 @@ def process_hours(session: Session) -> dict[str, float]:
     return {p.code: p.process_h for p in session.exec(select(Product))}
 
 
+# The milestone a shipment's delivery leads to, by direction.
+ARRIVAL = {"to_manufacturing": "received_at_manufacturing", "to_site": "received_at_site"}
+
+
+def transit_eta(
+    model: RouteModel,
+    *,
+    direction: str,
+    picked_up_at: datetime,
+    position: tuple[float, float] | None,
+    newest_ms: int | None,
+) -> datetime:
+    """When a shipment in transit should arrive (possibly already past): from its last known
+    position and newest reading, else from pickup plus the legs' expected times.
+
+    The one estimate behind the shipment's ``eta`` and the delay sweep's prediction of the
+    arrival milestone, so the two always agree.
+    """
+    legs = "inbound" if direction == "to_manufacturing" else "outbound"
+    left = remaining_transit(model, legs, position=position)
+    if left is not None and newest_ms is not None:
+        return from_ms(newest_ms) + left
+    return picked_up_at + timedelta(hours=model.transit_h(legs))
+
+
 def shipment_eta(
     session: Session, *, shipment: Any, model: RouteModel, now: datetime
 ) -> datetime | None:
     """When a shipment in transit should arrive: from its last position, else from pickup."""
-    from models.coldchain import ShipmentState
-
     if shipment.status != "in_transit" or shipment.picked_up_at is None:
         return None
-    direction = "inbound" if shipment.direction == "to_manufacturing" else "outbound"
     state = session.get(ShipmentState, shipment.id)
-    position = (
-        (state.last_lat, state.last_lon)
-        if state is not None and state.last_lat is not None and state.last_lon is not None
-        else None
+    eta = transit_eta(
+        model,
+        direction=shipment.direction,
+        picked_up_at=shipment.picked_up_at,
+        position=_position(state.last_lat, state.last_lon) if state is not None else None,
+        newest_ms=state.newest_ts_ms if state is not None else None,
     )
-    left = remaining_transit(model, direction, position=position)
-    if left is not None and state is not None and state.newest_ts_ms is not None:
-        return max(from_ms(state.newest_ts_ms) + left, now)
-    planned: datetime = shipment.picked_up_at + timedelta(hours=model.transit_h(direction))
-    return max(planned, now)
+    return max(eta, now)
+
+
+def live_etas(session: Session, cases: dict[str, RouteModel]) -> dict[str, dict[str, datetime]]:
+    """Per case with a shipment in transit, its arrival milestone's ETA (transit_eta), from
+    one query on the shipments' case index."""
+    ship: Table = Shipment.__table__  # type: ignore[attr-defined]
+    state: Table = ShipmentState.__table__  # type: ignore[attr-defined]
+    out: dict[str, dict[str, datetime]] = defaultdict(dict)
+    ids = list(cases)
+    for start in range(0, len(ids), 900):
+        rows = session.execute(
+            select_columns(
+                ship.c.case_id,
+                ship.c.direction,
+                ship.c.picked_up_at,
+                state.c.last_lat,
+                state.c.last_lon,
+                state.c.newest_ts_ms,
+            )
+            .select_from(ship.outerjoin(state, state.c.shipment_id == ship.c.id))
+            .where(
+                ship.c.case_id.in_(ids[start : start + 900]),
+                ship.c.status == "in_transit",
+                ship.c.picked_up_at.is_not(None),
+            )
+        )
+        for case_id, direction, picked_up_at, lat, lon, newest_ms in rows:
+            out[case_id][ARRIVAL[direction]] = transit_eta(
+                cases[case_id],
+                direction=direction,
+                picked_up_at=as_utc(picked_up_at),
+                position=_position(lat, lon),
+                newest_ms=newest_ms,
+            )
+    return out
+
+
+def _position(lat: float | None, lon: float | None) -> tuple[float, float] | None:
+    return (lat, lon) if lat is not None and lon is not None else None

@@ -128,6 +128,8 @@ def apply_rules(
                 why=f"case {status}",
             )
     times = routes.milestone_times(session, [c[0] for c in cases])
+    # A shipment in transit predicts its arrival as its ETA does (from the live position).
+    etas = routes.live_etas(session, {c[0]: models[c[1]] for c in cases})
     slots = dict(
         session.exec(
             select(Slot.case_id, Slot.start_at).where(
@@ -144,6 +146,7 @@ def apply_rules(
             "apheresis_at": apheresis_at,
             "slot_start_at": slot_at,
             "process_h": process_h,
+            "eta": etas.get(case_id),
         }
         predicted = routes.predict(model, actual, **inputs)
         out.checks[case_id] = checks.next_check(model, actual, **inputs)

@@ -38,7 +38,7 @@ def _snapshot(session: Session, *, case: Case) -> Snapshot:
         raise RuntimeError("inconsistent data: profile missing")
     at: dict[str, datetime] = {}
     for milestone in cases.milestones(session, case_id=case.id):
-        if milestone.cycle == case.cycle:
+        if milestone.cycle == case.cycle and milestone.status != "voided":
             at[milestone.type] = milestone.occurred_at
     return Snapshot(
         case_id=case.id,

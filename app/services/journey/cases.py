@@ -129,11 +129,13 @@ def milestones(session: Session, *, case_id: str) -> list[Milestone]:
 
 
 def durations(rows: list[Milestone], *, now: datetime) -> dict[str, Any]:
-    """Leg durations of the latest collection cycle, and vein-to-vein once infused.
+    """Leg durations of the latest collection cycle, and vein-to-vein once infused, from the
+    valid and amended milestones (an amended row holds its corrected time).
 
     vein_to_vein_d = infused − collected (the collection that made the infused product);
     first_collection_to_infusion_d also counts failed earlier cycles, as the patient waited.
     """
+    rows = [m for m in rows if m.status != "voided"]  # a voided record counts for nothing
     if not rows:
         return {}
     cycle = max(m.cycle for m in rows)

@@ -69,7 +69,9 @@ def check_instant(*, occurred_at: datetime, now: datetime, future_tolerance_s: i
 def last_physical_at(session: Session, case_id: str) -> datetime | None:
     """The latest physical milestone of the case: journey events and custody scans."""
     latest_event = session.exec(
-        select(func.max(Milestone.occurred_at)).where(Milestone.case_id == case_id)
+        select(func.max(Milestone.occurred_at)).where(
+            Milestone.case_id == case_id, Milestone.status != "voided"
+        )
     ).one()
     latest_custody = session.exec(
         select(func.max(CustodyEvent.occurred_at))
@@ -155,7 +157,7 @@ def record_event(
             capacity.reserve_slot(session, case=case, apheresis_at=when)
     if target in TERMINAL:
         case.closed_at = now
-    if target == S.cancelled:
+    if target in (S.cancelled, S.failed):
         capacity.release_slots(session, case=case)
     case.status = target.value
     case.updated_at = now
@@ -174,6 +176,8 @@ def record_event(
     )
     session.add(milestone)
     session.flush()
+    if event_type == "received_at_manufacturing":
+        capacity.follow_receipt(session, case=case, received_at=occurred_at, now=now)
     audit.append(
         session,
         actor=actor,

@@ -11,16 +11,9 @@ from app.errors import Invalid
 from app.services.access.scope import case_scope
 from app.services.capacity import slots as capacity
 from app.services.identity.coi import CoiFormatError, display, parse_scan
-from app.services.journey import cases
+from app.services.journey import cases, corrections
 from models.alert import Alert
-from models.case import (
-    Case,
-    CaseDetail,
-    CaseListQuery,
-    CaseSummary,
-    MilestonePublic,
-    SlotPublic,
-)
+from models.case import Case, CaseDetail, CaseListQuery, CaseSummary, SlotPublic
 from models.principal import Principal, Role
 from models.shipment import Shipment
 
@@ -118,11 +111,12 @@ def case_detail(session: Session, *, case: Case, now: datetime) -> CaseDetail:
         select(Alert).where(Alert.case_id == case.id).order_by(col(Alert.id))
     ).all()
     slot = capacity.current_slot(session, case_id=case.id)
+    history = corrections.history_of(session, case_id=case.id)
     return CaseDetail.model_validate(
         {
             **case.model_dump(),
             "coi_display": display(case.coi),
-            "milestones": [MilestonePublic.model_validate(m) for m in milestones],
+            "milestones": [corrections.public(m, history) for m in milestones],
             "shipments": shipments,
             "alerts": alerts,
             "durations": cases.durations(milestones, now=now),

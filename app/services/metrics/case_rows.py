@@ -1,7 +1,8 @@
 """The per-case rows behind the turnaround metrics, from one set query per call.
 
 A row holds a collected case's attributes, the epoch seconds of each milestone of its current
-collection cycle (None when missing) and whether it shipped and had a major or critical
+collection cycle (None when missing; voided milestones count for nothing, amended ones at
+their corrected time) and whether it shipped and had a major or critical
 excursion. Summaries (app/services/metrics.py) work on these rows as plain tuples.
 """
 
@@ -17,13 +18,15 @@ from sqlalchemy import Double, Table, and_, cast, exists, extract, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
-from models.case import Case, Milestone
+from app.times import as_utc
+from models.case import Case, Milestone, MilestoneCorrection
 from models.coldchain import Excursion
 from models.reference import Route, Site
 from models.shipment import Shipment
 
 CASES: Table = Case.__table__  # type: ignore[attr-defined]
 MILESTONE_TABLE: Table = Milestone.__table__  # type: ignore[attr-defined]
+MILESTONE_CORRECTIONS: Table = MilestoneCorrection.__table__  # type: ignore[attr-defined]
 ROUTES: Table = Route.__table__  # type: ignore[attr-defined]
 SITES: Table = Site.__table__  # type: ignore[attr-defined]
 SHIPMENTS: Table = Shipment.__table__  # type: ignore[attr-defined]
@@ -196,8 +199,47 @@ def fetch_rows(
     high = collected_to.timestamp() if collected_to else math.inf
     return [
         row
-        for row in _driver_rows(session, stmt)
+        for row in _without_voided(session, _driver_rows(session, stmt))
         if row[FIRST] is not None and low <= row[FIRST] < high
+    ]
+
+
+def _without_voided(session: Session, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows with the times of the cases that have a voided milestone taken again from
+    their valid and amended milestones only.
+
+    Voids are rare and kept in the small ``milestone_correction`` table, so the set query
+    above stays on its covering index (which has no status) and only these cases are redone.
+    """
+    fix = MILESTONE_CORRECTIONS.c
+    voided = set(
+        session.execute(select_columns(fix.case_id).where(fix.action == "void").distinct())
+        .scalars()
+        .all()
+    )
+    redo = [row for row in rows if row[0] in voided]
+    if not redo:
+        return rows
+    c, m = CASES.c, MILESTONE_TABLE.c
+    times: dict[str, dict[str, float]] = {row[0]: {} for row in redo}
+    ids = list(times)
+    for start in range(0, len(ids), 900):
+        for case_id, name, at in session.execute(
+            select_columns(m.case_id, m.type, func.max(m.occurred_at))
+            .join(CASES, and_(c.id == m.case_id, c.cycle == m.cycle))
+            .where(
+                m.case_id.in_(ids[start : start + 900]),
+                m.type.in_(MILESTONES),
+                m.status != "voided",
+            )
+            .group_by(m.case_id, m.type)
+        ):
+            times[case_id][name] = as_utc(at).timestamp()
+    return [
+        (*row[:FIRST], *(times[row[0]].get(n) for n in MILESTONES), *row[FIRST + len(MILESTONES) :])
+        if row[0] in times
+        else row
+        for row in rows
     ]
 
 
