@@ -40,7 +40,13 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", "/api/v1/cases/{case_id}/schedule"): ({"admin", "coordinator"}, True),
     ("POST", "/api/v1/cases/{case_id}/events"): ({"admin", "coordinator", "manufacturer"}, True),
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),
+    ("GET", "/api/v1/shipments"): (CASE_READERS | {"courier"}, False),
     ("GET", "/api/v1/shipments/{shipment_id}"): (CASE_READERS | {"courier"}, True),
+    ("POST", "/api/v1/shipments/{shipment_id}/cancel"): (
+        {"admin", "coordinator", "manufacturer"},
+        True,
+    ),
+    ("POST", "/api/v1/devices"): ({"admin", "courier"}, False),
     ("POST", "/api/v1/shipments/{shipment_id}/custody"): (
         {"admin", "coordinator", "manufacturer", "courier"},
         True,
