@@ -6,18 +6,21 @@ from typing import Any
 
 import pytest
 
+from app.clock import FrozenClock
 from tests.conftest import Api
 from tests.shipments.test_custody_rules import body, collected
 
 
 @pytest.fixture
-def three(api: Api) -> dict[str, Any]:
+def three(api: Api, clock: FrozenClock) -> dict[str, Any]:
     """NCC East (Kashiwa, in transit), UTokyo (Kashiwa, created), NCC East (overseas)."""
     ncc = collected(api, patient="MRN-L1")
     ncc_ship = ncc.ship("to_manufacturing", "FRESH_2_8")
     ncc.custody(ncc_ship, "picked_up")
+    clock.advance(minutes=1)
     tokyo = collected(api, route="TOKYO-KASHIWA", patient="MRN-L2")
     tokyo_ship = tokyo.ship("to_manufacturing", "FRESH_2_8")
+    clock.advance(minutes=1)
     far = collected(api, route="JP-US-EWR", patient="MRN-L3")
     far_ship = far.ship("to_manufacturing", "CRYO_LN2")
     return {
@@ -80,8 +83,7 @@ def test_the_list_pages_newest_first(api: Api, three: dict[str, Any]) -> None:
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    # The clock is frozen: one created_at for all, so the id breaks the tie.
-    assert seen == sorted((three[k][1]["id"] for k in three), reverse=True)
+    assert seen == [three[k][1]["id"] for k in ("far", "tokyo", "ncc")]
     for query in ("?limit=0", "?limit=501", "?cursor=%%%", "?cursor=WzFd", "?status=lost",
                   "?direction=sideways", "?case_id=" + "x" * 65):  # fmt: skip
         r = api.get("admin", f"/api/v1/shipments{query}")
