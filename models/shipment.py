@@ -172,3 +172,39 @@ class ShipmentPublic(ResponseModel):
     custody: list[CustodyPublic]
     last_reading: dict[str, Any] | None = None
     excursion_summary: ExcursionSummary
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+
+class ShipmentSummary(ResponseModel):
+    """A shipment in a list: where it goes, who carries it, where it stands."""
+
+    id: str
+    case_id: str
+    coi: str
+    status: str
+    direction: str
+    origin: str
+    destination: str
+    courier: str
+    created_at: datetime
+    picked_up_at: datetime | None
+    delivered_at: datetime | None
+    cancelled_at: datetime | None = None
+
+
+class ShipmentCancel(RequestModel):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class DeviceCreate(RequestModel):
+    """A logger registered by its courier organisation (an admin names the courier)."""
+
+    device_id: DeviceId
+    courier: Code | None = None
+
+
+class DevicePublic(ResponseModel):
+    id: str
+    courier: str
+    created_at: datetime

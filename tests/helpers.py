@@ -10,6 +10,14 @@ from tests.conftest import NOW, Api
 ROUTE_PARTIES = {
     # route: (coordinator persona, site, manufacturer persona, factory, courier persona, courier)
     "KASHIWA-LOCAL": ("ncc", "NCC-EAST", "kashiwa", "CELLARES-KASHIWA", "courier", "KASHIWA-COLD"),
+    "TOKYO-KASHIWA": (
+        "utokyo",
+        "UTOKYO-HOSP",
+        "kashiwa",
+        "CELLARES-KASHIWA",
+        "courier",
+        "KASHIWA-COLD",
+    ),
     "JP-US-EWR": (
         "ncc",
         "NCC-EAST",
@@ -23,6 +31,13 @@ ROUTE_PARTIES = {
 
 def iso(t: datetime) -> str:
     return t.isoformat()
+
+
+def register_devices(api: Api, persona: str, device_ids: list[str]) -> None:
+    """The courier registers its loggers before a hospital or factory may list them."""
+    for device_id in device_ids:
+        r = api.post(persona, "/api/v1/devices", {"device_id": device_id})
+        assert r.status_code in (200, 201), r.text
 
 
 def register(
@@ -141,6 +156,7 @@ class Journey:
             "device_ids": [f"LOG-{self.case['id'][:6]}-{direction}"],
             "coi": self.coi,
         }
+        register_devices(self.api, self.courier, body["device_ids"])
         return dict(self.ok(self.api.post(persona, "/api/v1/shipments", body)))
 
     def custody(self, shipment: dict[str, Any], action: str, *, hours: float = 1) -> Any:

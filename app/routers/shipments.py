@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
 from app.deps import (
@@ -13,14 +13,26 @@ from app.deps import (
     ScopedShipment,
     SessionDep,
     SettingsDep,
+    committing,
     created_once,
     require_roles,
 )
+from app.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.access.scope import SHIPMENT_READERS
+from app.services.shipments import board, views
 from app.services.shipments import lifecycle as shipments
-from app.services.shipments import views
+from models.base import Page
 from models.principal import Principal, Role
-from models.shipment import CustodyCreate, CustodyPublic, ShipmentCreate, ShipmentPublic
+from models.shipment import (
+    CustodyCreate,
+    CustodyPublic,
+    Direction,
+    ShipmentCancel,
+    ShipmentCreate,
+    ShipmentPublic,
+    ShipmentStatus,
+    ShipmentSummary,
+)
 
 router = APIRouter(prefix="/shipments", tags=["shipments"])
 
@@ -63,6 +75,30 @@ def create_shipment(
     return created_once(session, idem, create)
 
 
+@router.get("", response_model=Page[ShipmentSummary])
+def list_shipments(
+    session: SessionDep,
+    principal: Reader,
+    state: Annotated[ShipmentStatus | None, Query(alias="status")] = None,
+    direction: Direction | None = None,
+    case_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[ShipmentSummary]:
+    """The caller's shipments, newest first (a courier's organisation's, a site's own)."""
+    rows = board.list_shipments(
+        session,
+        actor=principal,
+        status=state,
+        direction=direction,
+        case_id=case_id,
+        after=time_cursor(cursor),
+        limit=limit,
+    )
+    items, next_cursor = page_of(rows, limit, lambda s: (s.created_at.isoformat(), s.id))
+    return Page(items=items, next_cursor=next_cursor)
+
+
 @router.get("/{shipment_id}", response_model=ShipmentPublic)
 def get_shipment(
     _principal: Reader, shipment: ScopedShipment, session: SessionDep, now: NowDep
@@ -103,3 +139,18 @@ def record_custody(
         return CustodyPublic.model_validate(event)
 
     return created_once(session, idem, record)
+
+
+@router.post("/{shipment_id}/cancel", response_model=ShipmentPublic)
+def cancel_shipment(
+    principal: Creator,
+    body: ShipmentCancel,
+    shipment: ScopedShipment,
+    session: SessionDep,
+    now: NowDep,
+) -> ShipmentPublic:
+    """Cancel a shipment before pickup, with a reason (its sender or an admin)."""
+    with committing(session):
+        board.cancel(session, shipment=shipment, actor=principal, reason=body.reason, now=now)
+        out = views.detail(session, shipment=shipment, now=now)
+    return out

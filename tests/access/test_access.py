@@ -45,7 +45,13 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         True,
     ),
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),
+    ("GET", "/api/v1/shipments"): (CASE_READERS | {"courier"}, False),
     ("GET", "/api/v1/shipments/{shipment_id}"): (CASE_READERS | {"courier"}, True),
+    ("POST", "/api/v1/shipments/{shipment_id}/cancel"): (
+        {"admin", "coordinator", "manufacturer"},
+        True,
+    ),
+    ("POST", "/api/v1/devices"): ({"admin", "courier"}, False),
     ("POST", "/api/v1/shipments/{shipment_id}/custody"): (
         {"admin", "coordinator", "manufacturer", "courier"},
         True,

@@ -19,7 +19,7 @@ from app.services.coldchain import ingest as readings
 from integrations import epcis
 from models.principal import Role
 from tests.conftest import IN_CI, NOW, Api
-from tests.helpers import Journey, iso
+from tests.helpers import Journey, iso, register_devices
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "epcis"
 CAPTURE = "/api/v1/integrations/epcis/capture"
@@ -126,6 +126,7 @@ def shipment(
         "device_ids": devices,
         "coi": j.coi,
     }
+    register_devices(api, "courier", devices)
     ship = dict(j.ok(api.post("ncc", "/api/v1/shipments", body)))
     if pick_up:
         j.custody(ship, "picked_up")

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from app.db import Database
 from app.services.audit.chain import verify_chain
 from tests.conftest import Api
-from tests.helpers import Journey, iso
+from tests.helpers import Journey, iso, register_devices
 from tests.servers import Server
 
 pytestmark = pytest.mark.slow
@@ -42,6 +42,7 @@ def _shipment_with_loggers(api: Api, devices: list[str]) -> tuple[dict[str, Any]
         "device_ids": devices,
         "coi": j.coi,
     }
+    register_devices(api, "courier", devices)
     shipment = api.post("ncc", "/api/v1/shipments", body).json()
     j.custody(shipment, "picked_up")
     return shipment, j.t

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session, col, select
 
-from app.errors import AppError, Invalid
+from app.errors import AppError, Conflict, Invalid
 from app.services.access.principals import register_device
 from app.services.access.scope import shipment_scope
 from app.services.audit import chain as audit
 from app.services.identity.coi import CoiFormatError, parse_scan
 from app.services.identity.scan import require_coi
 from app.services.shipments import lifecycle as shipments
+from app.services.shipments.devices import ensure_free
 from integrations import epcis
 from integrations.epcis import term
 from models.case import Case
@@ -223,8 +224,10 @@ def pair(
         except Invalid as exc:
             result.reject(f"{loc}/childEPCs/{k}", exc.detail)
             continue
-        if any(ride.shipment_id != shipment.id for ride in open_rides):
-            result.reject(f"{loc}/childEPCs/{k}", "the device rides in another shipment")
+        try:
+            ensure_free(session, actor=actor, device_ids=[device], shipment_id=shipment.id)
+        except Conflict as exc:
+            result.reject(f"{loc}/childEPCs/{k}", exc.detail, exc.code)
             continue
         if device not in devices:
             devices.append(device)

@@ -12,6 +12,7 @@ from app.errors import Forbidden, IllegalTransition, Invalid
 from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
+from app.services.shipments import delivery
 from app.times import as_utc, iso_z
 from models.case import Case, CaseStatus, Milestone, ScheduleResponse, SlotPublic
 from models.principal import Principal, Role
@@ -188,6 +189,9 @@ def record_event(
         before=before,
         after={**snapshot(case), "occurred_at": occurred_at, "site": site},
         reason=note,
+    )
+    delivery.on_receipt(
+        session, case=case, actor=actor, event_type=event_type, occurred_at=occurred_at, now=now
     )
     return milestone
 

@@ -12,14 +12,14 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
-from app.services.access.principals import register_device
 from app.services.access.scope import scoped_case
 from app.services.audit import chain as audit
 from app.services.identity.scan import require_coi
 from app.services.journey.events import check_instant, check_physical_order
+from app.services.shipments import delivery, devices
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
-from models.reference import Courier, Profile, Site
+from models.reference import Courier, Profile, Route, Site
 from models.shipment import (
     CustodyAction,
     CustodyEvent,
@@ -46,6 +46,8 @@ _RULES: dict[Direction, tuple[frozenset[CaseStatus], CaseStatus, CaseStatus, fro
         frozenset({Role.admin, Role.manufacturer}),
     ),
 }
+# Who sends (creates and may cancel) a shipment of each direction.
+SENDERS = {direction: rule[3] for direction, rule in _RULES.items()}
 CUSTODY_ROLES = frozenset({Role.admin, Role.courier, Role.coordinator, Role.manufacturer})
 ACTIVE = (ShipmentStatus.created.value, ShipmentStatus.in_transit.value)
 
@@ -90,14 +92,14 @@ def create(
         raise Invalid(
             f"unknown courier {courier!r}", errors=[{"loc": "body/courier", "msg": "unknown"}]
         )
+    _check_route(session, case=case, direction=direction, legs=(origin, destination, profile))
     if CaseStatus(case.status) not in states:
         raise IllegalTransition(
             f"a {direction} shipment cannot be created while the case is {case.status}",
             extra={"current_status": case.status},
         )
     require_coi(case=case, scanned=coi, step=f"shipment {direction}", actor=actor, now=now)
-    for device_id in device_ids:
-        register_device(session, device_id=device_id, courier=courier)
+    devices.require_registered(session, actor=actor, device_ids=device_ids, courier=courier)
     active = session.exec(
         select(Shipment.id).where(
             Shipment.case_id == case.id,
@@ -111,6 +113,7 @@ def create(
             code="shipment-exists",
             extra={"shipment_id": active},
         )
+    devices.ensure_free(session, actor=actor, device_ids=device_ids)
     shipment = Shipment(
         case_id=case.id,
         direction=direction.value,
@@ -146,6 +149,33 @@ def create(
         },
     )
     return shipment
+
+
+def _check_route(
+    session: Session, *, case: Case, direction: Direction, legs: tuple[str, str, str]
+) -> None:
+    """The shipment follows its case's route: the sites and the temperature profile."""
+    route = session.get(Route, case.route)
+    if route is None:  # guaranteed by foreign keys
+        raise RuntimeError(f"inconsistent data: route {case.route} missing")
+    if direction == Direction.to_manufacturing:
+        expected = (case.site, route.manufacturing_site, route.inbound_profile)
+    else:
+        expected = (route.manufacturing_site, case.site, route.outbound_profile)
+    fields = ("origin", "destination", "profile")
+    errors = [
+        {"loc": f"body/{field}", "msg": f"expected {want} (route {route.code})"}
+        for field, got, want in zip(fields, legs, expected, strict=True)
+        if got != want
+    ]
+    if errors:
+        raise Invalid(
+            f"a {direction} shipment of this case goes {expected[0]} -> {expected[1]} "
+            f"under profile {expected[2]} (route {route.code})",
+            code="route-mismatch",
+            errors=errors,
+            extra={"expected": dict(zip(fields, expected, strict=True))},
+        )
 
 
 def record_custody(
@@ -195,6 +225,10 @@ def record_custody(
         shipment_id=shipment.id,
     )
     check_physical_order(session, case=case, occurred_at=occurred_at)
+    if action == CustodyAction.picked_up:
+        devices.ensure_free(
+            session, actor=actor, device_ids=shipment.device_ids, shipment_id=shipment.id
+        )
 
     if action == CustodyAction.picked_up:
         shipment.status = ShipmentStatus.in_transit.value
@@ -223,14 +257,7 @@ def record_custody(
     elif action == CustodyAction.delivered:
         shipment.status = ShipmentStatus.delivered.value
         shipment.delivered_at = occurred_at
-        for assignment in session.exec(
-            select(DeviceAssignment).where(
-                DeviceAssignment.shipment_id == shipment.id,
-                col(DeviceAssignment.assigned_until).is_(None),
-            )
-        ):
-            assignment.assigned_until = occurred_at
-            session.add(assignment)
+        delivery.end_transit(session, shipment=shipment, at=occurred_at, now=now)
     session.add(shipment)
     event = CustodyEvent(
         shipment_id=shipment.id,

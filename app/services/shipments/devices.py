@@ -1,0 +1,141 @@
+"""Data loggers: who registers them, and the rule that a logger rides in one open shipment.
+
+A logger's readings go to the shipment it is assigned to, so a device listed in two open
+shipments would send one patient's box temperatures and position to another hospital. Only
+the courier organisation that owns a logger (or an admin) registers it; a hospital or a
+factory may only list loggers its courier has registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from app.errors import Conflict, Forbidden, Invalid
+from app.services.access.principals import register_device
+from app.services.access.scope import shipment_scope
+from app.services.audit import chain as audit
+from integrations.epcis import canonical_id
+from models.coldchain import Device
+from models.principal import Principal, Role
+from models.reference import Courier
+from models.shipment import DeviceAssignment, Shipment, ShipmentStatus
+
+OPEN = (ShipmentStatus.created.value, ShipmentStatus.in_transit.value)
+REGISTRARS = frozenset({Role.admin, Role.courier})
+
+
+def register(
+    session: Session, *, actor: Principal, device_id: str, courier: str | None, now: datetime
+) -> tuple[Device, bool]:
+    """Register a logger for the caller's courier organisation (admin: any); (row, created)."""
+    if Role(actor.role) not in REGISTRARS:
+        raise Forbidden(f"role {actor.role} may not register devices")
+    if actor.role == Role.courier:
+        if courier is not None and courier != actor.courier:
+            raise Forbidden("a courier registers devices for its own organisation only")
+        courier = actor.courier
+    if not courier:
+        raise Invalid(
+            "name the courier organisation that owns the device",
+            errors=[{"loc": "body/courier", "msg": "required"}],
+        )
+    if session.get(Courier, courier) is None:
+        raise Invalid(
+            f"unknown courier {courier!r}", errors=[{"loc": "body/courier", "msg": "unknown"}]
+        )
+    existing = session.get(Device, device_id)
+    if existing is not None:
+        if existing.courier != courier:
+            raise Conflict(
+                f"device {device_id!r} is registered to another courier organisation",
+                code="device-owned",
+                extra={"device_id": device_id},
+            )
+        return existing, False
+    device = register_device(session, device_id=device_id, courier=courier)
+    audit.append(
+        session,
+        actor=actor,
+        action="device.registered",
+        entity="device",
+        entity_id=device_id,
+        at=now,
+        after={"courier": courier},
+    )
+    return device, True
+
+
+def require_registered(
+    session: Session, *, actor: Principal, device_ids: Iterable[str], courier: str
+) -> None:
+    """Every device listed on a shipment belongs to its courier; an admin may register one."""
+    for k, device_id in enumerate(device_ids):
+        device = session.get(Device, device_id)
+        loc = f"body/device_ids/{k}"
+        if device is None and actor.role == Role.admin:
+            register_device(session, device_id=device_id, courier=courier)
+        elif device is None:
+            raise Invalid(
+                f"device {device_id!r} is not registered: the courier {courier} must register "
+                "it first (POST /api/v1/devices)",
+                code="device-unknown",
+                errors=[{"loc": loc, "msg": f"not registered by courier {courier}"}],
+            )
+        elif device.courier != courier:
+            raise Invalid(
+                f"device {device_id!r} belongs to another courier organisation, not {courier}",
+                errors=[{"loc": loc, "msg": "owned by another courier"}],
+            )
+
+
+def ensure_free(
+    session: Session,
+    *,
+    actor: Principal,
+    device_ids: Iterable[str],
+    shipment_id: str | None = None,
+) -> None:
+    """Refuse (409 ``device-in-use``) a device riding in another open shipment.
+
+    Open means created (listed in its ``device_ids``) or in transit (an assignment without
+    an end). The devices' rows are locked so two shipments cannot take one logger at once.
+    """
+    wanted = {d: {d, canonical_id(d)} for d in device_ids}
+    if not wanted:
+        return
+    names = set().union(*wanted.values())
+    list(session.exec(select(Device.id).where(col(Device.id).in_(names)).with_for_update()))
+    riding = select(DeviceAssignment.shipment_id, DeviceAssignment.device_id).where(
+        col(DeviceAssignment.device_id).in_(names),
+        col(DeviceAssignment.assigned_until).is_(None),
+    )
+    holders: dict[str, set[str]] = {}
+    for other_id, device_id in session.exec(riding):
+        holders.setdefault(device_id, set()).add(other_id)
+    listed = select(Shipment.id, Shipment.device_ids).where(col(Shipment.status).in_(OPEN))
+    if shipment_id is not None:
+        listed = listed.where(Shipment.id != shipment_id)
+    open_ids: set[str] = set()
+    for other_id, listed_ids in session.exec(listed):
+        open_ids.add(other_id)
+        for device_id in set(listed_ids or []) & names:
+            holders.setdefault(device_id, set()).add(other_id)
+    for device_id, aliases in wanted.items():
+        others = {s for alias in aliases for s in holders.get(alias, set()) if s in open_ids} - {
+            shipment_id
+        }
+        if not others:
+            continue
+        # Name the other shipment only to a caller who may see it anyway.
+        visible = session.exec(
+            select(Shipment.id).where(col(Shipment.id).in_(others), shipment_scope(actor))
+        ).first()
+        raise Conflict(
+            f"device {device_id!r} rides in another open shipment; it can join this one only "
+            "after that shipment is delivered or cancelled",
+            code="device-in-use",
+            extra={"device_id": device_id, **({"shipment_id": visible} if visible else {})},
+        )
