@@ -59,16 +59,28 @@ def device_couriers(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, str]
     ]
 
 
-def assignments(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, int, int | None, str]]:
-    """(device_id, from_ms, until_ms, shipment_id) of every interval of these devices."""
+def assignments(
+    raw: Raw, device_ids: Sequence[str]
+) -> list[tuple[str, int, int | None, str, int | None, int | None]]:
+    """(device_id, from_ms, until_ms, shipment_id, picked_up_ms, delivered_ms) of every
+    interval of these devices, with its shipment's pickup and delivery (the late-data bounds)."""
     rows = raw.all(
-        "SELECT device_id, assigned_from, assigned_until, shipment_id "  # noqa: S608
-        f"FROM device_assignment WHERE device_id IN ({raw.marks(device_ids)})",
+        "SELECT a.device_id, a.assigned_from, a.assigned_until, a.shipment_id, "  # noqa: S608
+        "s.picked_up_at, s.delivered_at "
+        "FROM device_assignment a JOIN shipment s ON s.id = a.shipment_id "
+        f"WHERE a.device_id IN ({raw.marks(device_ids)})",
         device_ids,
     )
     return [
-        (str(d), utc_ms(start), utc_ms(end) if end is not None else None, str(s))
-        for d, start, end, s in rows
+        (
+            str(d),
+            utc_ms(start),
+            utc_ms(end) if end is not None else None,
+            str(s),
+            utc_ms(picked) if picked is not None else None,
+            utc_ms(delivered) if delivered is not None else None,
+        )
+        for d, start, end, s, picked, delivered in rows
     ]
 
 
