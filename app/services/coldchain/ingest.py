@@ -142,8 +142,8 @@ class Assignments:
     """Which shipment each device was in, by time: intervals from pickup to delivery.
 
     An interval reaches back ``pickup_tolerance`` before its pickup, never into the device's
-    previous ride. A shipment delivered longer than ``late_bound`` before ``now_ms`` takes
-    no more readings.
+    previous ride. A shipment delivered (and its delivery recorded) longer than
+    ``late_bound`` before ``now_ms`` takes no more readings.
     """
 
     def __init__(
