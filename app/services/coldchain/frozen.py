@@ -215,7 +215,9 @@ def reconcile(
         )
 
     matched: set[int] = set()
-    for plan in plans:
+    # Rows at their recomputed start first, so a referring excursion found again by overlap
+    # never takes a row another excursion starts at.
+    for plan in sorted(plans, key=lambda p: p.key is None):
         if plan.key is not None:
             row = unsigned.get(plan.key)
         else:  # found again by what it refers to: its key was chosen when it was created
