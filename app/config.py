@@ -135,6 +135,19 @@ class Settings(BaseSettings):
     courier_max_pages: int = Field(
         20, ge=1, description="Pages read per courier feed at each poll (every 60 s)."
     )
+    reading_pickup_tolerance_min: float = Field(
+        30,
+        ge=0,
+        le=24 * 60,
+        description="How long before its shipment's pickup a reading may be dated (a logger "
+        "started at packing, clock drift); older readings are rejected per item.",
+    )
+    reading_late_bound_h: float = Field(
+        72,
+        gt=0,
+        description="How long after its shipment's delivery a reading may still arrive "
+        "(loggers upload late by design); later arrivals are rejected per item.",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -138,6 +138,8 @@ class ExcursionPublic(ResponseModel):
     signed_by: str | None = None
     signed_at: datetime | None = None
     signature_meaning: str | None = None
+    # Set on an excursion that late readings opened beside a signed one, for QA to re-assess.
+    refers_to_id: int | None = None
 
 
 class Signature(RequestModel):

@@ -80,6 +80,7 @@ def _poll_feed(
                     page=page,
                     now=now,
                     future_tolerance_s=settings.future_tolerance_s,
+                    bounds=readings.LateBounds.of(settings),
                 )
         except Exception as exc:  # noqa: BLE001 - one feed's failure must not stop the others
             log.exception("courier feed %s: storing a page failed (cursor unchanged)", code)

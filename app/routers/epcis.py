@@ -88,6 +88,7 @@ async def capture(
                 document=document,
                 now=now,
                 future_tolerance_s=settings.future_tolerance_s,
+                bounds=readings.LateBounds.of(settings),
             )
 
     result = await to_thread.run_sync(work)

@@ -52,6 +52,7 @@ async def post_readings(request: Request) -> JSONResponse:
             body=body,
             now=now,
             future_tolerance_s=settings.future_tolerance_s,
+            bounds=readings.LateBounds.of(settings),
         )
 
     def in_thread() -> readings.IngestResult:

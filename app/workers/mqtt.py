@@ -65,6 +65,7 @@ class MqttWorker:
         username: str | None = None,
         password: str | None = None,
         future_tolerance_s: int = 300,
+        bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
         root: str = DEFAULT_ROOT,
         session_expiry_s: int = SESSION_EXPIRY_S,
         keepalive_s: int = 30,
@@ -76,6 +77,7 @@ class MqttWorker:
         self._secret_key = secret_key
         self._host, self._port, self._keepalive_s = host, port, keepalive_s
         self._future_tolerance_s = future_tolerance_s
+        self._bounds = bounds
         self._root = root
         self._session_expiry_s = session_expiry_s
         self._attempts, self._retry_s = max(1, attempts), retry_s
@@ -110,6 +112,7 @@ class MqttWorker:
             username=settings.mqtt_username.get_secret_value() if settings.mqtt_username else None,
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             future_tolerance_s=settings.future_tolerance_s,
+            bounds=readings.LateBounds.of(settings),
         )
 
     def start(self) -> None:
@@ -220,6 +223,7 @@ class MqttWorker:
                 items=items,
                 now=now,
                 future_tolerance_s=self._future_tolerance_s,
+                bounds=self._bounds,
             )
 
     def _authenticate(self, device_id: str, authorization: str | None, now: datetime) -> Principal:

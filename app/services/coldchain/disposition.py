@@ -37,6 +37,7 @@ def public(e: Excursion) -> ExcursionPublic:
         signed_by=e.signed_by,
         signed_at=e.signed_at,
         signature_meaning=e.signature_meaning,
+        refers_to_id=e.refers_to_id,
     )
 
 

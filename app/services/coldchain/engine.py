@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.db import Raw
-from app.services.coldchain import alarms
+from app.services.coldchain import alarms, frozen
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, feed
 from app.times import from_ms
@@ -34,37 +33,45 @@ def persist(
     touched: Iterable[Exc],
     now: datetime,
 ) -> None:
-    """Write touched excursions and their alerts, the detector state and shipment alerts."""
+    """Write touched excursions (audited) and their alerts, the detector state and shipment
+    alerts: the incremental path, which only ever extends the open excursion or opens new ones."""
     for exc in touched:
         row = session.get(Excursion, exc.db_id) if exc.db_id is not None else None
+        if row is not None and row.disposition is not None:
+            # Signed while open (before signing required a closed excursion): frozen. The
+            # replay records what the new readings change beside it.
+            state.needs_reeval = True
+            continue
+        before = frozen.snapshot(row) if row is not None else None
         if row is None:
-            row = Excursion(
-                shipment_id=shipment.id,
-                kind=exc.kind,
-                started_ms=exc.started_ms,
-                last_ms=exc.last_ms,
-                peak_c=exc.peak_c,
-                severity=exc.severity,
-            )
-        row.kind = exc.kind
-        row.last_ms = exc.last_ms
-        row.ended_ms = exc.ended_ms
-        row.status = "closed" if exc.ended_ms is not None else "open"
-        row.peak_c = exc.peak_c
-        row.out_of_spec = exc.out_of_spec
-        row.severity = exc.severity
+            row = frozen.new_row(shipment.id, exc, exc.started_ms)
+        else:
+            frozen.assign(row, exc)
         session.add(row)
         session.flush()
         exc.db_id = row.id
-        spec = alarms.excursion(
-            shipment_id=shipment.id,
-            case_id=shipment.case_id,
+        frozen.record(session, row=row, before=before, now=now)
+        # A referring excursion (written by a replay) that goes on keeps its own alert.
+        referent = (
+            session.get(Excursion, row.refers_to_id) if row.refers_to_id is not None else None
+        )
+        frozen.raise_alert(
+            session,
+            shipment=shipment,
             profile=shipment.profile,
             rules=rules,
             exc=exc,
+            row=row,
+            referent=referent,
+            resolve=False,
+            now=now,
         )
-        if spec is not None:
-            alarms.raise_spec(session, spec, now=now)
+    _finish(session, shipment=shipment, rules=rules, state=state, now=now)
+
+
+def _finish(
+    session: Session, *, shipment: Shipment, rules: Rules, state: State, now: datetime
+) -> None:
     state.open_excursion_id = state.open.db_id if state.open else None
     reading_store.save_state(Raw.of(session), shipment.id, state, now)
     for spec in alarms.shipment_level(
@@ -74,7 +81,8 @@ def persist(
 
 
 def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: datetime) -> None:
-    """Replay the shipment's stored readings from scratch and reconcile its excursions."""
+    """Replay the shipment's stored readings from scratch and reconcile its excursions with
+    the stored ones: signed ones stay frozen, every change is audited (``frozen``)."""
     raw = Raw.of(session)
     state = reading_store.lock_state(raw, shipment.id, now).replay()
     rules = Rules.from_profile(profile)
@@ -92,18 +100,15 @@ def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: d
         ordered.append((ts_ms, temp_c))
         previous = ts_ms
     feed(state, rules, ordered)
-    fresh = state.drain()
-    existing = {
-        e.started_ms: e
-        for e in session.exec(select(Excursion).where(Excursion.shipment_id == shipment.id))
-    }
-    for exc in fresh:
-        if exc.started_ms in existing:
-            exc.db_id = existing.pop(exc.started_ms).id
-    stale = [e.id for e in existing.values() if e.disposition is None]
-    if stale:
-        session.execute(delete(Excursion).where(col(Excursion.id).in_(stale)))
-    persist(session, shipment=shipment, rules=rules, state=state, touched=fresh, now=now)
+    frozen.reconcile(
+        session,
+        shipment=shipment,
+        profile=shipment.profile,
+        rules=rules,
+        fresh=state.drain(),
+        now=now,
+    )
+    _finish(session, shipment=shipment, rules=rules, state=state, now=now)
 
 
 def summary(session: Session, *, shipment: Shipment, profile: Profile) -> dict[str, object]:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from app.config import Settings
 from app.db import Database, Raw, on_commit
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import engine as coldchain
@@ -92,33 +93,109 @@ class IngestResult:
         self.rejected.append({"index": index, "reason": reason})
 
 
-class Assignments:
-    """Which shipment each device was in, by time: intervals from pickup to delivery."""
+@dataclass(frozen=True)
+class LateBounds:
+    """How far outside its ride a reading may lie: dated before the shipment's pickup (a
+    logger started at packing, clock drift) and arriving after its delivery (loggers upload
+    late by design, but a shipment's record must settle). Settings
+    ``V2V_READING_PICKUP_TOLERANCE_MIN`` and ``V2V_READING_LATE_BOUND_H``."""
 
-    def __init__(self, session: Session, device_ids: set[str]) -> None:
-        self.by_device: dict[str, list[tuple[int, int | None, str]]] = defaultdict(list)
+    pickup_tolerance_min: float = 30
+    late_bound_h: float = 72
+
+    @classmethod
+    def of(cls, settings: Settings) -> LateBounds:
+        return cls(settings.reading_pickup_tolerance_min, settings.reading_late_bound_h)
+
+    @property
+    def pickup_tolerance_ms(self) -> int:
+        return int(self.pickup_tolerance_min * 60_000)
+
+    @property
+    def late_bound_ms(self) -> int:
+        return int(self.late_bound_h * 3_600_000)
+
+    def before_pickup(self) -> str:
+        return f"dated more than {self.pickup_tolerance_min:g} min before its shipment's pickup"
+
+    def too_late(self) -> str:
+        return f"arrived more than {self.late_bound_h:g} h after its shipment was delivered"
+
+
+DEFAULT_BOUNDS = LateBounds()
+
+
+@dataclass(frozen=True)
+class Ride:
+    """A device in one shipment: readings from ``start_ms`` (pickup less the tolerance) to
+    ``end_ms`` (delivery) attach to it; ``closed`` once delivered longer ago than the bound.
+    A device paired in transit (``at_pickup`` False) rides from its pairing, no earlier."""
+
+    start_ms: int
+    end_ms: int | None
+    shipment_id: str
+    closed: bool
+    at_pickup: bool
+
+
+class Assignments:
+    """Which shipment each device was in, by time: intervals from pickup to delivery.
+
+    An interval reaches back ``pickup_tolerance`` before its pickup, never into the device's
+    previous ride. A shipment delivered (and its delivery recorded) longer than
+    ``late_bound`` before ``now_ms`` takes no more readings.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        device_ids: set[str],
+        *,
+        now_ms: int | None = None,
+        bounds: LateBounds = DEFAULT_BOUNDS,
+    ) -> None:
+        self.bounds = bounds
+        found: dict[str, list[tuple[int, int | None, str, int | None, int | None]]]
+        found = defaultdict(list)
         if device_ids:
             raw = Raw.of(session)
-            for device_id, start, end, shipment_id in reading_store.assignments(
-                raw, sorted(device_ids)
-            ):
-                self.by_device[device_id].append((start, end, shipment_id))
-        for intervals in self.by_device.values():
+            for row in reading_store.assignments(raw, sorted(device_ids)):
+                device_id, start, end, shipment_id, picked, delivered = row
+                found[device_id].append((start, end, shipment_id, picked, delivered))
+        tolerance, bound = bounds.pickup_tolerance_ms, bounds.late_bound_ms
+        self.by_device: dict[str, list[Ride]] = {}
+        for device_id, intervals in found.items():
             intervals.sort(key=lambda i: i[0])
-        self._starts = {d: [i[0] for i in v] for d, v in self.by_device.items()}
+            rides: list[Ride] = []
+            previous_end: int | None = None
+            for start, end, shipment_id, picked, delivered in intervals:
+                at_pickup = picked is None or start <= picked
+                reach = start - tolerance if at_pickup else start
+                if previous_end is not None:
+                    reach = max(reach, previous_end + 1)
+                closed = now_ms is not None and delivered is not None and now_ms > delivered + bound
+                rides.append(Ride(min(reach, start), end, shipment_id, closed, at_pickup))
+                previous_end = end
+            self.by_device[device_id] = rides
+        self._starts = {d: [r.start_ms for r in v] for d, v in self.by_device.items()}
 
-    def shipment_at(self, device_id: str, ts_ms: int) -> str | None:
-        intervals = self.by_device.get(device_id)
-        if not intervals:
-            return None
-        if len(intervals) == 1:  # the usual case: a logger in one shipment
-            start, end, shipment_id = intervals[0]
-            return shipment_id if start <= ts_ms and (end is None or ts_ms <= end) else None
+    def locate(self, device_id: str, ts_ms: int) -> tuple[str | None, str | None]:
+        """(shipment id, None) for the ride the device was in at ``ts_ms``, else (None, why)."""
+        rides = self.by_device.get(device_id)
+        if not rides:
+            return None, UNASSIGNED
         i = bisect.bisect_right(self._starts[device_id], ts_ms) - 1
         if i < 0:
-            return None
-        start, end, shipment_id = intervals[i]
-        return shipment_id if end is None or ts_ms <= end else None
+            return None, self.bounds.before_pickup() if rides[0].at_pickup else UNASSIGNED
+        ride = rides[i]
+        if ride.end_ms is not None and ts_ms > ride.end_ms:
+            return None, UNASSIGNED
+        if ride.closed:
+            return None, self.bounds.too_late()
+        return ride.shipment_id, None
+
+    def shipment_at(self, device_id: str, ts_ms: int) -> str | None:
+        return self.locate(device_id, ts_ms)[0]
 
 
 def _owned_devices(raw: Raw, actor: Principal, device_ids: list[str]) -> set[str]:
@@ -137,10 +214,16 @@ def ingest_json(
     body: bytes,
     now: datetime,
     future_tolerance_s: int = 300,
+    bounds: LateBounds = DEFAULT_BOUNDS,
 ) -> IngestResult:
     """Ingest a JSON batch body: whole at C speed when valid, else item by item."""
     result = ingest_body(
-        session, actor=actor, body=body, now=now, future_tolerance_s=future_tolerance_s
+        session,
+        actor=actor,
+        body=body,
+        now=now,
+        future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
     )
     if result is None:  # some item is invalid: say which, store the rest
         result = ingest(
@@ -149,6 +232,7 @@ def ingest_json(
             items=reading_batch.items(body),
             now=now,
             future_tolerance_s=future_tolerance_s,
+            bounds=bounds,
         )
     return result
 
@@ -160,6 +244,7 @@ def ingest_body(
     body: bytes,
     now: datetime,
     future_tolerance_s: int = 300,
+    bounds: LateBounds = DEFAULT_BOUNDS,
 ) -> IngestResult | None:
     """Ingest a JSON body whose items are all valid; None if any is not (use ``ingest``)."""
     columns = reading_batch.decode(body)
@@ -173,6 +258,7 @@ def ingest_body(
         result=IngestResult(),
         now=now,
         future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
     )
 
 
@@ -183,6 +269,7 @@ def ingest(
     items: list[Any],
     now: datetime,
     future_tolerance_s: int = 300,
+    bounds: LateBounds = DEFAULT_BOUNDS,
 ) -> IngestResult:
     """Validate, attach, store and evaluate a batch of readings (flushes; caller commits)."""
     result = IngestResult()
@@ -209,6 +296,7 @@ def ingest(
         result=result,
         now=now,
         future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
     )
 
 
@@ -221,6 +309,7 @@ def _ingest_columns(
     result: IngestResult,
     now: datetime,
     future_tolerance_s: int,
+    bounds: LateBounds,
 ) -> IngestResult:
     """Attach valid items to shipments, drop duplicates, store, evaluate."""
     now_ms = int(now.timestamp() * 1000)
@@ -231,7 +320,7 @@ def _ingest_columns(
     ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
     distinct = sorted(set(ids))
     owned = _owned_devices(raw, actor, distinct)
-    assignments = Assignments(session, owned)
+    assignments = Assignments(session, owned, now_ms=now_ms, bounds=bounds)
     latest_ms = now_ms + future_tolerance_s * 1000
     keep = _one_shipment(assignments, distinct, owned, ts, latest_ms)
     shipments: list[str | None]
@@ -247,9 +336,9 @@ def _ingest_columns(
             elif ids[i] not in owned:
                 result.reject(index, UNKNOWN_DEVICE)
             else:
-                shipment_id = assignments.shipment_at(ids[i], ts[i])
-                if shipment_id is None:
-                    result.reject(index, UNASSIGNED)
+                shipment_id, why = assignments.locate(ids[i], ts[i])
+                if why is not None:
+                    result.reject(index, why)
             shipments.append(shipment_id)
     result.rejected.sort(key=lambda r: int(r["index"]))
     candidates = [i for i in range(n) if shipments[i] is not None] if keep is None else range(n)
@@ -284,14 +373,14 @@ def _one_shipment(
     """The shipment of every item, when one owned logger in one interval sent them all."""
     if len(distinct) != 1 or distinct[0] not in owned:
         return None
-    intervals = assignments.by_device.get(distinct[0], [])
-    if len(intervals) != 1:
+    rides = assignments.by_device.get(distinct[0], [])
+    if len(rides) != 1 or rides[0].closed:
         return None
-    start, end, shipment_id = intervals[0]
+    ride = rides[0]
     low, high = min(ts), max(ts)
-    if low < start or high > latest_ms or (end is not None and high > end):
+    if low < ride.start_ms or high > latest_ms or (ride.end_ms is not None and high > ride.end_ms):
         return None
-    return shipment_id
+    return ride.shipment_id
 
 
 def _store(

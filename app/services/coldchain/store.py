@@ -59,16 +59,36 @@ def device_couriers(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, str]
     ]
 
 
-def assignments(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, int, int | None, str]]:
-    """(device_id, from_ms, until_ms, shipment_id) of every interval of these devices."""
+def assignments(
+    raw: Raw, device_ids: Sequence[str]
+) -> list[tuple[str, int, int | None, str, int | None, int | None]]:
+    """(device_id, from_ms, until_ms, shipment_id, picked_up_ms, delivered_ms) of every
+    interval of these devices, with its shipment's pickup and delivery (the late-data bounds).
+
+    ``delivered_ms`` is the later of the delivery and when it was recorded: a delivery
+    recorded late (a document imported after the fact) brings its readings with it.
+    """
     rows = raw.all(
-        "SELECT device_id, assigned_from, assigned_until, shipment_id "  # noqa: S608
-        f"FROM device_assignment WHERE device_id IN ({raw.marks(device_ids)})",
+        "SELECT a.device_id, a.assigned_from, a.assigned_until, a.shipment_id, "  # noqa: S608
+        "s.picked_up_at, s.delivered_at, CASE WHEN s.delivered_at IS NULL THEN NULL ELSE "
+        "(SELECT max(c.recorded_at) FROM custody_event c WHERE c.shipment_id = s.id "
+        "AND c.action = 'delivered') END "
+        "FROM device_assignment a JOIN shipment s ON s.id = a.shipment_id "
+        f"WHERE a.device_id IN ({raw.marks(device_ids)})",
         device_ids,
     )
     return [
-        (str(d), utc_ms(start), utc_ms(end) if end is not None else None, str(s))
-        for d, start, end, s in rows
+        (
+            str(d),
+            utc_ms(start),
+            utc_ms(end) if end is not None else None,
+            str(s),
+            utc_ms(picked) if picked is not None else None,
+            max(utc_ms(delivered), utc_ms(recorded) if recorded is not None else 0)
+            if delivered is not None
+            else None,
+        )
+        for d, start, end, s, picked, delivered, recorded in rows
     ]
 
 

@@ -165,6 +165,7 @@ def apply_page(
     page: EventPage,
     now: datetime,
     future_tolerance_s: int,
+    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
 ) -> PageOutcome | None:
     """Store a page's events in order and move the cursor (flushes; the caller commits).
 
@@ -191,6 +192,7 @@ def apply_page(
             items=[_reading_item(event) for _, event in batch],
             now=now,
             future_tolerance_s=future_tolerance_s,
+            bounds=bounds,
         )
         out.readings += result.accepted
         out.duplicates += result.duplicates

@@ -79,6 +79,7 @@ def capture(
     document: epcis.Document,
     now: datetime,
     future_tolerance_s: int,
+    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
 ) -> CaptureResult:
     """Apply a validated EPCIS document (flushes; the caller commits)."""
     data = epcis.sensor_data(document)
@@ -115,6 +116,7 @@ def capture(
         data=data,
         now=now,
         future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
         result=result,
     )
     sensors.raise_alarms(session, devices=devices, alarms=data.alarms, now=now, result=result)

@@ -63,6 +63,7 @@ def store_readings(
     now: datetime,
     future_tolerance_s: int,
     result: CaptureResult,
+    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
 ) -> None:
     """Store the document's readings as ``POST /readings`` would; faults by JSON pointer."""
     batch = reading_items(data, devices.resolve, limits=readings.OPTIONAL, no_device=NO_DEVICE)
@@ -70,7 +71,12 @@ def store_readings(
     for loc, reason in batch.problems:
         result.reject(loc, reason)
     outcome = readings.ingest(
-        session, actor=actor, items=batch.items, now=now, future_tolerance_s=future_tolerance_s
+        session,
+        actor=actor,
+        items=batch.items,
+        now=now,
+        future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
     )
     result.readings += outcome.accepted
     result.duplicates += outcome.duplicates

@@ -46,6 +46,7 @@ def ingest_message(
     items: list[Any],
     now: datetime,
     future_tolerance_s: int,
+    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
 ) -> dict[str, Any]:
     """Store a message's readings for its topic's device (flushes); the outcome to publish."""
     passed: list[Any] = []
@@ -60,7 +61,12 @@ def ingest_message(
         passed.append(item)
         origin.append(index)
     result = readings.ingest(
-        session, actor=actor, items=passed, now=now, future_tolerance_s=future_tolerance_s
+        session,
+        actor=actor,
+        items=passed,
+        now=now,
+        future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
     )
     rejected += [{**r, "index": origin[r["index"]]} for r in result.rejected]
     return {
