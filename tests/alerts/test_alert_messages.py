@@ -46,6 +46,17 @@ def _rule_specs() -> list[alarms.AlertSpec]:
 
 
 SAMPLES: dict[str, dict[str, Any]] = {
+    "coldchain.reassessment": {
+        "refers_to_id": 23,
+        "shipment_id": "0123456789abcdef0123456789abcdef",
+        "profile": "CRYO_LN2",
+        "excursion_kind": "critical_high",
+        "peak_c": -120.4,
+        "duration_min": 22,
+        "severity": "critical",
+        "signed_peak_c": -149.0,
+        "signed_severity": "major",
+    },
     "delay.at_risk": {
         "coi": COI,
         "milestone": "received_at_manufacturing",

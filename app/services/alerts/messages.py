@@ -98,6 +98,21 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             f"{'終了' if p['closed'] else '継続中'}"
         ),
     ),
+    "coldchain.reassessment": (
+        lambda p, tz: (
+            f"late readings change signed excursion {p['refers_to_id']} on shipment {_ship(p)} "
+            f"({p['profile']}): now {_words(p['excursion_kind'])}, peak {p['peak_c']:.1f} °C, "
+            f"{p['duration_min']:.0f} min, {p['severity']} (signed: peak "
+            f"{p['signed_peak_c']:.1f} °C, {p['signed_severity']}); product on hold until QA "
+            "re-assesses"
+        ),
+        lambda p, tz: (
+            f"遅れて届いた記録が署名済みの温度逸脱 {p['refers_to_id']}（出荷 {_ship(p)}、"
+            f"{p['profile']}）を変えます：現在 {_ja(_EXCURSION_JA, p['excursion_kind'])}、最高 "
+            f"{p['peak_c']:.1f} °C、{p['duration_min']:.0f} 分（署名時：最高 "
+            f"{p['signed_peak_c']:.1f} °C）。QA の再評価まで製品は保留です"
+        ),
+    ),
     "coldchain.budget": (
         lambda p, tz: (
             f"shipment {_ship(p)} has been out of range {p['out_of_range_min']:.0f} min in "

@@ -328,26 +328,33 @@ def reassessment(
     """Late readings would change a signed excursion: its referring excursion's alert, for QA
     to re-assess (always raised; the product is on hold meanwhile)."""
     minutes = exc.duration_ms / 60_000
-    return AlertSpec(
+    data = {
+        "refers_to_id": signed_id,
+        "started_at": from_ms(exc.started_ms).isoformat(),
+        "peak_c": exc.peak_c,
+        "duration_min": round(minutes, 2),
+        "kind": exc.kind,
+        "severity": exc.severity,
+        "signed_peak_c": signed_peak_c,
+        "signed_severity": signed_severity,
+    }
+    return AlertSpec.worded(
         kind=AlertKind.temperature_excursion,
         severity=Severity.critical if exc.severity == "critical" else Severity.major,
         dedupe_key=dedupe_key,
-        message=(
-            f"late readings change signed excursion {signed_id} on shipment {shipment_id[:8]} "
-            f"({profile}): now {exc.kind.replace('_', ' ')}, peak {exc.peak_c:.1f} °C, "
-            f"{minutes:.0f} min, {exc.severity} (signed: peak {signed_peak_c:.1f} °C, "
-            f"{signed_severity}); product on hold until QA re-assesses"
-        ),
-        case_id=case_id,
-        shipment_id=shipment_id,
-        data={
+        code="coldchain.reassessment",
+        params={
             "refers_to_id": signed_id,
-            "started_at": from_ms(exc.started_ms).isoformat(),
-            "peak_c": exc.peak_c,
-            "duration_min": round(minutes, 2),
-            "kind": exc.kind,
+            "shipment_id": shipment_id,
+            "profile": profile,
+            "excursion_kind": exc.kind,
+            "peak_c": round(exc.peak_c, 1),
+            "duration_min": round(minutes),
             "severity": exc.severity,
-            "signed_peak_c": signed_peak_c,
+            "signed_peak_c": round(signed_peak_c, 1),
             "signed_severity": signed_severity,
         },
+        case_id=case_id,
+        shipment_id=shipment_id,
+        data=data,
     )
