@@ -39,6 +39,7 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/cases/{case_id}"): (CASE_READERS, True),
     ("POST", "/api/v1/cases/{case_id}/schedule"): ({"admin", "coordinator"}, True),
     ("POST", "/api/v1/cases/{case_id}/events"): ({"admin", "coordinator", "manufacturer"}, True),
+    ("POST", "/api/v1/cases/{case_id}/hold"): ({"admin", "qa"}, True),
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),
     ("GET", "/api/v1/shipments/{shipment_id}"): (CASE_READERS | {"courier"}, True),
     ("POST", "/api/v1/shipments/{shipment_id}/custody"): (

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, or_, select
 from app.services.access.scope import case_scope
 from app.services.capacity import slots as capacity
 from app.services.identity.coi import display
-from app.services.journey import cases
+from app.services.journey import cases, holds
 from models.alert import Alert
 from models.case import Case, CaseDetail, CaseStatus, CaseSummary, MilestonePublic, SlotPublic
 from models.principal import Principal
@@ -53,7 +53,7 @@ def list_cases(
 
 
 def case_detail(session: Session, *, case: Case, now: datetime) -> CaseDetail:
-    """One case with its milestones, shipments, alerts, durations so far and slot."""
+    """One case with its milestones, shipments, alerts, durations so far, slot and hold."""
     milestones = cases.milestones(session, case_id=case.id)
     shipments = session.exec(
         select(Shipment).where(Shipment.case_id == case.id).order_by(col(Shipment.created_at))
@@ -71,5 +71,6 @@ def case_detail(session: Session, *, case: Case, now: datetime) -> CaseDetail:
             "alerts": alerts,
             "durations": cases.durations(milestones, now=now),
             "slot": SlotPublic.model_validate(slot) if slot else None,
+            "hold": holds.state(session, case=case),
         }
     )
