@@ -12,10 +12,11 @@ import pytest
 from sqlmodel import select
 
 from app.db import Database
+from models.alert import AlertKind
 from models.case import Milestone
 from models.principal import Role
 from models.reference import Site
-from models.webhook import WebhookDelivery
+from models.webhook import WebhookDelivery, WebhookKind
 from tests.conftest import Api
 from tests.helpers import Journey, event, iso
 
@@ -313,6 +314,15 @@ def test_the_second_verifier_is_recorded_by_name_never_by_key(api: Api, database
     assert nurse not in json.dumps(audit_of(api, j.case["id"]))
 
 
+def test_a_verifier_key_is_refused_on_other_steps(api: Api) -> None:
+    j = Journey(api, patient="MRN-H12")
+    j.schedule()
+    r = bedside(api, j, "collected", j.at(hours=1), data={"verified_by": api.keys["admin"]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "body/data/verified_by"
+    assert api.keys["admin"] not in r.text
+    assert case_of(api, j)["status"] == "apheresis_scheduled"
+
+
 def test_a_site_can_require_the_second_verifier(api: Api, database: Database) -> None:
     nurse = api.key("ncc-nurse", Role.coordinator, site="NCC-EAST")
     j = at_site(api, patient="MRN-H11")
@@ -369,6 +379,11 @@ def test_a_hold_is_sent_to_subscribed_webhooks_without_patient_data(
     assert first["case"]["hold"]["reason"] == "query" and first["occurred_at"].endswith("Z")
     assert all(d.alert_id is None for d in rows)
     assert "SECRET-MRN-HOOK" not in json.dumps(payloads) and "patient" not in json.dumps(payloads)
+
+
+def test_every_alert_kind_can_still_be_subscribed() -> None:
+    assert {k.value for k in AlertKind} <= {k.value for k in WebhookKind}
+    assert {"case.hold", "milestone.recorded"} <= {k.value for k in WebhookKind}
 
 
 def test_unknown_webhook_kinds_are_still_refused(api: Api) -> None:

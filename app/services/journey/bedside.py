@@ -45,6 +45,8 @@ def check(
     (``{id, name}``): the key itself is never stored or echoed.
     """
     if event_type not in BEDSIDE_STEPS:
+        if data and "verified_by" in data:  # a key would be stored where nobody checks it
+            raise _invalid(f"verified_by is for thawed and infused, not {event_type}")
         return data
     holds.refuse_if_on_hold(case, step=event_type)
     if event_type == "infused":
