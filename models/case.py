@@ -276,6 +276,23 @@ class EventPublic(MilestonePublic):
     data: dict[str, Any] | None = None
 
 
+class HoldRequest(RequestModel):
+    action: Literal["place", "release"]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    signature: Signature
+
+
+class CaseHold(ResponseModel):
+    """The product hold in force (``on_hold``) or the last one lifted (``released``)."""
+
+    status: Literal["on_hold", "released"]
+    reason: str
+    since: datetime
+    by: str
+    # "manual", "excursion:<id>" (a reject/quarantine disposition) or "reassess:<id>".
+    source: str
+
+
 class CaseSummary(ResponseModel):
     id: str
     coi: str
@@ -289,6 +306,7 @@ class CaseSummary(ResponseModel):
     planned_infusion_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    hold_status: Literal["on_hold", "released"] | None = None
 
 
 class CaseShipment(ResponseModel):
@@ -325,6 +343,9 @@ class CaseDetail(CaseSummary):
         "since_collection_d while not yet infused."
     )
     slot: SlotPublic | None
+    hold: CaseHold | None = PField(
+        None, description="The product hold: while on_hold, thaw and infusion are refused."
+    )
 
 
 # ---- Corrections (21 CFR 11.10(e): a change never obscures what was recorded) ------------

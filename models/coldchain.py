@@ -138,8 +138,14 @@ class ExcursionPublic(ResponseModel):
     signed_by: str | None = None
     signed_at: datetime | None = None
     signature_meaning: str | None = None
-    # Set on an excursion that late readings opened beside a signed one, for QA to re-assess.
+    # A newer excursion that late readings opened inside a signed (frozen) one refers to it.
     refers_to_id: int | None = None
+
+
+class DispositionPublic(ExcursionPublic):
+    """The signed excursion, with what QA should know before relying on the decision."""
+
+    warnings: list[str] = []
 
 
 class Signature(RequestModel):

@@ -11,7 +11,6 @@ from pydantic import HttpUrl, StringConstraints
 from sqlalchemy import JSON, Index, Text
 from sqlmodel import Field, SQLModel
 
-from models.alert import AlertKind
 from models.base import RequestModel, ResponseModel, UTCDateTime, new_id, utcnow
 
 
@@ -26,12 +25,29 @@ class WebhookEvent(StrEnum):
     alert_updated = "alert.updated"
     alert_acknowledged = "alert.acknowledged"
     alert_resolved = "alert.resolved"
+    case_hold = "case.hold"
+    milestone_recorded = "milestone.recorded"
+
+
+class WebhookKind(StrEnum):
+    """What a subscriber may ask for: every alert kind (``AlertKind``) and case events."""
+
+    temperature_excursion = "temperature_excursion"
+    loss_of_signal = "loss_of_signal"
+    delay_at_risk = "delay_at_risk"
+    delay_breached = "delay_breached"
+    coi_mismatch = "coi_mismatch"
+    hold_time_at_risk = "hold_time_at_risk"
+    thaw_window = "thaw_window"
+    slot_conflict = "slot_conflict"
+    case_hold = "case.hold"
+    milestone_recorded = "milestone.recorded"
 
 
 class Webhook(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     url: str = Field(max_length=2083)
-    # Alert kinds this subscriber wants; an empty list means every kind.
+    # Alert kinds and case events (WebhookKind) this subscriber wants; empty means all.
     kinds: list[str] = Field(default_factory=list, sa_type=JSON)
     # Kept as given because every delivery is signed with it; the API never returns it.
     secret: str = Field(max_length=200)
@@ -67,10 +83,11 @@ class WebhookDelivery(SQLModel, table=True):
 
 class WebhookCreate(RequestModel):
     url: HttpUrl
-    kinds: list[AlertKind] = PField(
+    kinds: list[WebhookKind] = PField(
         default_factory=list,
-        max_length=len(AlertKind),
-        description="Alert kinds to receive; empty for every kind.",
+        max_length=len(WebhookKind),
+        description="Alert kinds and case events (case.hold, milestone.recorded) to receive; "
+        "empty for everything.",
     )
     # Not stripped: the subscriber signs with exactly the secret it sent.
     secret: Annotated[

@@ -21,7 +21,7 @@ from app.deps import (
 from app.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.access.scope import CASE_READERS
 from app.services.identity.coi import display
-from app.services.journey import cases, events, reads
+from app.services.journey import cases, events, holds, reads
 from models.base import Page
 from models.case import (
     CaseCreate,
@@ -31,6 +31,7 @@ from models.case import (
     CaseSummary,
     EventCreate,
     EventPublic,
+    HoldRequest,
     ScheduleRequest,
     ScheduleResponse,
 )
@@ -41,6 +42,7 @@ router = APIRouter(prefix="/cases", tags=["cases"])
 Coordinator = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
 Reader = Annotated[Principal, require_roles(*CASE_READERS)]
 EventRecorder = Annotated[Principal, require_roles(Role.admin, Role.coordinator, Role.manufacturer)]
+HoldSigner = Annotated[Principal, require_roles(*holds.HOLD_SIGNERS)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CaseCreated)
@@ -98,7 +100,29 @@ def list_cases(
 
 @router.get("/{case_id}", response_model=CaseDetail)
 def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: NowDep) -> CaseDetail:
-    """One case with its milestones, shipments, alerts, durations so far and slot."""
+    """One case with its milestones, shipments, alerts, durations so far, slot and hold."""
+    return reads.case_detail(session, case=case, now=now)
+
+
+@router.post("/{case_id}/hold", response_model=CaseDetail)
+def hold_case(
+    principal: HoldSigner,
+    body: HoldRequest,
+    case: ScopedCase,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> CaseDetail:
+    """Place or release a product hold (QA, signed): on hold, thaw and infusion are refused."""
+    with committing(session):
+        holds.act(
+            session,
+            actor=principal,
+            case=case,
+            request=body,
+            secret_key=settings.secret_key.get_secret_value(),
+            now=now,
+        )
     return reads.case_detail(session, case=case, now=now)
 
 
@@ -143,6 +167,7 @@ def record_event(
             data=body.data,
             now=now,
             future_tolerance_s=settings.future_tolerance_s,
+            secret_key=settings.secret_key.get_secret_value(),
         )
         return EventPublic.model_validate({**milestone.model_dump(), "case_status": case.status})
 

@@ -14,7 +14,7 @@ from app.services.access.scope import DISPOSITION_SIGNERS, SHIPMENT_READERS
 from app.services.coldchain import disposition as excursions
 from app.services.coldchain.trace_window import trace_window
 from models.base import Page
-from models.coldchain import DispositionRequest, ExcursionPublic
+from models.coldchain import DispositionPublic, DispositionRequest, ExcursionPublic
 from models.principal import Principal
 
 router = APIRouter(tags=["cold chain"])
@@ -62,7 +62,7 @@ def list_excursions(
     )
 
 
-@router.post("/excursions/{excursion_id}/disposition", response_model=ExcursionPublic)
+@router.post("/excursions/{excursion_id}/disposition", response_model=DispositionPublic)
 def disposition(
     principal: QA,
     excursion_id: IntId,
@@ -70,8 +70,8 @@ def disposition(
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
-) -> ExcursionPublic:
-    """QA's signed decision on an excursion: accept, reject or quarantine the material."""
+) -> DispositionPublic:
+    """QA's signed decision on a closed excursion; reject or quarantine holds the product."""
     with committing(session):
         out = excursions.sign_disposition(
             session,

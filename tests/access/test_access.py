@@ -44,6 +44,7 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         CASE_READERS,
         True,
     ),
+    ("POST", "/api/v1/cases/{case_id}/hold"): ({"admin", "qa"}, True),
     ("POST", "/api/v1/shipments"): ({"admin", "coordinator", "manufacturer"}, True),
     ("GET", "/api/v1/shipments"): (CASE_READERS | {"courier"}, False),
     ("GET", "/api/v1/shipments/{shipment_id}"): (CASE_READERS | {"courier"}, True),

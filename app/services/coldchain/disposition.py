@@ -13,11 +13,22 @@ from app.services.access import principals
 from app.services.access.scope import shipment_scope
 from app.services.alerts import lifecycle as alerts
 from app.services.audit import chain as audit
+from app.services.journey import holds
 from app.times import from_ms
 from models.base import Page
-from models.coldchain import DispositionRequest, Excursion, ExcursionPublic
+from models.case import Case
+from models.coldchain import (
+    DispositionPublic,
+    DispositionRequest,
+    Excursion,
+    ExcursionPublic,
+    Reading,
+)
 from models.principal import Principal
-from models.shipment import Shipment
+from models.shipment import Shipment, ShipmentStatus
+
+# Decisions that keep the material from the patient until QA releases the hold.
+HOLDING_DECISIONS = {"reject": "rejected", "quarantine": "quarantined"}
 
 
 def public(e: Excursion) -> ExcursionPublic:
@@ -85,8 +96,11 @@ def sign_disposition(
     request: DispositionRequest,
     secret_key: str,
     now: datetime,
-) -> ExcursionPublic:
-    """Record QA's signed decision on an excursion, resolve its alert and audit it."""
+) -> DispositionPublic:
+    """Record QA's signed decision on a closed excursion, resolve its alert and audit it.
+
+    ``reject`` and ``quarantine`` put the case's product on hold in the same transaction.
+    """
     exc = session.exec(
         select(Excursion)
         .where(Excursion.id == excursion_id, _visible(actor))
@@ -104,6 +118,13 @@ def sign_disposition(
     )
     if exc.disposition is not None:
         raise Conflict(f"already dispositioned: {exc.disposition}", code="already-dispositioned")
+    if exc.status != "closed":
+        # Its duration and peak are still growing: a signature would cover an unknown.
+        raise Conflict(
+            "only a closed excursion can be signed; this one is still open (no in-range "
+            "reading after it yet)",
+            code="excursion-open",
+        )
     before = {"disposition": None, "severity": exc.severity}
     exc.disposition = request.decision
     exc.disposition_reason = request.reason
@@ -111,7 +132,13 @@ def sign_disposition(
     exc.signed_at = now
     exc.signature_meaning = request.signature.meaning
     session.add(exc)
-    alerts.resolve_key(session, dedupe_key=f"excursion:{exc.shipment_id}:{exc.started_ms}", now=now)
+    alerts.resolve_key(
+        session,
+        dedupe_key=f"excursion:{exc.shipment_id}:{exc.started_ms}",
+        now=now,
+        by=actor,
+        reason=f"dispositioned {request.decision}: {request.reason}",
+    )
     session.flush()
     audit.append(
         session,
@@ -129,4 +156,57 @@ def sign_disposition(
         },
         reason=request.reason,
     )
-    return public(exc)
+    shipment = session.get(Shipment, exc.shipment_id)
+    if shipment is None:  # guaranteed by the foreign key
+        raise RuntimeError("inconsistent data: shipment missing")
+    if request.decision in HOLDING_DECISIONS:
+        _hold_product(session, actor=actor, exc=exc, shipment=shipment, request=request, now=now)
+    return DispositionPublic(
+        **public(exc).model_dump(), warnings=_data_warnings(session, shipment=shipment)
+    )
+
+
+def _hold_product(
+    session: Session,
+    *,
+    actor: Principal,
+    exc: Excursion,
+    shipment: Shipment,
+    request: DispositionRequest,
+    now: datetime,
+) -> None:
+    case = session.exec(
+        select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
+    ).one()
+    reason = f"excursion {exc.id} {HOLDING_DECISIONS[request.decision]}: {request.reason}"
+    holds.place(
+        session,
+        case=case,
+        by=actor,
+        reason=reason[:2000],
+        source=f"excursion:{exc.id}",
+        meaning=request.signature.meaning,
+        now=now,
+    )
+
+
+def _data_warnings(session: Session, *, shipment: Shipment) -> list[str]:
+    """Tell the signer when the shipment's loggers may not have uploaded everything yet."""
+    if not shipment.device_ids or shipment.status == ShipmentStatus.cancelled:
+        return []
+    if shipment.delivered_at is None:
+        return ["loggers may still hold data: the shipment is not delivered yet"]
+    # A reading at the delivery instant or later shows the loggers' data reached the end of
+    # the trip (a device's readings attach to its shipment up to and including delivery).
+    delivered_ms = int(shipment.delivered_at.timestamp() * 1000)
+    later = session.exec(
+        select(Reading.id)
+        .where(
+            col(Reading.device_id).in_(shipment.device_ids),
+            col(Reading.ts_ms) >= delivered_ms,
+        )
+        .limit(1)
+    ).first()
+    if later is None:
+        return ["loggers may still hold data: no reading after delivery yet"]
+    return []

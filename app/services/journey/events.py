@@ -12,6 +12,7 @@ from app.errors import Forbidden, IllegalTransition, Invalid
 from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
+from app.services.journey import bedside
 from app.services.shipments import delivery
 from app.times import as_utc, iso_z
 from models.case import Case, CaseStatus, Milestone, ScheduleResponse, SlotPublic
@@ -120,6 +121,7 @@ def record_event(
     data: dict[str, Any] | None,
     now: datetime,
     future_tolerance_s: int,
+    secret_key: str,
 ) -> Milestone:
     """Apply one journey event to a case, or refuse it and change nothing."""
     if Role(actor.role) not in EVENT_ROLES[event_type]:
@@ -146,6 +148,16 @@ def record_event(
     if event_type in IDENTITY_BEARING or coi:
         require_coi(case=case, scanned=coi, step=event_type, actor=actor, now=now)
     check_physical_order(session, case=case, occurred_at=occurred_at)
+    data = bedside.check(
+        session,
+        case=case,
+        actor=actor,
+        event_type=event_type,
+        occurred_at=occurred_at,
+        data=data,
+        secret_key=secret_key,
+        now=now,
+    )
 
     before = snapshot(case)
     if event_type == "recollection":

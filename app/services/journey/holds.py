@@ -13,13 +13,18 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.errors import Conflict
+from app.errors import Conflict, Forbidden
+from app.services.access import principals
 from app.services.audit import chain as audit
-from models.case import Case, ProductHold
-from models.principal import Principal
+from app.services.webhooks import outbox as webhooks
+from models.case import Case, HoldRequest, ProductHold
+from models.principal import Principal, Role
+from models.webhook import WebhookEvent
 
 ON_HOLD = "on_hold"
 RELEASED = "released"
+# Who places and releases a hold by hand: QA, and an admin standing in for QA.
+HOLD_SIGNERS = (Role.qa, Role.admin)
 
 
 class ProductOnHold(Conflict):
@@ -43,6 +48,10 @@ def state(session: Session, *, case: Case) -> dict[str, Any] | None:
     row = latest(session, case_id=case.id)
     if row is None:  # the column and the table are written together
         return None
+    return _shape(case, row)
+
+
+def _shape(case: Case, row: ProductHold) -> dict[str, Any]:
     return {
         "status": case.hold_status,
         "reason": row.reason,
@@ -60,6 +69,46 @@ def refuse_if_on_hold(case: Case, *, step: str) -> None:
             "with a signature",
             extra={"case_id": case.id},
         )
+
+
+def act(
+    session: Session,
+    *,
+    actor: Principal,
+    case: Case,
+    request: HoldRequest,
+    secret_key: str,
+    now: datetime,
+) -> ProductHold:
+    """QA's (or an admin's) signed hand on a case's hold: ``place`` it or ``release`` it."""
+    if actor.role not in HOLD_SIGNERS:
+        raise Forbidden(f"role {actor.role} may not place or release a product hold")
+    # 21 CFR 11.200: the signer re-enters their own credential for each signing.
+    principals.verify_signature(
+        session,
+        actor=actor,
+        credential=request.signature.password_or_key,
+        secret_key=secret_key,
+        now=now,
+    )
+    if request.action == "release":
+        return release(
+            session,
+            case=case,
+            by=actor,
+            reason=request.reason,
+            meaning=request.signature.meaning,
+            now=now,
+        )
+    return place(
+        session,
+        case=case,
+        by=actor,
+        reason=request.reason,
+        source="manual",
+        meaning=request.signature.meaning,
+        now=now,
+    )
 
 
 def place(
@@ -140,5 +189,12 @@ def _act(
         before=before,
         after={"hold_status": case.hold_status, "source": source, "meaning": meaning},
         reason=reason,
+    )
+    webhooks.enqueue_for_case(
+        session,
+        case=case,
+        event=WebhookEvent.case_hold,
+        body={"hold": _shape(case, row)},
+        now=now,
     )
     return row

@@ -11,7 +11,7 @@ from app.errors import Invalid
 from app.services.access.scope import case_scope
 from app.services.capacity import slots as capacity
 from app.services.identity.coi import CoiFormatError, display, parse_scan
-from app.services.journey import cases, corrections
+from app.services.journey import cases, corrections, holds
 from models.alert import Alert
 from models.case import Case, CaseDetail, CaseListQuery, CaseSummary, SlotPublic
 from models.principal import Principal, Role
@@ -102,7 +102,7 @@ def list_cases(
 
 
 def case_detail(session: Session, *, case: Case, now: datetime) -> CaseDetail:
-    """One case with its milestones, shipments, alerts, durations so far and slot."""
+    """One case with its milestones, shipments, alerts, durations so far, slot and hold."""
     milestones = cases.milestones(session, case_id=case.id)
     shipments = session.exec(
         select(Shipment).where(Shipment.case_id == case.id).order_by(col(Shipment.created_at))
@@ -121,5 +121,6 @@ def case_detail(session: Session, *, case: Case, now: datetime) -> CaseDetail:
             "alerts": alerts,
             "durations": cases.durations(milestones, now=now),
             "slot": SlotPublic.model_validate(slot) if slot else None,
+            "hold": holds.state(session, case=case),
         }
     )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlmodel import Session, col, select
@@ -25,9 +26,10 @@ from app.errors import Conflict, NotFound
 from app.services.audit import chain as audit
 from app.services.audit.chain import jsonable
 from integrations.webhooks import SendResult, WebhookSender
-from models.alert import Alert, AlertKind, AlertPublic
+from models.alert import Alert, AlertPublic
+from models.case import Case
 from models.principal import Principal
-from models.webhook import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
+from models.webhook import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent, WebhookKind
 
 log = logging.getLogger("v2v.webhooks")
 
@@ -46,14 +48,14 @@ def subscribe(
     *,
     actor: Principal,
     url: str,
-    kinds: Sequence[AlertKind],
+    kinds: Sequence[WebhookKind],
     secret: str,
     now: datetime,
 ) -> Webhook:
-    """Register a subscriber for alert events (an empty ``kinds`` means every kind)."""
+    """Register a subscriber for alert and case events (an empty ``kinds`` means all)."""
     webhook = Webhook(
         url=url,
-        kinds=sorted({AlertKind(k).value for k in kinds}),
+        kinds=sorted({WebhookKind(k).value for k in kinds}),
         secret=secret,
         active=True,
         created_at=now,
@@ -83,31 +85,65 @@ def enqueue_for_alert(
     for hook in hooks:
         if hook.kinds and alert.kind not in hook.kinds:
             continue
-        delivery = WebhookDelivery(
-            webhook_id=hook.id,
-            event=event.value,
-            alert_id=alert.id,
-            payload="",
-            next_attempt_at=now,
-            created_at=now,
+        rows.append(
+            _deliver(session, hook=hook, event=event, now=now, alert_id=alert.id, alert=alert_body)
         )
-        # The delivery id is inside the signed body too: the header alone could be replayed.
-        delivery.payload = json.dumps(
-            {
-                "delivery_id": delivery.id,
-                "event": event.value,
-                "occurred_at": jsonable(now),
-                "alert": alert_body,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        session.add(delivery)
-        rows.append(delivery)
     if rows:
         session.flush()
     return rows
+
+
+def enqueue_for_case(
+    session: Session, *, case: Case, event: WebhookEvent, body: dict[str, Any], now: datetime
+) -> list[WebhookDelivery]:
+    """One pending delivery per active webhook subscribed to this case event.
+
+    ``body`` is what the event adds to the case (e.g. ``{"hold": ...}``). The payload names
+    the case by id and COI only: never the patient reference, not even its hash.
+    """
+    hooks = session.exec(select(Webhook).where(col(Webhook.active).is_(True))).all()
+    case_body = jsonable(
+        {"id": case.id, "coi": case.coi, "site": case.site, "status": case.status, **body}
+    )
+    rows = []
+    for hook in hooks:
+        if hook.kinds and event.value not in hook.kinds:
+            continue
+        rows.append(
+            _deliver(session, hook=hook, event=event, now=now, alert_id=None, case=case_body)
+        )
+    if rows:
+        session.flush()
+    return rows
+
+
+def _deliver(
+    session: Session,
+    *,
+    hook: Webhook,
+    event: WebhookEvent,
+    now: datetime,
+    alert_id: int | None,
+    **subject: Any,
+) -> WebhookDelivery:
+    """The outbox row of one event for one subscriber; ``subject`` is the body's topic."""
+    delivery = WebhookDelivery(
+        webhook_id=hook.id,
+        event=event.value,
+        alert_id=alert_id,
+        payload="",
+        next_attempt_at=now,
+        created_at=now,
+    )
+    # The delivery id is inside the signed body too: the header alone could be replayed.
+    delivery.payload = json.dumps(
+        {"delivery_id": delivery.id, "event": event.value, "occurred_at": jsonable(now), **subject},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    session.add(delivery)
+    return delivery
 
 
 def backoff(attempts: int) -> timedelta:
