@@ -24,6 +24,7 @@ EPOCH_MARGIN = timedelta(days=35)
 # Operation names, as the latency tables print them.
 REGISTER, SCHEDULE = "POST /cases", "POST /cases/{id}/schedule"
 EVENT, SHIP = "POST /cases/{id}/events", "POST /shipments"
+DEVICE = "POST /devices"
 CUSTODY = "POST /shipments/{id}/custody"
 CREATING = {REGISTER: "register", SHIP: "shipment"}
 VARIANTS = (
@@ -60,7 +61,7 @@ class Walk:
         self.n = 0
         self.case = Case("", "")
 
-    def _post(self, op: str, persona: str, path: str, body: dict[str, Any], status: int) -> Any:
+    def _post(self, op: str, persona: str, path: str, body: dict[str, Any], *statuses: int) -> Any:
         self.n += 1
         key = f"{self.run}-{self.index}-{self.n}"
         kind = CREATING.get(op)
@@ -75,7 +76,7 @@ class Walk:
             json.dumps(body).encode(),
             idempotency_key=key if op != SCHEDULE else None,
         )
-        return self.client.expect(response, op, status)
+        return self.client.expect(response, op, *statuses)
 
     def _at(self, hours: float) -> str:
         self.t += timedelta(hours=hours)
@@ -121,6 +122,9 @@ class Walk:
 
     def ship(self, direction: str, devices: list[str] | None = None) -> str:
         inbound = direction == "to_manufacturing"
+        for device in devices or []:
+            # The courier registers its loggers before a site may list them (200 once known).
+            self._post(DEVICE, "courier", "/api/v1/devices", {"device_id": device}, 201, 200)
         body = {
             "case_id": self.case.id,
             "direction": direction,
