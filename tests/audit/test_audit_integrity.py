@@ -9,32 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from alembic import command
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text
-from sqlalchemy.exc import DatabaseError
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config import DEV_AUDIT_KEYS, Settings, get_settings
 from app.db import Database
 from app.jobs.audit import write_checkpoint
-from app.migrations import alembic_config, current_revision, upgrade
 from app.services.audit import chain
 from app.services.audit.keys import AuditKeys
 from app.services.audit.signing import b64d
 from app.services.identity.coi import Keyring, generate_signing_entry
-from models.audit import GENESIS_HASH
-from models.base import UTCDateTime
-from tests.conftest import NOW, Api, _pg_exec, _pg_url
+from tests.conftest import NOW, Api
 from tests.helpers import Journey
 
 NEW_KEY = "audit-2027:a-second-audit-key-of-at-least-32-characters"
@@ -311,99 +302,3 @@ def test_cli_checkpoint_prints_one_or_appends_it(env: Api, tmp_path: Path) -> No
     other.write_text(json.dumps(stranger.jwks()))
     out = _cli("audit", "verify", "--checkpoint", str(file), "--jwks", str(other))
     assert out.exit_code == 1 and "signature does not verify" in out.output
-
-
-# --- Migration 0010: an unkeyed (SHA-256) chain is verified, then re-keyed ---------------
-
-LEGACY = sa.table(
-    "audit_log",
-    *(sa.column(c) for c in ("seq", "actor", "actor_id", "action", "entity", "entity_id")),
-    sa.column("at", UTCDateTime()),
-    sa.column("before", sa.JSON()),
-    sa.column("after", sa.JSON()),
-    *(sa.column(c) for c in ("reason", "prev_hash", "hash")),
-)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def at_0008(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database migrated to 0008, the last revision with unkeyed hashes."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
-        upgrade(url, "0008")
-        yield url
-        return
-    request.getfixturevalue("pg_template")  # skips (or fails under CI) without PostgreSQL
-    name = f"v2v_legacy_{uuid.uuid4().hex[:10]}"
-    _pg_exec(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(_pg_url(name), "0008")
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _legacy_chain(url: str, *, tamper: int | None = None) -> list[str]:
-    """Six entries hashed the old way (plain SHA-256); ``tamper`` edits one afterwards."""
-    rows, prev = [], GENESIS_HASH
-    for seq in range(1, 7):
-        content = {
-            "seq": seq,
-            "at": NOW + timedelta(minutes=seq, microseconds=seq),
-            "actor": "ncc",
-            "actor_id": None,
-            "action": "case.registered",
-            "entity": "case",
-            "entity_id": f"case-{seq}",
-            "before": None if seq % 2 else {"status": "registered"},
-            "after": {"status": "apheresis_scheduled", "note": "Zürich ✓", "n": seq * 1.5},
-            "reason": None,
-            "prev_hash": prev,
-        }
-        prev = hashlib.sha256(chain.canonical(**content)).hexdigest()
-        rows.append({**content, "hash": prev})
-    if tamper is not None:
-        rows[tamper - 1]["actor"] = "mallory"
-    db = Database(url, pool_size=1)
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(LEGACY.insert(), rows)
-    finally:
-        db.dispose()
-    return [r["hash"] for r in rows]
-
-
-def test_migration_rekeys_an_unkeyed_chain(at_0008: str) -> None:
-    old = _legacy_chain(at_0008)
-    upgrade(at_0008)
-    db = Database(at_0008, pool_size=1)
-    try:
-        with db.session() as session:
-            assert chain.verify_chain(session) == chain.VerifyResult(True, 6)
-            rows = list(session.exec(chain.select(chain.AuditEntry)))
-        assert {r.kid for r in rows} == {"dev-audit-2026"}
-        assert not {r.hash for r in rows} & set(old)
-        with pytest.raises(DatabaseError, match="append-only"), db.engine.begin() as conn:
-            conn.execute(text("UPDATE audit_log SET actor = 'x' WHERE seq = 1"))
-        # And back: downgrading restores the plain SHA-256 chain exactly.
-        command.downgrade(alembic_config(at_0008), "0008")
-        with db.engine.connect() as conn:
-            back = [h for (h,) in conn.execute(text("SELECT hash FROM audit_log ORDER BY seq"))]
-        assert back == old
-    finally:
-        db.dispose()
-
-
-def test_migration_refuses_to_rekey_a_broken_chain(at_0008: str) -> None:
-    old = _legacy_chain(at_0008, tamper=3)
-    with pytest.raises(RuntimeError, match="broken before re-keying: entry 3 does not match"):
-        upgrade(at_0008)
-    db = Database(at_0008, pool_size=1)
-    try:
-        assert current_revision(db.engine) == "0008"
-        with db.engine.connect() as conn:
-            kept = [h for (h,) in conn.execute(text("SELECT hash FROM audit_log ORDER BY seq"))]
-            columns = {c["name"] for c in sa.inspect(conn).get_columns("audit_log")}
-        assert kept == old and "kid" not in columns
-    finally:
-        db.dispose()
