@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.cli_audit import JwksOption, PublicKeyOption, audit_checkpoint
 from app.cli_export import export_cli
 from app.config import get_settings
 from app.db import Database
@@ -25,6 +26,7 @@ cli.add_typer(principal_cli, name="principal")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")
+audit_cli.command("checkpoint")(audit_checkpoint)
 console = Console(stderr=True)
 
 
@@ -201,9 +203,20 @@ def dev_admin(key_file: Path = Path("var/admin.key")) -> None:
 
 
 @audit_cli.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit hash chain; exit 1 at the first broken link."""
+def audit_verify(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Also prove nothing up to its checkpoints was removed.")
+    ] = None,
+    jwks: JwksOption = None,
+    public_key: PublicKeyOption = None,
+) -> None:
+    """Recompute the keyed audit hash chain; exit 1 at the first broken link."""
     from app.services.audit.chain import verify_chain
+
+    if checkpoint is not None:
+        from app.cli_audit import verify_with_checkpoint
+
+        return verify_with_checkpoint(checkpoint, jwks=jwks, public_key=public_key)
 
     db = _database()
     with db.session() as session:

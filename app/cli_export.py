@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.cli_audit import JwksOption, PublicKeyOption
 from app.config import get_settings
 from app.db import Database
 
@@ -27,17 +28,21 @@ def export_case(
     case_id: Annotated[str, typer.Argument(help="The case id.")],
     out: Annotated[Path, typer.Option("--out", help="SQLite file to write (replaced).")],
 ) -> None:
-    """One case's whole record, with its audit entries and the chain's hashes."""
+    """One case's whole record, with its audit entries, the chain's hashes and a manifest
+    of every table signed with the service's Ed25519 key."""
     from app.errors import AppError
     from app.services.audit import chain as audit
     from app.services.audit import dossier as export
+    from app.services.identity.coi import Keyring
     from models.base import utcnow
 
+    settings = get_settings()
+    keyring = Keyring(settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys)
     db = _database()
     try:
         with db.transaction() as session:
             counts = export.export_case(
-                session, case_id=case_id, out=out, actor="cli", now=utcnow()
+                session, case_id=case_id, out=out, actor="cli", now=utcnow(), keyring=keyring
             )
             audit.append(
                 session,
@@ -77,11 +82,29 @@ def export_analytics(
 
 
 @export_cli.command("verify")
-def verify(path: Annotated[Path, typer.Argument(help="A case dossier file.")]) -> None:
-    """Re-check a case dossier's audit entries against the exported chain, offline."""
+def verify(
+    path: Annotated[Path, typer.Argument(help="A case dossier file.")],
+    jwks: JwksOption = None,
+    public_key: PublicKeyOption = None,
+    audit_keys: Annotated[
+        bool,
+        typer.Option(help="Also recompute each entry's keyed hash (needs V2V_AUDIT_KEYS)."),
+    ] = False,
+) -> None:
+    """Check a case dossier offline: its signed manifest against the JWKS (or a public key;
+    by default this installation's), every table, and its audit entries against the chain."""
+    from app.cli_audit import trusted_keys
     from app.services.audit.dossier import verify_dossier
+    from app.services.audit.keys import keys_of
 
-    ok, message = verify_dossier(path)
+    try:
+        keys = trusted_keys(jwks, public_key)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    ok, message = verify_dossier(
+        path, public_keys=keys, audit_keys=keys_of(get_settings()) if audit_keys else None
+    )
     console.print(("[green]ok[/green]: " if ok else "[red]broken[/red]: ") + message)
     if not ok:
         raise typer.Exit(1)

@@ -7,6 +7,7 @@ when ``V2V_ENV=production`` so a real deployment cannot start with a published s
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -16,6 +17,8 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 (refused in p
 DEV_PATIENT_HASH_KEY = "dev-insecure-patient-hash-key-change-me"
 # kid:base64url(32-byte Ed25519 seed). Published in this file, so never for production.
 DEV_COI_SIGNING_KEYS = "dev-2026:ZGV2LWluc2VjdXJlLWNvaS1zaWduaW5nLWtleS0wMDE"
+# kid:secret. Keys the audit entries' HMACs; published here, so refused in production.
+DEV_AUDIT_KEYS = "dev-audit-2026:dev-insecure-audit-chain-key-change-me"
 
 
 class Settings(BaseSettings):
@@ -45,6 +48,20 @@ class Settings(BaseSettings):
         "",
         description="Retired COI public keys, `kid:x_b64url` comma-separated, kept verifiable "
         "after their private key is destroyed.",
+    )
+    audit_keys: SecretStr = Field(
+        SecretStr(DEV_AUDIT_KEYS),
+        description="HMAC-SHA256 keys of the audit entries' hashes, `kid:secret` comma-"
+        "separated; the first (newest) keys new entries, every listed key verifies the "
+        "entries it keyed (prepend a new key to rotate; never drop one still in the chain).",
+    )
+    audit_checkpoint_file: Path | None = Field(
+        None,
+        description="File (JSON lines) the scheduler appends a signed audit checkpoint to; "
+        "keep it off the database host (a WORM or remote mount). Unset: no checkpoint job.",
+    )
+    audit_checkpoint_interval_s: int = Field(
+        3600, ge=10, description="How often the scheduler writes an audit checkpoint."
     )
     coi_fin: str = Field(
         "V2V00",
@@ -157,6 +174,7 @@ class Settings(BaseSettings):
             "V2V_SECRET_KEY": (self.secret_key, DEV_SECRET_KEY),
             "V2V_PATIENT_HASH_KEY": (self.patient_hash_key, DEV_PATIENT_HASH_KEY),
             "V2V_COI_SIGNING_KEYS": (self.coi_signing_keys, DEV_COI_SIGNING_KEYS),
+            "V2V_AUDIT_KEYS": (self.audit_keys, DEV_AUDIT_KEYS),
         }
         bad = [name for name, (value, dev) in defaults.items() if value.get_secret_value() == dev]
         if bad:
@@ -164,10 +182,17 @@ class Settings(BaseSettings):
         short = [
             name
             for name, (value, _) in defaults.items()
-            if name != "V2V_COI_SIGNING_KEYS" and len(value.get_secret_value()) < 32
+            if name in ("V2V_SECRET_KEY", "V2V_PATIENT_HASH_KEY")
+            and len(value.get_secret_value()) < 32
         ]
         if short:
             raise ValueError("secrets must be at least 32 characters: " + ", ".join(short))
+        if any(
+            DEV_AUDIT_KEYS.split(":", 1)[1] in item or len(item.partition(":")[2].strip()) < 32
+            for item in self.audit_keys.get_secret_value().split(",")
+            if item.strip()
+        ):
+            raise ValueError("V2V_AUDIT_KEYS: each secret must be at least 32 characters")
         return self
 
     @property

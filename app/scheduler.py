@@ -32,10 +32,13 @@ Job = Callable[[Database, datetime], Any]
 
 def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
     """Job name -> (function, interval in seconds)."""
+    from app.config import get_settings
+    from app.jobs.audit import write_checkpoint
     from app.jobs.courier import poll_couriers
     from app.jobs.webhooks import deliver_webhooks
 
-    return {
+    settings = get_settings()
+    jobs: dict[str, tuple[Job, float]] = {
         "reevaluate": (lambda db, now: sweeps.reevaluate_marked(db, now=now), 10),
         "loss_of_signal": (lambda db, now: sweeps.loss_of_signal(db, now=now), 60),
         "hold_time": (lambda db, now: sweeps.hold_time(db, now=now), 300),
@@ -44,6 +47,12 @@ def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
         "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=client), 15),
         "couriers": (lambda db, now: poll_couriers(db, now=now, client=client), 60),
     }
+    if settings.audit_checkpoint_file is not None:
+        jobs["audit_checkpoint"] = (
+            lambda db, now: write_checkpoint(db, now=now),
+            settings.audit_checkpoint_interval_s,
+        )
+    return jobs
 
 
 class LeaderLock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field as Check
 from sqlalchemy import JSON, Index
 from sqlmodel import Field, SQLModel
 
@@ -30,6 +31,8 @@ class AuditEntry(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=2000)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    # Which audit key (V2V_AUDIT_KEYS) keyed this entry's HMAC; rotation keeps old ones.
+    kid: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
 
 
 class AuditPublic(ResponseModel):
@@ -44,6 +47,7 @@ class AuditPublic(ResponseModel):
     reason: str | None = None
     hash: str
     prev_hash: str
+    kid: str
 
 
 class AuditVerify(ResponseModel):
@@ -51,3 +55,17 @@ class AuditVerify(ResponseModel):
     entries: int
     first_bad_seq: int | None = None
     reason: str | None = None
+
+
+class AuditCheckpoint(ResponseModel):
+    """The chain's head at ``seq`` signed (Ed25519, key ``kid`` of the COI JWKS) at ``at``."""
+
+    seq: int = Check(ge=0)
+    hash: str = Check(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
+    at: datetime
+    kid: str = Check(min_length=1, max_length=64)
+    signature: str = Check(min_length=1, max_length=200)
+
+
+class CheckpointVerifyRequest(ResponseModel):
+    checkpoint: AuditCheckpoint

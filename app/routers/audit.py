@@ -1,20 +1,32 @@
-"""The audit trail: read and verify (admin and QA)."""
+"""The audit trail: read, verify and checkpoint (admin and QA)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
+from sqlmodel import Session
 
-from app.deps import SessionDep, require_roles
+from app.deps import KeyringDep, NowDep, SessionDep, get_db, require_roles
 from app.pagination import CursorQuery, LimitQuery, cursor_int, page_of
 from app.services.audit import chain as audit
-from models.audit import AuditPublic, AuditVerify
+from app.services.audit import checkpoint as checkpoints
+from models.audit import AuditCheckpoint, AuditPublic, AuditVerify, CheckpointVerifyRequest
 from models.base import Page
 from models.principal import Principal, Role
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Auditor = Annotated[Principal, require_roles(Role.admin, Role.qa)]
+
+
+def _read_session(request: Request) -> Iterator[Session]:
+    # Verifying walks the whole chain and writes nothing: no writer lock, even for a POST.
+    with get_db(request).session() as session:
+        yield session
+
+
+ReadSession = Annotated[Session, Depends(_read_session)]
 
 
 @router.get("", response_model=Page[AuditPublic])
@@ -37,5 +49,28 @@ def list_audit(
 
 @router.get("/verify", response_model=AuditVerify)
 def verify_audit(session: SessionDep, _principal: Auditor) -> AuditVerify:
-    """Recompute the hash chain and report the first broken link, if any."""
+    """Recompute the keyed hash chain and report the first broken link, if any."""
     return AuditVerify.model_validate(audit.verify_chain(session))
+
+
+@router.get("/checkpoint", response_model=AuditCheckpoint)
+def checkpoint(
+    session: SessionDep, _principal: Auditor, keyring: KeyringDep, now: NowDep
+) -> AuditCheckpoint:
+    """The verified chain's head signed with the service's Ed25519 key (see the COI JWKS)."""
+    signed = checkpoints.sign_head(session, keyring=keyring, now=now)
+    return AuditCheckpoint.model_validate(signed)
+
+
+@router.post("/verify", response_model=AuditVerify)
+def verify_checkpoint(
+    body: CheckpointVerifyRequest, session: ReadSession, _principal: Auditor, keyring: KeyringDep
+) -> AuditVerify:
+    """Prove that no entry up to a signed checkpoint was removed or rewritten."""
+    cp = body.checkpoint
+    result = checkpoints.verify_against(
+        session,
+        checkpoint=checkpoints.Checkpoint(cp.seq, cp.hash, cp.at, cp.kid, cp.signature),
+        keyring=keyring,
+    )
+    return AuditVerify.model_validate(result)

@@ -75,6 +75,8 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", "/api/v1/excursions/{excursion_id}/disposition"): ({"qa"}, True),
     ("GET", "/api/v1/audit"): ({"admin", "qa"}, False),
     ("GET", "/api/v1/audit/verify"): ({"admin", "qa"}, False),
+    ("POST", "/api/v1/audit/verify"): ({"admin", "qa"}, False),
+    ("GET", "/api/v1/audit/checkpoint"): ({"admin", "qa"}, False),
     ("POST", "/api/v1/webhooks"): ({"admin"}, False),
     ("GET", "/api/v1/webhooks"): ({"admin"}, False),
     ("GET", "/api/v1/webhooks/deliveries"): ({"admin"}, False),

@@ -274,6 +274,7 @@ def test_cli_loads_once_with_if_empty_and_is_refused_in_production(
     monkeypatch.setenv("V2V_SECRET_KEY", "s" * 40)
     monkeypatch.setenv("V2V_PATIENT_HASH_KEY", "p" * 40)
     monkeypatch.setenv("V2V_COI_SIGNING_KEYS", generate_signing_entry("prod-1"))
+    monkeypatch.setenv("V2V_AUDIT_KEYS", "audit-1:" + "a" * 40)
     get_settings.cache_clear()
     refused = CliRunner().invoke(cli, ["demo", "--cases", "5", "--seed", "9"])
     assert refused.exit_code == 2 and "refused" in refused.output

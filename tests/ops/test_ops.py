@@ -41,7 +41,8 @@ def test_security_headers_and_no_store_on_api(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "secret", ["V2V_SECRET_KEY", "V2V_PATIENT_HASH_KEY", "V2V_COI_SIGNING_KEYS"]
+    "secret",
+    ["V2V_SECRET_KEY", "V2V_PATIENT_HASH_KEY", "V2V_COI_SIGNING_KEYS", "V2V_AUDIT_KEYS"],
 )
 def test_production_refuses_each_development_secret(
     monkeypatch: pytest.MonkeyPatch, secret: str
@@ -51,6 +52,7 @@ def test_production_refuses_each_development_secret(
         "V2V_SECRET_KEY": "s" * 40,
         "V2V_PATIENT_HASH_KEY": "p" * 40,
         "V2V_COI_SIGNING_KEYS": "prod-1:" + "A" * 43,
+        "V2V_AUDIT_KEYS": "audit-1:" + "a" * 40,
     }
     for name, value in good.items():
         if name != secret:

@@ -1,14 +1,18 @@
-"""The append-only, SHA-256 hash-chained audit trail.
+"""The append-only, keyed hash-chained audit trail.
 
 Each entry records who, what, when, the value before and after, and the reason (21 CFR
-Part 11 §11.10(e); EU GMP Annex 11 §9). Its hash covers its content and the previous hash,
-so altering, removing or reordering any entry breaks every later link. Writers append under
-a lock (PostgreSQL advisory lock; SQLite's single writer) so the chain never forks.
+Part 11 §11.10(e); EU GMP Annex 11 §9). Its hash is an HMAC-SHA256, under a server secret
+named by the entry's ``kid``, of its content and the previous hash: altering, removing or
+reordering any entry breaks every later link, and without the secret nobody can recompute
+the links after a rewrite. A deleted tail leaves a consistent chain; signed checkpoints
+(``checkpoint.py``) catch that. Writers append under a lock (PostgreSQL advisory lock;
+SQLite's single writer) so the chain never forks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
 from models.principal import Principal
@@ -39,7 +44,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def entry_hash(
+def canonical(
     *,
     seq: int,
     at: datetime,
@@ -52,7 +57,10 @@ def entry_hash(
     after: Any,
     reason: str | None,
     prev_hash: str,
-) -> str:
+    kid: str | None = None,
+) -> bytes:
+    """The bytes an entry's hash covers: its content as canonical JSON (sorted keys, no
+    spaces, UTF-8), with the key id when keyed (before 0010, entries had none)."""
     payload = {
         "seq": seq,
         "at": jsonable(at),
@@ -66,8 +74,31 @@ def entry_hash(
         "reason": reason,
         "prev_hash": prev_hash,
     }
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    if kid is not None:
+        payload["kid"] = kid
+    text_ = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text_.encode("utf-8")
+
+
+def entry_hash(*, key: bytes, kid: str, **content: Any) -> str:
+    """HMAC-SHA256 of the entry's canonical content under the audit key ``kid``."""
+    return hmac.new(key, canonical(kid=kid, **content), hashlib.sha256).hexdigest()
+
+
+def _content(row: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": row.at,
+        "actor": row.actor,
+        "actor_id": row.actor_id,
+        "action": row.action,
+        "entity": row.entity,
+        "entity_id": row.entity_id,
+        "before": row.before,
+        "after": row.after,
+        "reason": row.reason,
+        "prev_hash": row.prev_hash,
+    }
 
 
 def append(
@@ -92,6 +123,7 @@ def append(
     actor_name = actor.name if isinstance(actor, Principal) else actor
     actor_id = actor.id if isinstance(actor, Principal) else None
     before_j, after_j = jsonable(before), jsonable(after)
+    keys = current_keys()
     entry = AuditEntry(
         seq=seq,
         at=at,
@@ -104,7 +136,10 @@ def append(
         after=after_j,
         reason=reason,
         prev_hash=prev_hash,
+        kid=keys.active_kid,
         hash=entry_hash(
+            key=keys.active_secret,
+            kid=keys.active_kid,
             seq=seq,
             at=at,
             actor=actor_name,
@@ -131,11 +166,25 @@ class VerifyResult:
     reason: str | None = None
 
 
-def verify_chain(session: Session, *, batch: int = 2000) -> VerifyResult:
-    """Walk the chain in order and report the first entry whose link or content is wrong."""
-    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
+def verify_chain(
+    session: Session,
+    *,
+    batch: int = 2000,
+    keys: AuditKeys | None = None,
+    start: tuple[int, str] | None = None,
+) -> VerifyResult:
+    """Walk the chain in order and report the first entry whose link or keyed hash is wrong.
+
+    ``start`` = (seq, hash) of an entry already proven (by a checkpoint) resumes there.
+    """
+    keys = keys or current_keys()
+    after_seq, prev_hash = start or (0, GENESIS_HASH)
+    expected_seq, count = after_seq + 1, 0
     rows = session.exec(
-        select(AuditEntry).order_by(col(AuditEntry.seq)).execution_options(yield_per=batch)
+        select(AuditEntry)
+        .where(col(AuditEntry.seq) > after_seq)
+        .order_by(col(AuditEntry.seq))
+        .execution_options(yield_per=batch)
     )
     for row in rows:
         count += 1
@@ -143,23 +192,30 @@ def verify_chain(session: Session, *, batch: int = 2000) -> VerifyResult:
             return VerifyResult(False, count, expected_seq, "entry missing from the sequence")
         if row.prev_hash != prev_hash:
             return VerifyResult(False, count, row.seq, "link to the previous entry is broken")
-        recomputed = entry_hash(
-            seq=row.seq,
-            at=row.at,
-            actor=row.actor,
-            actor_id=row.actor_id,
-            action=row.action,
-            entity=row.entity,
-            entity_id=row.entity_id,
-            before=row.before,
-            after=row.after,
-            reason=row.reason,
-            prev_hash=row.prev_hash,
-        )
-        if recomputed != row.hash:
+        key = keys.secret(row.kid)
+        if key is None:
+            return VerifyResult(
+                False, count, row.seq, f"entry keyed with an unknown audit key {row.kid!r}"
+            )
+        if not hmac.compare_digest(entry_hash(key=key, kid=row.kid, **_content(row)), row.hash):
             return VerifyResult(False, count, row.seq, "entry content does not match its hash")
         prev_hash, expected_seq = row.hash, expected_seq + 1
     return VerifyResult(True, count)
+
+
+def head(session: Session) -> tuple[int, str]:
+    """(seq, hash) of the newest entry; (0, genesis) for an empty chain."""
+    last = session.exec(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(col(AuditEntry.seq).desc()).limit(1)
+    ).first()
+    return (last[0], last[1]) if last else (0, GENESIS_HASH)
+
+
+def hash_at(session: Session, seq: int) -> str | None:
+    """The stored hash of entry ``seq`` (the genesis hash for 0), None when it is missing."""
+    if seq == 0:
+        return GENESIS_HASH
+    return session.exec(select(AuditEntry.hash).where(AuditEntry.seq == seq)).first()
 
 
 def entries(

@@ -1,9 +1,12 @@
 """Portable exports with sqlite-utils: a case dossier and a pseudonymised analytics set.
 
 The dossier holds one case's whole record for an auditor or a tech transfer, including its
-audit entries with their hashes and the chain's hash skeleton, so the entries can be checked
-offline against the chain (``verify_dossier``). The analytics set holds no COI, no patient
-reference and no internal id: cases get a keyed pseudonym.
+audit entries with their hashes and the chain's hash skeleton, and a manifest hashing every
+table's rows signed with the service's Ed25519 key (``manifest.py``). ``verify_dossier``
+checks it offline with the JWKS: the signature, every table, the chain's links, and each
+entry's place in the chain (and each entry's keyed hash where the audit keys are at hand).
+The analytics set holds no COI, no patient reference and no internal id: cases get a keyed
+pseudonym.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from sqlmodel import Session, col, select
 from app import __version__
 from app.errors import NotFound
 from app.services.audit import chain as audit
+from app.services.audit import manifest
+from app.services.audit.keys import AuditKeys
+from app.services.audit.signing import PublicKeys
+from app.services.identity.coi import Keyring
 from app.services.metrics import turnaround as metrics
 from app.times import from_ms
 from models.alert import Alert
@@ -54,9 +61,10 @@ def _fresh(path: Path) -> sqlite_utils.Database:
 
 
 def export_case(
-    session: Session, *, case_id: str, out: Path, actor: str, now: datetime
+    session: Session, *, case_id: str, out: Path, actor: str, now: datetime, keyring: Keyring
 ) -> dict[str, int]:
-    """Write one case's complete record into a standalone SQLite file; return row counts."""
+    """Write one case's complete record into a standalone SQLite file, with its signed
+    manifest; return row counts."""
     case = session.get(Case, case_id)
     if case is None:
         raise NotFound("no such case")
@@ -171,39 +179,58 @@ def export_case(
             "chain_head_hash": head["hash"],
         }
     )
+    manifest.sign(db, keyring=keyring, subject={"case_id": case_id, "exported_at": now.isoformat()})
     return counts
 
 
-def verify_dossier(path: Path) -> tuple[bool, str]:
-    """Re-check a dossier offline: entry hashes, their place in the chain, the chain's links."""
+def verify_dossier(
+    path: Path, *, public_keys: PublicKeys, audit_keys: AuditKeys | None = None
+) -> tuple[bool, str]:
+    """Re-check a dossier offline: the signed manifest and every table against it, the chain
+    skeleton's links, each entry's place in it, and (given the audit keys) its keyed hash."""
+    if not path.is_file():
+        return False, f"{path} is not a file"
     db = sqlite_utils.Database(path)
+    ok, signed = manifest.verify(db, public_keys=public_keys)
+    if not ok:
+        return False, signed
     chain = {row["seq"]: row for row in db.table("audit_chain").rows}
     previous = GENESIS_HASH
-    for seq in sorted(chain):
-        if seq != (len([s for s in chain if s <= seq])):
+    for expected, seq in enumerate(sorted(chain), start=1):
+        if seq != expected:
             return False, f"the chain skeleton has a gap before seq {seq}"
         if chain[seq]["prev_hash"] != previous:
             return False, f"the chain skeleton breaks at seq {seq}"
         previous = chain[seq]["hash"]
-    for row in db.table("audit_entries").rows:
-        recomputed = audit.entry_hash(
-            seq=row["seq"],
-            at=datetime.fromisoformat(row["at"].replace("Z", "+00:00")),
-            actor=row["actor"],
-            actor_id=row["actor_id"],
-            action=row["action"],
-            entity=row["entity"],
-            entity_id=row["entity_id"],
-            before=json.loads(row["before"]) if row["before"] else None,
-            after=json.loads(row["after"]) if row["after"] else None,
-            reason=row["reason"],
-            prev_hash=row["prev_hash"],
-        )
-        if recomputed != row["hash"]:
-            return False, f"audit entry {row['seq']} does not match its hash"
+    entries = list(db.table("audit_entries").rows) if "audit_entries" in db.table_names() else []
+    for row in entries:
         if chain.get(row["seq"], {}).get("hash") != row["hash"]:
             return False, f"audit entry {row['seq']} is not the chain's entry at that place"
-    return True, f"{db['audit_entries'].count} entries verified against a chain of {len(chain)}"
+        key = audit_keys.secret(row["kid"]) if audit_keys is not None else None
+        if audit_keys is not None and key is None:
+            return False, f"audit entry {row['seq']} was keyed with an unknown key"
+        if (
+            key is not None
+            and audit.entry_hash(key=key, kid=row["kid"], **_content(row)) != row["hash"]
+        ):
+            return False, f"audit entry {row['seq']} does not match its hash"
+    return True, f"{signed}; {len(entries)} entries placed in a chain of {len(chain)}"
+
+
+def _content(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "at": datetime.fromisoformat(row["at"].replace("Z", "+00:00")),
+        "actor": row["actor"],
+        "actor_id": row["actor_id"],
+        "action": row["action"],
+        "entity": row["entity"],
+        "entity_id": row["entity_id"],
+        "before": json.loads(row["before"]) if row["before"] else None,
+        "after": json.loads(row["after"]) if row["after"] else None,
+        "reason": row["reason"],
+        "prev_hash": row["prev_hash"],
+    }
 
 
 def export_analytics(session: Session, *, out: Path, key: str, now: datetime) -> dict[str, int]:

@@ -164,6 +164,13 @@ class Keyring:
         signature = self._private[kid].sign(signing_input.encode("ascii"))
         return f"{signing_input}.{_b64e(signature)}"
 
+    def sign_detached(self, data: bytes) -> tuple[str, bytes]:
+        """(kid, Ed25519 signature) of ``data`` with the active key; verifiable with the JWKS
+        (audit checkpoints and dossier manifests, each with its own context prefix)."""
+        if self.active_kid is None:
+            raise RuntimeError("no COI signing key configured")
+        return self.active_kid, self._private[self.active_kid].sign(data)
+
     def verify(self, token: str) -> TokenCheck:
         parts = token.strip().split(".")
         if len(parts) != 3:
