@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from models.principal import Role
 from tests.conftest import Api
 from tests.helpers import Journey
 
@@ -34,6 +35,8 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/me"): (ALL, False),
     ("GET", "/api/v1/principals"): ({"admin"}, False),
     ("POST", "/api/v1/principals"): ({"admin"}, False),
+    ("POST", "/api/v1/principals/{principal_id}/revoke"): ({"admin"}, False),
+    ("POST", "/api/v1/principals/{principal_id}/rotate-key"): ({"admin"}, False),
     ("POST", "/api/v1/cases"): ({"admin", "coordinator"}, False),
     ("GET", "/api/v1/cases"): (CASE_READERS, False),
     ("GET", "/api/v1/cases/{case_id}"): (CASE_READERS, True),
@@ -129,7 +132,9 @@ def world(api: Api) -> dict[str, Any]:
     )
     assert wrong.status_code == 409
     alerts = api.get("admin", "/api/v1/alerts").json()["items"]
+    api.key("revocable", Role.viewer)  # revoked and rotated by the admin's calls
     return {
+        "principal_id": api.get("revocable", "/api/v1/me").json()["id"],
         "case_id": j.case["id"],
         "shipment_id": shipment["id"],
         "alert_id": alerts[0]["id"],

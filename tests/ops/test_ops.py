@@ -47,9 +47,10 @@ def test_production_refuses_each_development_secret(
     monkeypatch: pytest.MonkeyPatch, secret: str
 ) -> None:
     monkeypatch.setenv("V2V_ENV", "production")
+    monkeypatch.setenv("V2V_SESSION_HTTPS_ONLY", "true")
     good = {
-        "V2V_SECRET_KEY": "s" * 40,
-        "V2V_PATIENT_HASH_KEY": "p" * 40,
+        "V2V_SECRET_KEY": "s3cr3t-k3y-9f8Kq2LmZx7Vb4Nc1Rt6Yw3H",
+        "V2V_PATIENT_HASH_KEY": "p4t13nt-Qm4Tz8Xc2Vn6Bl0Kj9Hg3Fd7",
         "V2V_COI_SIGNING_KEYS": "prod-1:" + "A" * 43,
     }
     for name, value in good.items():
