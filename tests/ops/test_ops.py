@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import Api
+from tests.conftest import METRICS_TOKEN, Api
 
 
 def test_health_ready_and_metrics(api: Api) -> None:
@@ -18,7 +18,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
     api.get("ncc", "/api/v1/sites")
-    metrics = api.client.get("/metrics")
+    metrics = api.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert metrics.headers["content-type"].startswith("text/plain")
     assert (
         'v2v_http_requests_total{method="GET",route="/api/v1/sites",status="200"}' in metrics.text
