@@ -12,6 +12,7 @@ from rich.console import Console
 
 from app.cli_audit import JwksOption, PublicKeyOption, audit_checkpoint
 from app.cli_export import export_cli
+from app.cli_principals import register as register_principal_commands
 from app.config import get_settings
 from app.db import Database
 from models.principal import Role
@@ -23,6 +24,7 @@ audit_cli = typer.Typer(help="The audit trail.", no_args_is_help=True)
 keys_cli = typer.Typer(help="COI signing keys.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(principal_cli, name="principal")
+register_principal_commands(principal_cli)
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")

@@ -6,11 +6,13 @@ when ``V2V_ENV=production`` so a real deployment cannot start with a published s
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
@@ -19,6 +21,20 @@ DEV_PATIENT_HASH_KEY = "dev-insecure-patient-hash-key-change-me"
 DEV_COI_SIGNING_KEYS = "dev-2026:ZGV2LWluc2VjdXJlLWNvaS1zaWduaW5nLWtleS0wMDE"
 # kid:secret. Keys the audit entries' HMACs; published here, so refused in production.
 DEV_AUDIT_KEYS = "dev-audit-2026:dev-insecure-audit-chain-key-change-me"
+# A secret typed by a person rather than generated: "aaaa…" or "abcdabcd…" is as good as
+# no secret at all, however long. Generated secrets (token_urlsafe) have ~30 of 32 distinct.
+MIN_SECRET_LENGTH = 32
+MIN_DISTINCT_CHARACTERS = 8
+
+
+def is_loopback(host: str) -> bool:
+    """A loopback address (127.0.0.0/8, ::1) or ``localhost``; any other name is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -91,7 +107,16 @@ class Settings(BaseSettings):
         6000, ge=0, description="Reading-ingest calls per key per minute (0 = no limit)."
     )
     rate_limit_login_per_min: float = Field(
-        10, ge=0, description="Dashboard login attempts per client address per minute."
+        10,
+        ge=0,
+        description="Dashboard login attempts per minute for one key id from one client "
+        "address (a ward behind one NAT logs in with many keys; guessing one is slowed).",
+    )
+    rate_limit_login_per_address_per_min: float = Field(
+        300,
+        ge=0,
+        description="Dashboard login attempts per client address per minute, all keys "
+        "together: bounds one address trying many key ids.",
     )
     cors_origins: str = Field(
         "", description="Comma-separated allowed CORS origins; none by default."
@@ -100,6 +125,16 @@ class Settings(BaseSettings):
         False,
         description="Mark the dashboard session cookie Secure (sent over HTTPS only); set "
         "true wherever the dashboard is served over HTTPS.",
+    )
+    allow_insecure_cookies_on_loopback: bool = Field(
+        False,
+        description="Production only: accept a session cookie without Secure because the "
+        "service binds loopback (`V2V_HOST`) behind a local TLS-terminating proxy.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus sends to scrape `/metrics`; without one, "
+        "`/metrics` answers loopback clients only.",
     )
     session_max_age_s: int = Field(
         12 * 3600,
@@ -166,33 +201,69 @@ class Settings(BaseSettings):
         "(loggers upload late by design); later arrivals are rejected per item.",
     )
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        # `V2V_METRICS_TOKEN=` (as in the env template) means no token, never an empty one
+        # that an empty bearer would match.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
+
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> Settings:
+    def _refuse_weak_security_in_production(self) -> Settings:
         if self.env != "production":
             return self
-        defaults = {
+        secrets = {
             "V2V_SECRET_KEY": (self.secret_key, DEV_SECRET_KEY),
             "V2V_PATIENT_HASH_KEY": (self.patient_hash_key, DEV_PATIENT_HASH_KEY),
             "V2V_COI_SIGNING_KEYS": (self.coi_signing_keys, DEV_COI_SIGNING_KEYS),
             "V2V_AUDIT_KEYS": (self.audit_keys, DEV_AUDIT_KEYS),
         }
-        bad = [name for name, (value, dev) in defaults.items() if value.get_secret_value() == dev]
+        bad = [name for name, (value, dev) in secrets.items() if value.get_secret_value() == dev]
         if bad:
             raise ValueError("development secrets refused in production; set " + ", ".join(bad))
-        short = [
-            name
-            for name, (value, _) in defaults.items()
-            if name in ("V2V_SECRET_KEY", "V2V_PATIENT_HASH_KEY")
-            and len(value.get_secret_value()) < 32
-        ]
-        if short:
-            raise ValueError("secrets must be at least 32 characters: " + ", ".join(short))
         if any(
             DEV_AUDIT_KEYS.split(":", 1)[1] in item or len(item.partition(":")[2].strip()) < 32
             for item in self.audit_keys.get_secret_value().split(",")
             if item.strip()
         ):
             raise ValueError("V2V_AUDIT_KEYS: each secret must be at least 32 characters")
+        # The COI keys are checked by their own parser (a kid and a 32-byte seed each).
+        typed = {name: value.get_secret_value() for name, (value, _) in secrets.items()}
+        typed.pop("V2V_COI_SIGNING_KEYS")
+        if self.metrics_token is not None:
+            typed["V2V_METRICS_TOKEN"] = self.metrics_token.get_secret_value()
+        short = [name for name, value in typed.items() if len(value) < MIN_SECRET_LENGTH]
+        if short:
+            raise ValueError(
+                f"secrets must be at least {MIN_SECRET_LENGTH} characters: " + ", ".join(short)
+            )
+        plain = [n for n, v in typed.items() if len(set(v)) < MIN_DISTINCT_CHARACTERS]
+        if plain:
+            raise ValueError(
+                f"secrets need at least {MIN_DISTINCT_CHARACTERS} distinct characters "
+                "(generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                "): " + ", ".join(plain)
+            )
+        every = {**typed, "V2V_COI_SIGNING_KEYS": self.coi_signing_keys.get_secret_value()}
+        for (a, va), (b, vb) in combinations(every.items(), 2):
+            if va == vb:
+                raise ValueError(f"{a} and {b} have the same value; each needs its own secret")
+        if not self.session_https_only:
+            if not self.allow_insecure_cookies_on_loopback:
+                raise ValueError(
+                    "production needs V2V_SESSION_HTTPS_ONLY=true (Secure session cookies); "
+                    "behind plain HTTP on loopback only, set "
+                    "V2V_ALLOW_INSECURE_COOKIES_ON_LOOPBACK=true"
+                )
+            if not is_loopback(self.host):
+                raise ValueError(
+                    "V2V_ALLOW_INSECURE_COOKIES_ON_LOOPBACK needs V2V_HOST on loopback "
+                    f"(127.0.0.1, ::1), not {self.host!r}; or set V2V_SESSION_HTTPS_ONLY=true"
+                )
         return self
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from app.config import Settings
+from app.config import Settings, is_loopback
 from app.db import Database
 from app.errors import AppError, Forbidden, Unauthorized
 from app.services.access import principals
@@ -95,12 +96,24 @@ def ensure_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
     return principal
 
 
-def get_principal(request: Request) -> Principal:
+def get_caller(request: Request) -> Principal:
+    """Whoever holds the key, device keys included; routes admit roles by name."""
     token = bearer_token(request)
     # A short read session of its own: the request's write transaction (and SQLite's writer
     # lock) starts only when the handler writes, not while a key is being checked.
     with get_db(request).session() as session:
         return authenticate(request, session, token)
+
+
+Caller = Annotated[Principal, Depends(get_caller)]
+
+
+async def get_principal(caller: Caller) -> Principal:
+    """A person's key. A device key (a logger's credential, possibly extracted from the
+    hardware) reaches only the ingest routes that name the device role: 403 elsewhere."""
+    if caller.role == Role.device:
+        raise Forbidden("a device key may only send readings")
+    return caller
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -110,7 +123,7 @@ def require_roles(*roles: Role) -> Any:
     """A dependency admitting only these roles (403 for the others)."""
     allowed = frozenset(roles)
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: Caller) -> Principal:
         return ensure_role(principal, allowed)
 
     check.allowed_roles = allowed  # type: ignore[attr-defined]
@@ -145,7 +158,7 @@ ScopedShipment = Annotated[Shipment, Depends(load_shipment)]
 
 async def get_idempotency(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: Caller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Idempotency:
     body = await request.body()
@@ -194,3 +207,26 @@ def created_once(
         out = create()
         idem.finish(session, status_code=status_code, body=out.model_dump(mode="json"))
     return out
+
+
+def require_metrics_access(request: Request) -> None:
+    """Prometheus scrapes: the configured bearer token, or without one loopback clients only.
+
+    Loopback means the peer address of the connection is a loopback IP (127.0.0.0/8, ::1);
+    TestClient's "testclient" and any name are not. Behind a proxy on the same host every
+    client looks local, so such deployments set ``V2V_METRICS_TOKEN``.
+    """
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token is not None:
+        expected = settings.metrics_token.get_secret_value().encode()
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            raise Unauthorized("the metrics token is required")
+        return
+    host = request.client.host if request.client else ""
+    if host == "localhost" or not is_loopback(host):
+        raise Forbidden("metrics are served to loopback clients only; set V2V_METRICS_TOKEN")
+
+
+MetricsAccess = Depends(require_metrics_access)

@@ -97,7 +97,12 @@ def create_app(
         else None
     )
     app.state.ingest_limiter = RateLimiter(per_minute=settings.rate_limit_ingest_per_min)
+    # Logins are limited per (address, key id) so a ward behind one NAT is not locked out by
+    # its own shift change, and per address over all key ids so one address cannot spray.
     app.state.login_limiter = RateLimiter(per_minute=settings.rate_limit_login_per_min, burst=5)
+    app.state.login_address_limiter = RateLimiter(
+        per_minute=settings.rate_limit_login_per_address_per_min
+    )
     app.state.keyring = Keyring(
         settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys
     )

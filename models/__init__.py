@@ -11,7 +11,7 @@ from models.coldchain import Device, Excursion, Reading, ShipmentState
 from models.courier_feed import CourierFeed
 from models.delay import CaseDelayCheck
 from models.case import Case, CoiSequence, Milestone, MilestoneCorrection, ProductHold, Slot
-from models.principal import IdempotencyRecord, Principal
+from models.principal import IdempotencyRecord, Principal, WebSession
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
 from models.shipment import CustodyEvent, DeviceAssignment, Shipment
 from models.webhook import Webhook, WebhookDelivery
@@ -44,4 +44,5 @@ __all__ = [
     "Slot",
     "Webhook",
     "WebhookDelivery",
+    "WebSession",
 ]

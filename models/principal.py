@@ -39,6 +39,24 @@ class Principal(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class WebSession(SQLModel, table=True):
+    """A dashboard session, kept on the server so that logging out or revoking ends it.
+
+    The browser's signed cookie holds a random token; only its SHA-256 is stored here, so
+    someone who reads this table cannot open a session with what they read.
+    """
+
+    __tablename__ = "web_session"
+
+    id: str = Field(primary_key=True, max_length=64)  # sha256 hex of the cookie's token
+    principal_id: str = Field(foreign_key="principal.id", max_length=32, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # logout | revoked | key_rotated
+    end_reason: str | None = Field(default=None, max_length=16)
+
+
 class IdempotencyRecord(SQLModel, table=True):
     __tablename__ = "idempotency_record"
 
@@ -72,3 +90,9 @@ class PrincipalPublic(ResponseModel):
 
 class PrincipalCreated(PrincipalPublic):
     api_key: str = PField(description="Shown once; only a keyed hash is stored.")
+
+
+class KeyChange(RequestModel):
+    """Optional body of a revocation or rotation: why (kept in the audit trail)."""
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None

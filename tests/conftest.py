@@ -32,6 +32,8 @@ from seeds.loader import load_reference
 PG_ADMIN_DSN = os.environ.get("V2V_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NOW = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+# Prometheus scrapes /metrics with this bearer token (TestClient's address is not loopback).
+METRICS_TOKEN = "test-metrics-token-0123456789abcdef"
 
 
 def _worker() -> str:
@@ -118,7 +120,11 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return Settings(
-        database_url=db_url, env="test", max_body_bytes=256 * 1024, scheduler_enabled=False
+        database_url=db_url,
+        env="test",
+        max_body_bytes=256 * 1024,
+        scheduler_enabled=False,
+        metrics_token=METRICS_TOKEN,
     )
 
 

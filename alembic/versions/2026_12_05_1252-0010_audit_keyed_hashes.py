@@ -1,7 +1,7 @@
 """audit keyed hashes: a key id per entry, and existing chains re-keyed with HMAC-SHA256
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-05 12:52:23.444404
 
 Before this revision an entry's hash was a plain SHA-256 of its content, which anyone with
@@ -27,7 +27,7 @@ from alembic import op
 import models.base
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

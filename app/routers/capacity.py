@@ -7,21 +7,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentPrincipal, NowDep, SessionDep
+from app.deps import NowDep, SessionDep, require_roles
+from app.services.access.scope import CAPACITY_PLANNERS
 from app.services.capacity import availability as capacity
 from models.capacity import Availability
+from models.principal import Principal
 
 router = APIRouter(prefix="/slots", tags=["capacity"])
+Planner = Annotated[Principal, require_roles(*CAPACITY_PLANNERS)]
 
 
 @router.get("/availability", response_model=Availability)
 def availability(
-    _principal: CurrentPrincipal,
+    principal: Planner,
     session: SessionDep,
     now: NowDep,
     site: Annotated[str, Query(max_length=32)],
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
 ) -> Availability:
-    """Manufacturing positions per local day at a factory: capacity, peak booked, free."""
-    return capacity.factory_days(session, site=site, start=from_, end=to, now=now)
+    """Positions per local day at a factory of the caller's routes: capacity, booked, free."""
+    return capacity.factory_days(session, actor=principal, site=site, start=from_, end=to, now=now)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import telemetry
-from app.deps import get_db
+from app.deps import MetricsAccess, get_db
 from app.migrations import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
@@ -38,7 +38,7 @@ def readyz(request: Request) -> dict[str, str | None] | JSONResponse:
     return {"status": "ok", "database": "ok", "migration": current}
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[MetricsAccess])
 def metrics() -> Response:
-    """Prometheus exposition: requests, latencies, open alerts, job runs."""
+    """Prometheus exposition (V2V_METRICS_TOKEN as bearer, else loopback clients only)."""
     return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from app.deps import NowDep, SessionDep, SettingsDep, committing
 from app.errors import AppError
 from app.services import alerts
-from app.services.access import principals
 from app.services.coldchain import disposition as excursions
 from app.web import auth
 from app.web.i18n import LANG_COOKIE, LANGUAGES
@@ -58,28 +57,20 @@ def login(
     csrf: Csrf = "",
     next_: Annotated[str, Form(alias="next", max_length=500)] = "/",
 ) -> Response:
-    """Check the key; on success the session holds the principal's id, never the key."""
+    """Check the key; on success the cookie names a server-side session, never the key."""
     auth.check_csrf(request, csrf)
     view = anonymous_view(request)
-    limiter = getattr(request.app.state, "login_limiter", None)
-    error: str | None = None
-    status = 401
+    api_key = api_key.strip()
+    principal = None
     try:
-        if limiter is not None:
-            limiter.hit(request.client.host if request.client else "unknown")
+        auth.throttle(request, api_key)
     except AppError as exc:
         error, status = view.lang.gettext("Too many attempts; wait a minute and retry."), exc.status
-    principal = None
-    if error is None:
-        principal = principals.authenticate(
-            session,
-            api_key=api_key.strip(),
-            secret_key=settings.secret_key.get_secret_value(),
-            now=now,
-        )
-        if not auth.active(principal, now):
-            error = view.lang.gettext("This key is not valid for the dashboard.")
-    if error is not None or principal is None:
+    else:
+        with committing(session):
+            principal = auth.login(request, session, api_key=api_key, settings=settings, now=now)
+        error, status = view.lang.gettext("This key is not valid for the dashboard."), 401
+    if principal is None:
         return view.render(
             "login.html",
             status=status,
@@ -87,15 +78,15 @@ def login(
             csrf=auth.csrf_token(request),
             error=error,
         )
-    auth.start(request, principal)
     return _back(next_)
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: Csrf = "") -> RedirectResponse:
-    """End the session."""
+def logout(request: Request, session: SessionDep, now: NowDep, csrf: Csrf = "") -> RedirectResponse:
+    """End the session, on the server too: a copy of the cookie opens nothing afterwards."""
     auth.check_csrf(request, csrf)
-    auth.end(request)
+    with committing(session):
+        auth.end(request, session, now)
     return RedirectResponse("/login", status_code=303)
 
 

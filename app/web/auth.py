@@ -1,9 +1,12 @@
-"""Dashboard sessions: an API key logs in; the signed cookie holds the principal's id only.
+"""Dashboard sessions: an API key logs in; the signed cookie names a server-side session.
 
 The cookie is Starlette's signed session (HttpOnly, SameSite=Strict, Secure with
-``V2V_SESSION_HTTPS_ONLY``), never the key. The principal is loaded again on every request,
-so a revoked key loses the dashboard at its next click. Every form post carries the
-session's CSRF token.
+``V2V_SESSION_HTTPS_ONLY``, required in production) holding a random session token and the
+CSRF token, never the key. The session itself lives on the server
+(``app.services.access.sessions``, which says why a table rather than a generation number):
+logging out, revoking or rotating the key ends it there, so a copy of the cookie replayed
+afterwards opens nothing. The session and its principal are read on every request, so a
+revoked key loses the dashboard at its next click. Every form post carries the CSRF token.
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from app.config import Settings
 from app.deps import NowDep, get_db
 from app.errors import Forbidden
+from app.services.access import principals, sessions
 from app.web.roles import DASHBOARD
 from models.principal import Principal, Role
 
 SESSION_COOKIE = "v2v_session"
-PRINCIPAL_KEY = "pid"
+SESSION_KEY = "sid"
 CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
 
@@ -73,29 +79,75 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         raise Forbidden("the form has expired or did not come from this site; reload and retry")
 
 
-def start(request: Request, principal: Principal) -> None:
-    """A fresh session for this principal, with a fresh CSRF token."""
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def throttle(request: Request, api_key: str) -> None:
+    """429 when this address tries too often: per key id, and over all key ids together.
+
+    Keyed on the address alone, a ward behind one NAT was locked out after five logins a
+    minute; keyed on the key id too, each nurse has her own allowance, while guessing one
+    key from one address stays slow and one address spraying many key ids is capped.
+    """
+    address = client_address(request)
+    key_id = principals.key_id(api_key) or "-"
+    request.app.state.login_address_limiter.hit(address)
+    request.app.state.login_limiter.hit(f"{address} {key_id}")
+
+
+def login(
+    request: Request, session: Session, *, api_key: str, settings: Settings, now: datetime
+) -> Principal | None:
+    """Check the key and open a server-side session (audited either way); the caller commits."""
+    opened = sessions.login(
+        session,
+        api_key=api_key,
+        address=client_address(request),
+        secret_key=settings.secret_key.get_secret_value(),
+        now=now,
+        admits=lambda principal: active(principal, now),
+    )
+    if opened is None:
+        return None
+    principal, token = opened
     request.session.clear()
-    request.session[PRINCIPAL_KEY] = principal.id
+    request.session[SESSION_KEY] = token
     request.session[CSRF_KEY] = secrets.token_urlsafe(32)
+    return principal
 
 
-def end(request: Request) -> None:
+def end(request: Request, session: Session, now: datetime) -> None:
+    """Log out: end the session on the server (audited), then forget the cookie."""
+    token = request.session.get(SESSION_KEY)
+    if isinstance(token, str):
+        sessions.logout(session, token=token, now=now)
     request.session.clear()
 
 
 def current(request: Request, now: NowDep) -> Principal:
-    """The logged-in principal, loaded afresh; a stale session is cleared."""
-    principal_id = request.session.get(PRINCIPAL_KEY)
-    if not isinstance(principal_id, str):
+    """The logged-in principal, loaded afresh; an ended or stale session is cleared."""
+    token = request.session.get(SESSION_KEY)
+    if not isinstance(token, str):
         raise LoginRequired()
-    with get_db(request).session() as session:
-        principal = session.get(Principal, principal_id)
-    if principal is None or not active(principal, now):
+    db = get_db(request)
+    settings: Settings = request.app.state.settings
+    with db.session() as session:
+        found = sessions.resolve(
+            session, token=token, now=now, max_age_s=settings.session_max_age_s
+        )
+    if found is None or not active(found.principal, now):
         request.session.clear()
         raise LoginRequired()
-    request.state.principal = principal
-    return principal
+    if found.stale:
+        try:  # best effort, never waiting for SQLite's writer: the next page tries again
+            with db.session(write=True, nowait=True) as session:
+                sessions.touch(session, token=token, now=now)
+                session.commit()
+        except OperationalError:
+            pass
+    request.state.principal = found.principal
+    return found.principal
 
 
 WebUser = Annotated[Principal, Depends(current)]

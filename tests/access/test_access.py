@@ -10,18 +10,23 @@ from typing import Any
 
 import pytest
 
+from models.principal import Role
 from tests.conftest import Api
 from tests.helpers import Journey
 
+# Every person's role. Device keys (a logger's credential) are in none of these sets: they
+# reach only the ingest routes that name them, 403 everywhere else.
 ALL = {"admin", "coordinator", "manufacturer", "courier", "qa", "viewer"}
 CASE_READERS = {"admin", "coordinator", "manufacturer", "qa"}
-PUBLIC = {"anonymous"} | ALL
+INGEST = {"admin", "courier", "device"}
+PUBLIC = {"anonymous", "device"} | ALL
 
 # (method, path) -> (roles admitted past the role check, whether the object is scoped).
 RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/healthz"): (PUBLIC, False),
     ("GET", "/readyz"): (PUBLIC, False),
-    ("GET", "/metrics"): (PUBLIC, False),
+    # Prometheus: its own bearer token (V2V_METRICS_TOKEN), never an API key (TOKEN_ONLY).
+    ("GET", "/metrics"): (set(), False),
     ("GET", "/api/v1/coi/jwks"): (PUBLIC, False),
     ("POST", "/api/v1/coi/verify"): (PUBLIC, False),
     ("GET", "/api/v1/sites"): (ALL, False),
@@ -34,6 +39,8 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/me"): (ALL, False),
     ("GET", "/api/v1/principals"): ({"admin"}, False),
     ("POST", "/api/v1/principals"): ({"admin"}, False),
+    ("POST", "/api/v1/principals/{principal_id}/revoke"): ({"admin"}, False),
+    ("POST", "/api/v1/principals/{principal_id}/rotate-key"): ({"admin"}, False),
     ("POST", "/api/v1/cases"): ({"admin", "coordinator"}, False),
     ("GET", "/api/v1/cases"): (CASE_READERS, False),
     ("GET", "/api/v1/cases/{case_id}"): (CASE_READERS, True),
@@ -66,10 +73,11 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         {"admin", "qa", "coordinator", "manufacturer"},
         True,
     ),
-    ("GET", "/api/v1/slots/availability"): (ALL, False),
+    # Planners and factories only; the factory scope is tested in test_operations_scope.py.
+    ("GET", "/api/v1/slots/availability"): ({"admin", "coordinator", "manufacturer"}, False),
     ("GET", "/api/v1/metrics/turnaround"): (ALL - {"courier"}, False),
     ("GET", "/api/v1/metrics/routes/compare"): (ALL - {"courier"}, False),
-    ("POST", "/api/v1/readings"): ({"admin", "courier"}, False),
+    ("POST", "/api/v1/readings"): (INGEST, False),
     ("GET", "/api/v1/shipments/{shipment_id}/readings"): (CASE_READERS | {"courier"}, True),
     ("GET", "/api/v1/excursions"): (CASE_READERS | {"courier"}, False),
     ("POST", "/api/v1/excursions/{excursion_id}/disposition"): ({"qa"}, True),
@@ -85,10 +93,12 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         CASE_READERS,
         True,
     ),
-    ("POST", "/api/v1/integrations/epcis/capture"): ({"admin", "courier"}, False),
+    ("POST", "/api/v1/integrations/epcis/capture"): (INGEST, False),
     # The case is a query parameter (?case_id=), so its scope is tested in test_epcis.py.
     ("GET", "/api/v1/integrations/epcis/events"): (CASE_READERS, False),
 }
+# Operations admitted by a token of their own rather than a role: every API key is a 401.
+TOKEN_ONLY = {("GET", "/metrics")}
 
 # Personas in scope of the fixture case (NCC East, Kashiwa factory, Kashiwa courier) and out.
 IN_SCOPE = {
@@ -98,6 +108,7 @@ IN_SCOPE = {
     "courier": "courier",
     "qa": "qa",
     "viewer": "viewer",
+    "device": "logger",
 }
 OUT_OF_SCOPE = {"coordinator": "kyoto", "manufacturer": "bridgewater", "courier": "global"}
 ROLE_OF = {**{v: k for k, v in IN_SCOPE.items()}, **{v: k for k, v in OUT_OF_SCOPE.items()}}
@@ -146,7 +157,10 @@ def world(api: Api) -> dict[str, Any]:
     )
     assert wrong.status_code == 409
     alerts = api.get("admin", "/api/v1/alerts").json()["items"]
+    api.key("logger", Role.device, courier="KASHIWA-COLD", device_id="LOG-MATRIX-1")
+    api.key("revocable", Role.viewer)  # revoked and rotated by the admin's calls
     return {
+        "principal_id": api.get("revocable", "/api/v1/me").json()["id"],
         "case_id": j.case["id"],
         "shipment_id": shipment["id"],
         "alert_id": alerts[0]["id"],
@@ -205,11 +219,11 @@ def test_access_matrix(api: Api, world: dict[str, Any], op: tuple[str, str]) -> 
             if scoped and method == "GET":
                 assert status == 200, (persona, status)
         else:
-            assert status == 403, (persona, status)
+            assert status == (401 if op in TOKEN_ONLY else 403), (persona, status)
     for role, persona in OUT_OF_SCOPE.items():
         status = _call(api, persona, method, path, world)
         if role not in allowed:
-            assert status == 403, (persona, status)
+            assert status == (401 if op in TOKEN_ONLY else 403), (persona, status)
         elif scoped:
             assert status == 404, (persona, status)
         else:

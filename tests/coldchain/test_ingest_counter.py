@@ -20,7 +20,7 @@ from app.db import Database
 from app.jobs.courier import poll_couriers
 from models.principal import Role
 from tests.coldchain.test_readings import in_transit, readings
-from tests.conftest import NOW, Api
+from tests.conftest import METRICS_TOKEN, NOW, Api
 from tests.interop.test_courier import FakeCourier, configure, page, reading
 from tests.interop.test_epcis import capture, document, sensors
 from tests.interop.test_mqtt import Rig
@@ -43,7 +43,7 @@ def mqtt_rig(
 
 def counted(api: Api) -> float:
     """The counter as ``GET /metrics`` exposes it (Prometheus text format)."""
-    r = api.client.get("/metrics")
+    r = api.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert r.status_code == 200, r.text
     for line in r.text.splitlines():
         name, _, value = line.partition(" ")

@@ -69,5 +69,12 @@ def test_principal_create_makes_a_device_key(env: Api) -> None:
     )
     assert out.exit_code == 0, out.output
     key = out.stdout.strip().splitlines()[-1]
-    me = env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"}).json()
-    assert me["role"] == "device" and me["device_id"] == "LOG-CLI-1"
+    # A device key reaches ingest only (even /me is 403): it works where it is meant to.
+    auth = {"Authorization": f"Bearer {key}"}
+    assert (
+        env.client.post("/api/v1/readings", json={"readings": []}, headers=auth).status_code == 200
+    )
+    assert env.client.get("/api/v1/me", headers=auth).status_code == 403
+    listed = env.get("admin", "/api/v1/principals").json()["items"]
+    row = next(p for p in listed if p["key_prefix"] == key.split("_")[1])
+    assert row["role"] == "device" and row["device_id"] == "LOG-CLI-1"

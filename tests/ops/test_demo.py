@@ -271,10 +271,11 @@ def test_cli_loads_once_with_if_empty_and_is_refused_in_production(
         assert entries[0].after is not None and entries[0].after["cases"] == 40
 
     monkeypatch.setenv("V2V_ENV", "production")
-    monkeypatch.setenv("V2V_SECRET_KEY", "s" * 40)
-    monkeypatch.setenv("V2V_PATIENT_HASH_KEY", "p" * 40)
+    monkeypatch.setenv("V2V_SECRET_KEY", "s3cr3t-k3y-9f8Kq2LmZx7Vb4Nc1Rt6Yw3H")
+    monkeypatch.setenv("V2V_PATIENT_HASH_KEY", "p4t13nt-Qm4Tz8Xc2Vn6Bl0Kj9Hg3Fd7")
+    monkeypatch.setenv("V2V_SESSION_HTTPS_ONLY", "true")
     monkeypatch.setenv("V2V_COI_SIGNING_KEYS", generate_signing_entry("prod-1"))
-    monkeypatch.setenv("V2V_AUDIT_KEYS", "audit-1:" + "a" * 40)
+    monkeypatch.setenv("V2V_AUDIT_KEYS", "audit-1:Zr5Wq9Lc3Hv7Nb1Tx8Mk2Gd6Js0Pf4Ye9Ua")
     get_settings.cache_clear()
     refused = CliRunner().invoke(cli, ["demo", "--cases", "5", "--seed", "9"])
     assert refused.exit_code == 2 and "refused" in refused.output

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import Api
+from tests.conftest import METRICS_TOKEN, Api
 
 
 def test_health_ready_and_metrics(api: Api) -> None:
@@ -18,7 +18,7 @@ def test_health_ready_and_metrics(api: Api) -> None:
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
     api.get("ncc", "/api/v1/sites")
-    metrics = api.client.get("/metrics")
+    metrics = api.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert metrics.headers["content-type"].startswith("text/plain")
     assert (
         'v2v_http_requests_total{method="GET",route="/api/v1/sites",status="200"}' in metrics.text
@@ -48,11 +48,12 @@ def test_production_refuses_each_development_secret(
     monkeypatch: pytest.MonkeyPatch, secret: str
 ) -> None:
     monkeypatch.setenv("V2V_ENV", "production")
+    monkeypatch.setenv("V2V_SESSION_HTTPS_ONLY", "true")
     good = {
-        "V2V_SECRET_KEY": "s" * 40,
-        "V2V_PATIENT_HASH_KEY": "p" * 40,
+        "V2V_SECRET_KEY": "s3cr3t-k3y-9f8Kq2LmZx7Vb4Nc1Rt6Yw3H",
+        "V2V_PATIENT_HASH_KEY": "p4t13nt-Qm4Tz8Xc2Vn6Bl0Kj9Hg3Fd7",
         "V2V_COI_SIGNING_KEYS": "prod-1:" + "A" * 43,
-        "V2V_AUDIT_KEYS": "audit-1:" + "a" * 40,
+        "V2V_AUDIT_KEYS": "audit-1:Zr5Wq9Lc3Hv7Nb1Tx8Mk2Gd6Js0Pf4Ye9Ua",
     }
     for name, value in good.items():
         if name != secret:

@@ -141,10 +141,10 @@ def test_login_cookie_is_signed_httponly_strict_and_holds_no_key(
     assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
     value = cookie.split(";", 1)[0].split("=", 1)[1]
     payload = json.loads(base64.b64decode(value.split(".", 1)[0]))
-    assert set(payload) == {"pid", "csrf"}
+    assert set(payload) == {"sid", "csrf"}
     assert api.keys["ncc"] not in cookie and api.keys["ncc"] not in json.dumps(payload)
-    # The cookie is signed: a changed principal id is not accepted.
-    forged = base64.b64encode(json.dumps({**payload, "pid": "x" * 32}).encode()).decode()
+    # The cookie is signed: a changed session id is not accepted.
+    forged = base64.b64encode(json.dumps({**payload, "sid": "x" * 43}).encode()).decode()
     tampered = TestClient(api.client.app, follow_redirects=False)
     tampered.cookies.set("v2v_session", forged + "." + value.split(".", 1)[1])
     assert tampered.get("/").status_code == 303

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime
 
@@ -17,6 +18,8 @@ from models.principal import Principal, Role
 from models.reference import Courier, Site
 
 KEY_PREFIX = "v2v"
+# The public part of a key (``v2v_<id>_<secret>``): 12 hex characters, as generated below.
+_KEY_ID = re.compile(r"^[0-9a-f]{12}$")
 _SITE_KINDS = {
     Role.coordinator: {"apheresis_center", "treatment_center"},
     Role.manufacturer: {"manufacturing"},
@@ -32,6 +35,23 @@ def _split(api_key: str) -> str | None:
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
         return None
     return parts[1]
+
+
+def key_id(api_key: str) -> str | None:
+    """The public id of a key as generated here (its prefix), or None for anything else.
+
+    Safe to log or audit: it finds the row but proves nothing. Input that is not shaped like
+    one of our keys (a password pasted by mistake) gives None, so it is never recorded.
+    """
+    prefix = _split(api_key.strip())
+    return prefix if prefix is not None and _KEY_ID.match(prefix) else None
+
+
+def new_key(secret_key: str) -> tuple[str, str, str]:
+    """A fresh key: (prefix, the key itself, its keyed hash). Only the hash is ever stored."""
+    prefix = secrets.token_hex(6)
+    api_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    return prefix, api_key, hash_key(secret_key, api_key)
 
 
 def create_principal(
@@ -85,8 +105,7 @@ def create_principal(
         raise Invalid(
             f"role {role} takes no courier", errors=[{"loc": "courier", "msg": "not allowed"}]
         )
-    prefix = secrets.token_hex(6)
-    api_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    prefix, api_key, key_hash = new_key(secret_key)
     principal = Principal(
         name=name,
         role=role.value,
@@ -94,7 +113,7 @@ def create_principal(
         courier=courier,
         device_id=device_id,
         key_prefix=prefix,
-        key_hash=hash_key(secret_key, api_key),
+        key_hash=key_hash,
     )
     session.add(principal)
     session.flush()
@@ -165,6 +184,11 @@ def register_device(session: Session, *, device_id: str, courier: str) -> Device
 # whole row through the ORM only when nothing changed. Copies, never a session's instance.
 _LOADED: dict[str, tuple[str, Principal]] = {}
 _LOADED_MAX = 10_000
+
+
+def forget(principal_id: str) -> None:
+    """Drop a principal's cached copy (after its key was revoked or replaced)."""
+    _LOADED.pop(principal_id, None)
 
 
 def authenticate(

@@ -6,13 +6,13 @@ learns that another hospital's patient is in the system.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, false, true
+from sqlalchemy import ColumnElement, false, or_, true
 from sqlmodel import Session, col, select
 
 from app.errors import NotFound
 from models.case import Case
 from models.principal import Principal, Role
-from models.reference import Route
+from models.reference import Route, RouteLeg
 from models.shipment import Shipment
 
 CASE_READERS = (Role.admin, Role.coordinator, Role.manufacturer, Role.qa)
@@ -20,6 +20,9 @@ SHIPMENT_READERS = (Role.admin, Role.coordinator, Role.manufacturer, Role.qa, Ro
 ALERT_WATCHERS = (Role.admin, Role.qa, Role.coordinator, Role.manufacturer, Role.courier)
 METRICS_VIEWERS = (Role.admin, Role.coordinator, Role.manufacturer, Role.qa, Role.viewer)
 DISPOSITION_SIGNERS = (Role.qa,)
+# Those who book factory slots or run a factory. QA, viewers, couriers and devices never
+# schedule; a factory's load is another hospital's bookings in aggregate.
+CAPACITY_PLANNERS = (Role.admin, Role.coordinator, Role.manufacturer)
 
 
 def case_scope(principal: Principal) -> ColumnElement[bool]:
@@ -33,6 +36,31 @@ def case_scope(principal: Principal) -> ColumnElement[bool]:
         routes = select(Route.code).where(Route.manufacturing_site == principal.site)
         return col(Case.route).in_(routes)
     return false()
+
+
+def factory_in_scope(session: Session, *, principal: Principal, code: str) -> bool:
+    """Whether this principal may see factory ``code``'s capacity.
+
+    A factory sees its own; a coordinator the factories its site's routes use (a leg from or
+    to the site); an admin every one.
+    """
+    if principal.role == Role.admin:
+        return True
+    if principal.role == Role.manufacturer:
+        return principal.site == code
+    if principal.role == Role.coordinator and principal.site:
+        site = principal.site
+        stmt = (
+            select(Route.code)
+            .join(RouteLeg, col(RouteLeg.route_code) == col(Route.code))
+            .where(
+                Route.manufacturing_site == code,
+                or_(col(RouteLeg.from_site) == site, col(RouteLeg.to_site) == site),
+            )
+            .limit(1)
+        )
+        return session.exec(stmt).first() is not None
+    return False
 
 
 def shipment_scope(principal: Principal) -> ColumnElement[bool]:

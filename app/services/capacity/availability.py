@@ -8,8 +8,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from app.errors import Invalid, NotFound
+from app.services.access.scope import factory_in_scope
 from app.services.capacity import slots
 from models.capacity import Availability
+from models.principal import Principal
 from models.reference import Site
 
 MAX_DAYS = 366
@@ -17,17 +19,29 @@ DEFAULT_DAYS = 14
 
 
 def factory_days(
-    session: Session, *, site: str, start: date | None, end: date | None, now: datetime
+    session: Session,
+    *,
+    actor: Principal,
+    site: str,
+    start: date | None,
+    end: date | None,
+    now: datetime,
 ) -> Availability:
-    """Capacity, peak booked and free positions per local day (two weeks from today by default)."""
+    """Capacity, peak booked and free positions per local day (two weeks from today by default).
+
+    Only counts: the bookings behind them may be other hospitals' cases. A factory outside
+    the caller's routes is a 404 exactly like an unknown one.
+    """
     row = session.get(Site, site)
     if row is None:
-        raise NotFound(f"no site {site!r}")
+        raise NotFound("no such factory")
     if row.kind != "manufacturing":
         raise Invalid(
             f"{site} is not a manufacturing site",
             errors=[{"loc": "query/site", "msg": "not a factory"}],
         )
+    if not factory_in_scope(session, principal=actor, code=row.code):
+        raise NotFound("no such factory")
     today = datetime.astimezone(now, ZoneInfo(row.timezone)).date()
     start = start or today
     end = end or start + timedelta(days=DEFAULT_DAYS - 1)
