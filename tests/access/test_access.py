@@ -68,6 +68,13 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         CASE_READERS,
         True,
     ),
+    ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProduct"): (CASE_READERS, False),
+    # The fixture case is not infused (404 in scope too), so its scope is in test_fhir.py.
+    ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProductDispense/{case_id}"): (
+        CASE_READERS,
+        False,
+    ),
+    ("GET", "/api/v1/integrations/fhir/metadata"): (ALL, False),
     ("POST", "/api/v1/integrations/epcis/capture"): ({"admin", "courier"}, False),
     # The case is a query parameter (?case_id=), so its scope is tested in test_epcis.py.
     ("GET", "/api/v1/integrations/epcis/events"): (CASE_READERS, False),
