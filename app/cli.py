@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.cli_courier import courier_cli
 from app.cli_export import export_cli
+from app.cli_help import command_index
+from app.cli_progress import progress
 from app.config import get_settings
 from app.db import Database
 from models.principal import Role
@@ -25,6 +28,7 @@ cli.add_typer(principal_cli, name="principal")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")
+cli.add_typer(courier_cli, name="courier")
 console = Console(stderr=True)
 
 
@@ -35,12 +39,33 @@ def _database() -> Database:
     )
 
 
+def _pending_revisions(url: str, target: str) -> list[str]:
+    """The revisions an upgrade to ``target`` applies, oldest first (one bar step each)."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from app.migrations import alembic_config, current_revision
+
+    engine = create_engine(url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.iterate_revisions(target, current)))]
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database to the latest schema."""
     from app.migrations import upgrade
 
-    upgrade(get_settings().database_url, revision)
+    url = get_settings().database_url
+    steps = _pending_revisions(url, revision)
+    with progress(console, f"migrating ({len(steps)} steps)", total=len(steps)) as advance:
+        for step in steps:
+            upgrade(url, step)
+            advance(1)
     console.print(f"[green]database at {revision}[/green]")
 
 
@@ -50,7 +75,7 @@ def seed() -> None:
     from seeds.loader import load_reference
 
     db = _database()
-    with db.transaction() as session:
+    with progress(console, "loading reference data"), db.transaction() as session:
         report = load_reference(session)
     db.dispose()
     created = ", ".join(f"{n} {k}" for k, n in sorted(report.created.items())) or "nothing new"
@@ -201,14 +226,32 @@ def dev_admin(key_file: Path = Path("var/admin.key")) -> None:
 
 
 @audit_cli.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+) -> None:
     """Recompute the audit hash chain; exit 1 at the first broken link."""
+    import json
+
     from app.services.audit.chain import verify_chain
 
     db = _database()
-    with db.session() as session:
+    with progress(console, "verifying the audit chain"), db.session() as session:
         result = verify_chain(session)
     db.dispose()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "entries": result.entries,
+                    "first_bad_seq": result.first_bad_seq,
+                    "reason": result.reason,
+                }
+            )
+        )
+        if not result.ok:
+            raise typer.Exit(1)
+        return
     if result.ok:
         console.print(f"[green]audit chain intact[/green]: {result.entries} entries")
         return
@@ -310,6 +353,9 @@ def mqtt(
     finally:
         worker.stop()
         db.dispose()
+
+
+cli.info.epilog = command_index(cli)
 
 
 def main() -> None:

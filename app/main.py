@@ -24,6 +24,7 @@ from app.routers import (
     capacity,
     cases,
     coi,
+    courier_feeds,
     epcis,
     excursions,
     fhir,
@@ -117,6 +118,7 @@ def create_app(
         webhooks,
         fhir,
         epcis,
+        courier_feeds,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(ops.router)
