@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 
 from app.cli_audit import JwksOption, PublicKeyOption, audit_checkpoint
+from app.cli_courier import courier_cli
 from app.cli_export import export_cli
+from app.cli_help import command_index
 from app.cli_principals import register as register_principal_commands
+from app.cli_progress import progress
 from app.config import get_settings
 from app.db import Database
 from models.principal import Role
@@ -29,6 +32,7 @@ cli.add_typer(audit_cli, name="audit")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")
 audit_cli.command("checkpoint")(audit_checkpoint)
+cli.add_typer(courier_cli, name="courier")
 console = Console(stderr=True)
 
 
@@ -39,12 +43,33 @@ def _database() -> Database:
     )
 
 
+def _pending_revisions(url: str, target: str) -> list[str]:
+    """The revisions an upgrade to ``target`` applies, oldest first (one bar step each)."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from app.migrations import alembic_config, current_revision
+
+    engine = create_engine(url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.iterate_revisions(target, current)))]
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Migrate the database to the latest schema."""
     from app.migrations import upgrade
 
-    upgrade(get_settings().database_url, revision)
+    url = get_settings().database_url
+    steps = _pending_revisions(url, revision)
+    with progress(console, f"migrating ({len(steps)} steps)", total=len(steps)) as advance:
+        for step in steps:
+            upgrade(url, step)
+            advance(1)
     console.print(f"[green]database at {revision}[/green]")
 
 
@@ -54,7 +79,7 @@ def seed() -> None:
     from seeds.loader import load_reference
 
     db = _database()
-    with db.transaction() as session:
+    with progress(console, "loading reference data"), db.transaction() as session:
         report = load_reference(session)
     db.dispose()
     created = ", ".join(f"{n} {k}" for k, n in sorted(report.created.items())) or "nothing new"
@@ -211,8 +236,11 @@ def audit_verify(
     ] = None,
     jwks: JwksOption = None,
     public_key: PublicKeyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
 ) -> None:
     """Recompute the keyed audit hash chain; exit 1 at the first broken link."""
+    import json
+
     from app.services.audit.chain import verify_chain
 
     if checkpoint is not None:
@@ -221,9 +249,23 @@ def audit_verify(
         return verify_with_checkpoint(checkpoint, jwks=jwks, public_key=public_key)
 
     db = _database()
-    with db.session() as session:
+    with progress(console, "verifying the audit chain"), db.session() as session:
         result = verify_chain(session)
     db.dispose()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "entries": result.entries,
+                    "first_bad_seq": result.first_bad_seq,
+                    "reason": result.reason,
+                }
+            )
+        )
+        if not result.ok:
+            raise typer.Exit(1)
+        return
     if result.ok:
         console.print(f"[green]audit chain intact[/green]: {result.entries} entries")
         return
@@ -325,6 +367,9 @@ def mqtt(
     finally:
         worker.stop()
         db.dispose()
+
+
+cli.info.epilog = command_index(cli)
 
 
 def main() -> None:

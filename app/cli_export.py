@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from app.cli_audit import JwksOption, PublicKeyOption
+from app.cli_progress import progress
 from app.config import get_settings
 from app.db import Database
 
@@ -40,7 +41,7 @@ def export_case(
     keyring = Keyring(settings.coi_signing_keys.get_secret_value(), settings.coi_verify_keys)
     db = _database()
     try:
-        with db.transaction() as session:
+        with progress(console, f"exporting case {case_id}"), db.transaction() as session:
             counts = export.export_case(
                 session, case_id=case_id, out=out, actor="cli", now=utcnow(), keyring=keyring
             )
@@ -72,7 +73,7 @@ def export_analytics(
     settings = get_settings()
     db = _database()
     try:
-        with db.session() as session:
+        with progress(console, "exporting the analytics dataset"), db.session() as session:
             counts = export.export_analytics(
                 session, out=out, key=settings.secret_key.get_secret_value(), now=utcnow()
             )

@@ -2,6 +2,8 @@
 
 Services raise ``AppError`` subclasses; handlers here turn them, request validation errors,
 unknown paths and anything unexpected into one problem shape. No stack trace ever leaves.
+A FHIR client (``Accept: application/fhir+json`` under the FHIR base) gets the same status
+with an OperationOutcome instead, as FHIR requires.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from integrations.fhir import FHIR_JSON, operation_outcome
+
 log = logging.getLogger("v2v.errors")
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:v2v:problem:"
+FHIR_PATH = "/api/v1/integrations/fhir/"
 
 
 class AppError(Exception):
@@ -148,10 +153,36 @@ def validation_errors(raw: Any) -> list[dict[str, Any]]:
     return [{"loc": _loc(err.get("loc", ())), "msg": str(err.get("msg", ""))} for err in raw]
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+def _wants_fhir(request: Request) -> bool:
+    """A FHIR client on the FHIR base: its errors are OperationOutcomes."""
+    return request.url.path.startswith(FHIR_PATH) and FHIR_JSON in request.headers.get("accept", "")
+
+
+def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    if _wants_fhir(request):
+        fields = [f"{e['loc']}: {e['msg']}" for e in errors or []]
+        outcome = operation_outcome(status, detail, fields)
+        return JSONResponse(outcome, status_code=status, media_type=FHIR_JSON, headers=headers)
+    return problem_response(
+        status, code, title, detail, errors=errors, extra=extra, headers=headers
+    )
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, AppError):
         raise TypeError("unexpected exception type")
-    return problem_response(
+    return _respond(
+        request,
         exc.status,
         exc.code,
         exc.title,
@@ -162,12 +193,13 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, RequestValidationError):
         raise TypeError("unexpected exception type")
     errors = validation_errors(exc.errors())
     first = errors[0] if errors else {"loc": "", "msg": "invalid request"}
-    return problem_response(
+    return _respond(
+        request,
         422,
         "validation-error",
         "Invalid input",
@@ -183,14 +215,15 @@ _HTTP_CODES = {
 }
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):
         raise TypeError("unexpected exception type")
     code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource"
-    return problem_response(exc.status_code, code, title, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    return _respond(request, exc.status_code, code, title, detail, headers=headers)
 
 
 # Transient contention: SQLite's writer lock timed out, or PostgreSQL broke a deadlock or a
@@ -207,7 +240,8 @@ def _retryable(exc: DBAPIError) -> bool:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, DBAPIError) and _retryable(exc):
         log.warning("transient database contention: %s", type(exc.orig).__name__)
-        return problem_response(
+        return _respond(
+            request,
             503,
             "busy",
             "Service busy",
@@ -217,10 +251,14 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected(request, exc)
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return problem_response(
-        500, "internal-error", "Internal server error", "the server failed; it has been logged"
+    return _respond(
+        request,
+        500,
+        "internal-error",
+        "Internal server error",
+        "the server failed; it has been logged",
     )
 
 

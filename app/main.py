@@ -25,6 +25,7 @@ from app.routers import (
     cases,
     coi,
     corrections,
+    courier_feeds,
     devices,
     epcis,
     excursions,
@@ -126,6 +127,7 @@ def create_app(
         webhooks,
         fhir,
         epcis,
+        courier_feeds,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(ops.router)

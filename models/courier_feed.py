@@ -8,12 +8,14 @@ skips nor repeats events.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field as PField
+from pydantic import StringConstraints
 from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, utcnow
+from models.base import RequestModel, ResponseModel, UTCDateTime, utcnow
 
 # Rejected events kept on the feed row for operators (the most recent ones).
 MAX_RECENT_REJECTIONS = 100
@@ -43,3 +45,38 @@ class CourierFeed(SQLModel, table=True):
     recent_rejections: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CourierFeedCreate(RequestModel):
+    courier: Annotated[str, StringConstraints(min_length=1, max_length=32)] = PField(
+        description="The courier organisation's code (one feed per courier)."
+    )
+    base_url: Annotated[str, StringConstraints(min_length=1, max_length=2083)] = PField(
+        description="Where its event API is: we GET {base_url}/events?cursor=&limit=."
+    )
+    # Not stripped: sent exactly as given. Never returned, logged or audited.
+    auth_token: Annotated[
+        str, StringConstraints(min_length=1, max_length=500, strip_whitespace=False)
+    ] = PField(description="The bearer token we present to the courier; never returned.")
+    active: bool = True
+
+
+class CourierFeedUpdate(RequestModel):
+    active: bool = PField(description="false pauses polling (the cursor stays); true resumes.")
+
+
+class CourierFeedPublic(ResponseModel):
+    courier: str
+    base_url: str
+    active: bool
+    cursor: str | None
+    newest_event_at: datetime | None
+    lag_s: float | None = PField(description="Now minus the newest event seen, in seconds.")
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    next_poll_at: datetime | None
+    events_processed: int
+    events_rejected: int
+    created_at: datetime
+    updated_at: datetime

@@ -27,6 +27,11 @@ class Rejected(BaseModel):
     code: str | None = None
 
 
+class Ignored(BaseModel):
+    pointer: str
+    reason: str
+
+
 class CaptureResponse(BaseModel):
     events: int
     readings: int
@@ -35,7 +40,7 @@ class CaptureResponse(BaseModel):
     custody_duplicates: int
     associations: int
     alerts: int
-    ignored: int
+    ignored: list[Ignored]
     rejected: list[Rejected]
 
 
@@ -59,7 +64,8 @@ _CAPTURE_BODY = {
 }
 _EXPORT_CONTENT = {
     200: {
-        "description": "The case's custody steps and sensor data as an EPCIS 2.0 document.",
+        "description": "Custody steps and sensor data as an EPCIS 2.0 document; when more "
+        'follow, a `Link: <…nextPageToken=…>; rel="next"` header.',
         "content": {epcis.EPCIS_JSON_LD: {"schema": _DOCUMENT}},
     }
 }
@@ -100,7 +106,7 @@ async def capture(
         custody_duplicates=result.custody_duplicates,
         associations=result.associations,
         alerts=result.alerts,
-        ignored=result.ignored,
+        ignored=[Ignored.model_validate(i) for i in result.ignored],
         rejected=[Rejected.model_validate(r) for r in result.rejected],
     )
 
@@ -113,9 +119,14 @@ async def capture(
 def export_events(
     principal: Reader,
     session: SessionDep,
+    request: Request,
     now: NowDep,
-    case_id: Annotated[str, Query(min_length=1, max_length=64)],
+    query: Annotated[epcis_export.EventQuery, Query()],
 ) -> EpcisResponse:
-    """A case's custody steps and sensor data as an EPCIS 2.0 document (JSON-LD)."""
-    document = epcis_export.export_case(session, actor=principal, case_id=case_id, now=now)
-    return EpcisResponse(document)
+    """The caller's custody and sensor events as EPCIS 2.0 (JSON-LD), queried and paged."""
+    page = epcis_export.query_events(session, actor=principal, query=query, now=now)
+    headers = {}
+    if page.next_page_token is not None:
+        url = request.url.include_query_params(nextPageToken=page.next_page_token)
+        headers["Link"] = f'<{url}>; rel="next"'
+    return EpcisResponse(page.document, headers=headers)

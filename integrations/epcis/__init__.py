@@ -24,6 +24,8 @@ from integrations.epcis._export import (
     SensorPoint,
     ShipmentTrail,
     build_document,
+    trail_events,
+    wrap_document,
 )
 from integrations.epcis._identifiers import (
     GS1_RESOLVER,
@@ -36,6 +38,7 @@ from integrations.epcis._identifiers import (
     party_name,
     term,
 )
+from integrations.epcis._query import EVENT_TYPES, EventFilter, biz_step_term, selects
 from integrations.epcis._sensors import (
     BATTERY_TYPE,
     Alarm,
@@ -47,12 +50,14 @@ from integrations.epcis._sensors import (
     sensor_data,
     to_celsius,
 )
+from integrations.epcis._unmapped import unmapped_fields
 
 __all__ = [
     "BATTERY_TYPE",
     "BIZ_STEPS",
     "CONTEXT",
     "EPCIS_JSON_LD",
+    "EVENT_TYPES",
     "GS1_RESOLVER",
     "Alarm",
     "CustodyStep",
@@ -60,12 +65,14 @@ __all__ = [
     "Document",
     "DocumentInvalid",
     "Event",
+    "EventFilter",
     "Measure",
     "ReadingItems",
     "SensorData",
     "SensorPoint",
     "SensorReport",
     "ShipmentTrail",
+    "biz_step_term",
     "build_document",
     "canonical_id",
     "check_digit",
@@ -77,7 +84,11 @@ __all__ = [
     "party_name",
     "pointer",
     "reading_items",
+    "selects",
     "sensor_data",
     "term",
     "to_celsius",
+    "trail_events",
+    "unmapped_fields",
+    "wrap_document",
 ]

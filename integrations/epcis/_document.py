@@ -2,7 +2,8 @@
 
 GS1's JSON Schema is the conformance reference (the tests validate against it); these pydantic
 models check, strictly (JSON types, no NaN, RFC 3339 times with an offset), the fields that
-capture reads, and let every other field and extension through. A fault is reported as an
+capture reads, and keep every other field and extension (``model_extra``), so capture can
+report what it did not map. A fault is reported as an
 RFC 6901 JSON pointer into the document, e.g. ``/epcisBody/eventList/3/sensorElementList/0/
 sensorReport/2/value``.
 """
@@ -39,7 +40,7 @@ _NEEDS_ACTION = ("ObjectEvent", "AggregationEvent", "TransactionEvent", "Associa
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False, frozen=True)
 
 
 class SensorMetadata(_Model):

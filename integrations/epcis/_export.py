@@ -157,14 +157,27 @@ def _trail_events(trail: ShipmentTrail) -> list[tuple[datetime, int, dict[str, A
     return out
 
 
-def build_document(trails: Sequence[ShipmentTrail], *, created_at: datetime) -> dict[str, Any]:
-    """The EPCIS 2.0 document (JSON-LD) of these shipments, events in time order."""
-    events = [e for trail in trails for e in _trail_events(trail)]
+def trail_events(trail: ShipmentTrail) -> list[tuple[datetime, dict[str, Any]]]:
+    """The shipment's events with their times, in time order (custody before sensor data
+    at the same instant); the same events, ids included, whatever is asked of them."""
+    events = _trail_events(trail)
     events.sort(key=lambda e: (e[0], e[1]))
+    return [(at, event) for at, _, event in events]
+
+
+def wrap_document(events: Sequence[dict[str, Any]], *, created_at: datetime) -> dict[str, Any]:
+    """An EPCIS 2.0 document (JSON-LD) holding these events."""
     return {
         "@context": [CONTEXT],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": rfc3339(created_at),
-        "epcisBody": {"eventList": [event for _, _, event in events]},
+        "epcisBody": {"eventList": list(events)},
     }
+
+
+def build_document(trails: Sequence[ShipmentTrail], *, created_at: datetime) -> dict[str, Any]:
+    """The EPCIS 2.0 document (JSON-LD) of these shipments, events in time order."""
+    events = [e for trail in trails for e in _trail_events(trail)]
+    events.sort(key=lambda e: (e[0], e[1]))
+    return wrap_document([event for _, _, event in events], created_at=created_at)

@@ -9,8 +9,12 @@
   readings: the minimum at ``startTime`` and the maximum at ``endTime``, so the excursion
   engine sees both extremes (a maximum above range opens an excursion at the interval's end;
   a minimum below range one at its start). When the interval has no length, the minimum is
-  put 1 ms before the maximum (one reading per device and millisecond). The mean and
-  standard deviation are not stored.
+  put 1 ms before the maximum (one reading per device and millisecond). Its ``meanValue`` is
+  a third reading at the interval's midpoint when there is room for it (more than 2 ms);
+  a ``meanValue`` alone is the reading, at the report's point time.
+- Every field of a report that is not stored (``sDev``, percentiles, a mean beside a value,
+  ``booleanValue``, ``stringValue``/``uriValue`` except as an alarm's detail, extensions …)
+  is listed in ``ignored`` with its JSON pointer and the reason.
 - One device has one temperature per instant: when a document gives several (two probes,
   told apart only by an extension such as ``ex:feature``), the first is stored and the others
   count as duplicates.
@@ -18,7 +22,7 @@
   instant: ``RelativeHumidity`` (P1) → humidity_pct, ``Illuminance`` (LUX) → light_lux,
   ``Acceleration`` (K40 = g, or MSK m/s²) → shock_g, ``Angle`` with component ``latitude``/
   ``longitude`` (DD) → lat/lon, and our ``urn:v2v:measurement:battery`` (P1) → battery_pct.
-  Everything else (AbsoluteHumidity, Speed, interval forms of these…) is ignored and counted.
+  Everything else (AbsoluteHumidity, Speed, interval forms of these…) is listed as ignored.
 - A report with an ``exception`` (``ALARM_CONDITION``, ``ERROR_CONDITION``) is an alarm.
 - The device is the report's ``deviceID``, else its element's ``sensorMetadata.deviceID``,
   else one of the event's EPCs (the caller picks the one that is a known device).
@@ -77,7 +81,7 @@ class SensorData:
     extras: list[Measure] = field(default_factory=list)
     alarms: list[Alarm] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
-    ignored: int = 0
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (pointer, reason)
 
 
 def to_celsius(value: float, uom: str | None) -> float | None:
@@ -116,19 +120,25 @@ def _temperature(
     meta: SensorMetadata | None,
     report: SensorReport,
 ) -> None:
-    if report.value is None and report.min_value is None and report.max_value is None:
+    values = (report.value, report.min_value, report.max_value, report.mean_value)
+    if all(v is None for v in values):
         if report.exception is None:
-            out.ignored += 1
+            out.ignored.append((loc, "a temperature report without a value: nothing to store"))
         return
     convert = TEMPERATURE_UNITS.get(report.uom or "")
     if convert is None:
         out.problems.append((loc + "/uom", "a temperature needs uom CEL, KEL or FAH"))
         return
-    if report.value is not None:
-        at = _point_time(event, meta, report)
-        out.temperatures.append(Measure(loc, device, at, "temp_c", convert(report.value)))
-        return
     point = _point_time(event, meta, report)
+    if report.value is not None:
+        out.temperatures.append(Measure(loc, device, point, "temp_c", convert(report.value)))
+        for name in ("minValue", "maxValue", "meanValue"):
+            if getattr(report, _FIELD[name]) is not None:
+                out.ignored.append((f"{loc}/{name}", "beside a value, only the value is stored"))
+        return
+    if report.min_value is None and report.max_value is None and report.mean_value is not None:
+        out.temperatures.append(Measure(loc, device, point, "temp_c", convert(report.mean_value)))
+        return
     start = (meta.start_time or meta.end_time if meta else None) or point
     end = (meta.end_time if meta else None) or start
     if report.min_value is not None:
@@ -138,6 +148,48 @@ def _temperature(
         out.temperatures.append(Measure(loc, device, low_at, "temp_c", convert(report.min_value)))
     if report.max_value is not None:
         out.temperatures.append(Measure(loc, device, end, "temp_c", convert(report.max_value)))
+    if report.mean_value is not None:
+        if end - start > timedelta(milliseconds=2):
+            mid = start + (end - start) / 2
+            mid = mid.replace(microsecond=mid.microsecond // 1000 * 1000)
+            out.temperatures.append(Measure(loc, device, mid, "temp_c", convert(report.mean_value)))
+        else:
+            reason = "an interval without length: its minimum and maximum are stored, not its mean"
+            out.ignored.append((loc + "/meanValue", reason))
+
+
+# Model attribute of each report field whose use depends on the report.
+_FIELD = {
+    "minValue": "min_value",
+    "maxValue": "max_value",
+    "meanValue": "mean_value",
+    "booleanValue": "boolean_value",
+    "stringValue": "string_value",
+    "uriValue": "uri_value",
+    "component": "component",
+}
+_STATISTICS = {"sDev", "percRank", "percValue"}
+
+
+def _unused_fields(out: SensorData, loc: str, kind: str, report: SensorReport) -> None:
+    """Fields of a stored (or alarm) report that no reading or alert keeps."""
+    for key in report.model_extra or {}:
+        if key in _STATISTICS:
+            reason = "statistics other than minimum, maximum and mean are not stored"
+        else:
+            reason = f"{key} is not stored"
+        out.ignored.append((f"{loc}/{pointer(key)[1:]}", reason))
+    if report.boolean_value is not None:
+        out.ignored.append((loc + "/booleanValue", "booleanValue is not stored"))
+    for name in ("stringValue", "uriValue"):
+        if getattr(report, _FIELD[name]) is not None and report.exception is None:
+            out.ignored.append(
+                (f"{loc}/{name}", f"{name} is not stored (only as an alarm's detail)")
+            )
+    if kind != "Temperature" and report.exception is None:
+        for name in ("minValue", "maxValue", "meanValue"):
+            if getattr(report, _FIELD[name]) is not None:
+                out.ignored.append((f"{loc}/{name}", f"only a point value of {kind} is stored"))
 
 
 def _event_epcs(event: Event) -> tuple[str, ...]:
@@ -166,14 +218,33 @@ def sensor_data(document: Document) -> SensorData:
                     out.alarms.append(Alarm(loc, device, at, exception, kind, detail))
                 if kind == "Temperature":
                     _temperature(out, loc, device, event, meta, report)
+                    _unused_fields(out, loc, kind, report)
                     continue
                 extra = _extra(kind, report)
                 if extra is not None:
                     at = _point_time(event, meta, report)
                     out.extras.append(Measure(loc, device, at, extra[0], extra[1]))
+                    _unused_fields(out, loc, kind, report)
                 elif report.exception is None:
-                    out.ignored += 1
+                    out.ignored.append((loc, _not_stored(kind, report)))
+                else:
+                    _unused_fields(out, loc, kind, report)
     return out
+
+
+def _not_stored(kind: str, report: SensorReport) -> str:
+    if kind in _STORED_KINDS:
+        return f"{kind} is stored only as a point value in {_STORED_KINDS[kind]}"
+    return f"sensor type {kind} is not stored"
+
+
+_STORED_KINDS = {
+    "RelativeHumidity": "P1",
+    "Illuminance": "LUX",
+    "Acceleration": "K40 or MSK",
+    "Angle": "DD with component latitude or longitude",
+    BATTERY_TYPE: "P1",
+}
 
 
 @dataclass
@@ -184,7 +255,7 @@ class ReadingItems:
     items: list[dict[str, Any]] = field(default_factory=list)
     pointers: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
-    ignored: int = 0
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (pointer, reason)
 
 
 def reading_items(
@@ -210,7 +281,8 @@ def reading_items(
         index = slots.get((device, to_ms(m.at))) if device else None
         low, high = limits[m.field]
         if index is None:
-            out.ignored += 1  # no temperature of that device at that instant to join
+            reason = "no temperature of that device at that instant to join it to"
+            out.ignored.append((m.pointer, reason))
         elif not low <= m.value <= high:
             out.problems.append((m.pointer, f"{m.field}: {m.value:g} is outside {low:g}…{high:g}"))
         else:

@@ -15,11 +15,12 @@ Mapping, from a case:
 - ``property``: collection cycle, receipt at the factory, manufacturing start → QC release;
 - ``expirationDate``: thaw time + the product's thaw expiry, once thawed.
 
-Once infused, the export is a ``collection`` Bundle of the product and a dispense
-(``issued``, autologous, handed over at infusion, prepared at thaw, at the treatment site).
+Once infused, the case also has a BiologicallyDerivedProductDispense (``issued``,
+autologous, handed over at infusion, prepared at thaw, at the treatment site).
 
-Resources are built from a ``Snapshot`` (no database here); reading a case into one is
-``app.services.interop.fhir.export_case``.
+Resources are built from a ``Snapshot`` (no database here); ``_server`` writes searchset
+Bundles, the CapabilityStatement and OperationOutcomes. Reading cases into snapshots is
+``app.services.interop.fhir``.
 """
 
 from integrations.fhir._resources import (
@@ -30,20 +31,28 @@ from integrations.fhir._resources import (
     Place,
     Snapshot,
     dispense,
-    export,
     product,
     product_status,
+)
+from integrations.fhir._server import (
+    FHIR_VERSION,
+    capability_statement,
+    operation_outcome,
+    searchset,
 )
 
 __all__ = [
     "EXT_CHECK_CHARACTER",
     "EXT_JOURNEY_STATUS",
     "FHIR_JSON",
+    "FHIR_VERSION",
     "ISBT128_SYSTEM",
     "Place",
     "Snapshot",
+    "capability_statement",
     "dispense",
-    "export",
     "product",
+    "operation_outcome",
     "product_status",
+    "searchset",
 ]

@@ -178,19 +178,3 @@ def dispense(snap: Snapshot) -> dict[str, Any]:
     if "thawed" in at:
         resource["preparedDate"] = iso_z(at["thawed"])
     return resource
-
-
-def export(snap: Snapshot, *, base_url: str, now: datetime) -> dict[str, Any]:
-    """The product alone, or once infused a collection Bundle of product and dispense."""
-    if snap.status != CaseStatus.infused or "infused" not in snap.milestones:
-        return product(snap)
-    entries = [product(snap), dispense(snap)]
-    return {
-        "resourceType": "Bundle",
-        "id": snap.case_id,
-        "type": "collection",
-        "timestamp": iso_z(now),
-        "entry": [
-            {"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r} for r in entries
-        ],
-    }

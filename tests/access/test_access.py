@@ -93,6 +93,16 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
         CASE_READERS,
         True,
     ),
+    ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProduct"): (CASE_READERS, False),
+    # The fixture case is not infused (404 in scope too), so its scope is in test_fhir.py.
+    ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProductDispense/{case_id}"): (
+        CASE_READERS,
+        False,
+    ),
+    ("GET", "/api/v1/integrations/fhir/metadata"): (ALL, False),
+    ("POST", "/api/v1/integrations/courier/feeds"): ({"admin"}, False),
+    ("GET", "/api/v1/integrations/courier/feeds"): ({"admin"}, False),
+    ("PATCH", "/api/v1/integrations/courier/feeds/{courier}"): ({"admin"}, False),
     ("POST", "/api/v1/integrations/epcis/capture"): (INGEST, False),
     # The case is a query parameter (?case_id=), so its scope is tested in test_epcis.py.
     ("GET", "/api/v1/integrations/epcis/events"): (CASE_READERS, False),
@@ -170,6 +180,7 @@ def world(api: Api) -> dict[str, Any]:
         "delivery_id": "0" * 32,
         "excursion_id": 1,
         "milestone_id": 1,
+        "courier": "KASHIWA-COLD",
     }
 
 
@@ -200,7 +211,7 @@ def _call(api: Api, persona: str | None, method: str, path: str, w: dict[str, An
     body = _body(path, persona, w)
     if method == "GET":
         return int(api.client.get(url, headers=headers).status_code)
-    return int(api.client.post(url, json=body, headers=headers).status_code)
+    return int(api.client.request(method, url, json=body, headers=headers).status_code)
 
 
 @pytest.mark.parametrize("op", sorted(RULES), ids=lambda op: f"{op[0]} {op[1]}")

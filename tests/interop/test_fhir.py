@@ -1,4 +1,4 @@
-"""FHIR R5 export: the product (and, once infused, its dispense) validated with fhir.resources."""
+"""FHIR R5 read, search and metadata, every resource validated with fhir.resources (R5)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 from fhir.resources.biologicallyderivedproduct import BiologicallyDerivedProduct
 from fhir.resources.biologicallyderivedproductdispense import BiologicallyDerivedProductDispense
 from fhir.resources.bundle import Bundle
+from fhir.resources.capabilitystatement import CapabilityStatement
+from fhir.resources.operationoutcome import OperationOutcome
 
 from app.services.identity.coi import check_char
 from integrations import fhir
@@ -16,7 +18,12 @@ from models.case import CaseStatus
 from tests.conftest import NOW, Api
 from tests.helpers import Journey
 
-URL = "/api/v1/integrations/fhir/BiologicallyDerivedProduct/{}"
+BASE = "/api/v1/integrations/fhir"
+URL = BASE + "/BiologicallyDerivedProduct/{}"
+DISPENSE = BASE + "/BiologicallyDerivedProductDispense/{}"
+SEARCH = BASE + "/BiologicallyDerivedProduct"
+ISBT = "urn:oid:2.16.840.1.113883.6.18"
+FHIR_ACCEPT = {"Accept": "application/fhir+json"}
 
 
 def utc(text: str) -> datetime:
@@ -28,8 +35,8 @@ def milestone_at(api: Api, case_id: str, type_: str) -> datetime:
     return utc(next(m["occurred_at"] for m in case["milestones"] if m["type"] == type_))
 
 
-def get_fhir(api: Api, persona: str, case_id: str) -> dict[str, Any]:
-    r = api.get(persona, URL.format(case_id))
+def get_fhir(api: Api, persona: str, case_id: str, url: str = URL) -> dict[str, Any]:
+    r = api.get(persona, url.format(case_id))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
     return dict(r.json())
@@ -101,26 +108,22 @@ def test_a_released_product_maps_to_an_available_r5_product(api: Api) -> None:
     assert "MRN-0001" not in str(body) and "patient_hash" not in str(body)
 
 
-def test_an_infused_case_is_a_bundle_with_the_product_and_its_dispense(api: Api) -> None:
+def test_an_infused_case_reads_as_a_product_and_a_dispense(api: Api) -> None:
+    # Until #15 the read answered a collection Bundle once infused; a read is now always
+    # the resource asked for, and the dispense has its own read.
     j = Journey(api)
     j.to_infusion()
     body = get_fhir(api, "ncc", j.case["id"])
-    bundle = Bundle.model_validate(body)
-    assert bundle.type == "collection"
-    assert [e.resource.get_resource_type() for e in bundle.entry] == [
-        "BiologicallyDerivedProduct",
-        "BiologicallyDerivedProductDispense",
-    ]
-    product = BiologicallyDerivedProduct.model_validate(body["entry"][0]["resource"])
-    disp = BiologicallyDerivedProductDispense.model_validate(body["entry"][1]["resource"])
-    assert bundle.entry[0].fullUrl.endswith(f"/BiologicallyDerivedProduct/{j.case['id']}")
-    assert bundle.entry[0].fullUrl.startswith("http://testserver/api/v1/integrations/fhir/")
+    product = BiologicallyDerivedProduct.model_validate(body)
+    disp_body = get_fhir(api, "ncc", j.case["id"], DISPENSE)
+    disp = BiologicallyDerivedProductDispense.model_validate(disp_body)
     assert product.productStatus.code == "unavailable"
     assert product.extension[0].valueCode == "infused"
     thawed = milestone_at(api, j.case["id"], "thawed")
     infused = milestone_at(api, j.case["id"], "infused")
     assert product.expirationDate == thawed + timedelta(minutes=180)
 
+    assert disp.id == j.case["id"]
     assert disp.status == "issued"
     assert disp.product.reference == f"BiologicallyDerivedProduct/{j.case['id']}"
     assert disp.whenHandedOver == infused
@@ -130,7 +133,147 @@ def test_an_infused_case_is_a_bundle_with_the_product_and_its_dispense(api: Api)
     assert disp.location.display == "National Cancer Center Hospital East"
     assert disp.patient.identifier.value == j.coi
     assert disp.originRelationshipType.coding[0].code == "autologous"
-    assert "MRN-0001" not in str(body)
+    assert "MRN-0001" not in str(body) + str(disp_body)
+    for persona in ("kyoto", "bridgewater"):
+        foreign = api.get(persona, DISPENSE.format(j.case["id"]))
+        missing = api.get(persona, DISPENSE.format("0" * 32))
+        assert foreign.status_code == missing.status_code == 404
+        assert foreign.json() == missing.json()
+
+
+def test_the_dispense_is_not_found_before_infusion(api: Api) -> None:
+    j = released(api)
+    r = api.get("kashiwa", DISPENSE.format(j.case["id"]))
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = api.client.get(
+        DISPENSE.format(j.case["id"]), headers={**api.headers("kashiwa"), **FHIR_ACCEPT}
+    )
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/fhir+json")
+    outcome = OperationOutcome.model_validate(r.json())
+    assert outcome.issue[0].code == "not-found"
+    assert outcome.issue[0].severity == "error"
+    assert "infused" in outcome.issue[0].diagnostics
+
+
+def search(api: Api, persona: str, url: str, **params: Any) -> dict[str, Any]:
+    r = api.get(persona, url, params=params) if params else api.get(persona, url)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/fhir+json")
+    body = dict(r.json())
+    bundle = Bundle.model_validate(body)
+    assert bundle.type == "searchset"
+    for entry in body["entry"]:
+        BiologicallyDerivedProduct.model_validate(entry["resource"])
+        assert entry["search"] == {"mode": "match"}
+        assert entry["fullUrl"] == (
+            f"http://testserver{BASE}/BiologicallyDerivedProduct/{entry['resource']['id']}"
+        )
+    return body
+
+
+def test_search_by_identifier_finds_the_case_in_any_scanned_form(api: Api) -> None:
+    j = released(api)
+    other = Journey(api, patient="MRN-OTHER")
+    coi, cc = j.coi, check_char(j.coi)
+    for value in (f"{ISBT}|{coi}", f"|{coi}", coi, f"&/{coi}", f"{coi} {cc}", f"{coi}{cc}"):
+        body = search(api, "ncc", SEARCH, identifier=value)
+        assert body["total"] == 1, value
+        assert [e["resource"]["id"] for e in body["entry"]] == [j.case["id"]]
+        (self_link,) = [x for x in body["link"] if x["relation"] == "self"]
+        assert self_link["url"].startswith(f"http://testserver{SEARCH}?identifier=")
+    assert other.case["id"] not in str(search(api, "ncc", SEARCH, identifier=coi))
+    # Out of scope: absent, exactly as a COI nobody has.
+    for persona in ("kyoto", "bridgewater"):
+        body = search(api, persona, SEARCH, identifier=coi)
+        assert body["total"] == 0 and body.get("entry", []) == []
+
+
+def test_search_refuses_another_system_and_a_misread_code(api: Api) -> None:
+    j = released(api)
+    wrong_check = "A" if check_char(j.coi) != "A" else "B"
+    for value in (f"http://example.org|{j.coi}", f"{j.coi}{wrong_check}", "CH-nonsense"):
+        r = api.get("ncc", SEARCH, params={"identifier": value})
+        assert r.status_code == 422, value
+        assert r.headers["content-type"].startswith("application/problem+json")
+        headers = {**api.headers("ncc"), **FHIR_ACCEPT}
+        r = api.client.get(SEARCH, params={"identifier": value}, headers=headers)
+        assert r.status_code == 422
+        outcome = OperationOutcome.model_validate(r.json())
+        assert {i.code for i in outcome.issue} == {"invalid"}
+
+
+def test_search_without_identifier_pages_the_callers_cases_newest_first(api: Api) -> None:
+    ids = [Journey(api, patient=f"MRN-P{i}").case["id"] for i in range(5)]
+    Journey(api, route="JP-US-EWR", patient="MRN-US")  # also NCC's, not Kashiwa's
+    body = search(api, "kashiwa", SEARCH, _count=2)
+    assert body["total"] == 5
+    seen: list[str] = []
+    pages = 0
+    while True:
+        pages += 1
+        seen += [e["resource"]["id"] for e in body["entry"]]
+        nxt = [x["url"] for x in body["link"] if x["relation"] == "next"]
+        if not nxt:
+            break
+        assert "_count=2" in nxt[0]
+        body = search(api, "kashiwa", nxt[0].removeprefix("http://testserver"))
+    assert pages == 3
+    assert sorted(seen) == sorted(ids) and len(set(seen)) == 5
+    # Newest first: cases created at the same instant fall back to the id, descending.
+    cases = [api.get("admin", f"/api/v1/cases/{i}").json() for i in seen]
+    keys = [(c["created_at"], c["id"]) for c in cases]
+    assert keys == sorted(keys, reverse=True)
+    assert search(api, "ncc", SEARCH)["total"] == 6
+
+
+def test_metadata_is_an_r5_capability_statement_for_any_principal(api: Api) -> None:
+    for persona in ("viewer", "courier", "admin"):
+        r = api.get(persona, BASE + "/metadata")
+        assert r.status_code == 200, persona
+        assert r.headers["content-type"].startswith("application/fhir+json")
+    cap = CapabilityStatement.model_validate(r.json())
+    assert (cap.status, cap.kind, cap.fhirVersion, cap.format) == (
+        "active",
+        "instance",
+        "5.0.0",
+        ["json"],
+    )
+    (rest,) = cap.rest
+    assert rest.mode == "server"
+    served = {r.type: r for r in rest.resource}
+    assert set(served) == {"BiologicallyDerivedProduct", "BiologicallyDerivedProductDispense"}
+    product = served["BiologicallyDerivedProduct"]
+    assert {i.code for i in product.interaction} == {"read", "search-type"}
+    assert [(p.name, p.type) for p in product.searchParam] == [("identifier", "token")]
+    assert {i.code for i in served["BiologicallyDerivedProductDispense"].interaction} == {"read"}
+    assert api.client.get(BASE + "/metadata").status_code == 401
+
+
+def test_fhir_errors_are_operation_outcomes_only_for_fhir_clients(api: Api) -> None:
+    j = released(api)
+    cases = {
+        (None, URL.format(j.case["id"])): (401, "security"),
+        ("viewer", URL.format(j.case["id"])): (403, "forbidden"),
+        ("kyoto", URL.format(j.case["id"])): (404, "not-found"),
+        ("ncc", SEARCH + "?_count=0"): (422, "invalid"),
+        ("ncc", BASE + "/Patient/1"): (404, "not-found"),
+    }
+    for (persona, url), (status, code) in cases.items():
+        auth = api.headers(persona) if persona else {}
+        plain = api.client.get(url, headers=auth)
+        assert plain.status_code == status, url
+        assert plain.headers["content-type"].startswith("application/problem+json")
+        fhir_r = api.client.get(url, headers={**auth, **FHIR_ACCEPT})
+        assert fhir_r.status_code == status, url
+        assert fhir_r.headers["content-type"].startswith("application/fhir+json")
+        outcome = OperationOutcome.model_validate(fhir_r.json())
+        assert outcome.issue[0].code == code
+        assert outcome.issue[0].diagnostics == plain.json()["detail"]
+    # Elsewhere the Accept header changes nothing.
+    r = api.client.get("/api/v1/cases/" + "0" * 32, headers={**api.headers("ncc"), **FHIR_ACCEPT})
+    assert r.headers["content-type"].startswith("application/problem+json")
 
 
 def test_an_overseas_case_names_its_factory_and_a_new_case_has_no_collection(api: Api) -> None:

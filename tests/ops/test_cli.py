@@ -78,3 +78,44 @@ def test_principal_create_makes_a_device_key(env: Api) -> None:
     listed = env.get("admin", "/api/v1/principals").json()["items"]
     row = next(p for p in listed if p["key_prefix"] == key.split("_")[1])
     assert row["role"] == "device" and row["device_id"] == "LOG-CLI-1"
+
+
+def test_audit_verify_json_is_machine_readable(env: Api) -> None:
+    import json
+
+    out = CliRunner().invoke(cli, ["audit", "verify", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["ok"] is True and result["entries"] >= 0
+    assert set(result) == {"ok", "entries", "first_bad_seq", "reason"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["seed"], ["audit", "verify"], ["db", "upgrade"], ["courier", "feed", "list"]],
+    ids=lambda a: " ".join(a),
+)
+def test_no_progress_bar_garbage_when_not_a_tty(env: Api, args: list[str]) -> None:
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "\x1b[" not in text and "\r" not in text  # no cursor control, no redraws
+    assert "━" not in text and "⠋" not in text  # no bar, no spinner
+
+
+def test_help_lists_every_command_with_its_help(env: Api) -> None:
+    out = CliRunner().invoke(cli, ["--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    for command in (
+        "v2v seed",
+        "v2v demo",
+        "v2v db upgrade",
+        "v2v principal create",
+        "v2v audit verify",
+        "v2v export case",
+        "v2v courier feed add",
+        "v2v courier feed list",
+        "v2v courier feed pause",
+    ):
+        line = next(x for x in out.output.splitlines() if command + " " in x)
+        assert len(line.split(command, 1)[1].strip(" │")) > 10, line

@@ -1,4 +1,5 @@
 """Courier feed use cases: configuring a feed, what to poll, storing one page with its cursor.
+Adding, pausing and watching feeds is ``courier_feeds``.
 
 The contract and the HTTP client are ``integrations.courier`` (no database there).
 ``apply_page`` runs in the caller's transaction, which the caller commits: the page's
@@ -80,7 +81,7 @@ def configure_feed(
             errors=[{"loc": "auth_token", "msg": "not a bearer token"}],
         )
     feed = session.get(CourierFeed, courier)
-    before = None if feed is None else _public(feed)
+    before = None if feed is None else feed_state(feed)
     if feed is None:
         feed = CourierFeed(courier=courier, base_url=url, auth_token=auth_token, created_at=now)
     token_changed = feed.auth_token != auth_token
@@ -99,7 +100,7 @@ def configure_feed(
         entity_id=courier,
         at=now,
         before=before,
-        after={**_public(feed), "auth_token_changed": before is None or token_changed},
+        after={**feed_state(feed), "auth_token_changed": before is None or token_changed},
     )
     return feed
 
@@ -133,7 +134,8 @@ def _reading_item(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k in readings.ALLOWED_KEYS}
 
 
-def _public(feed: CourierFeed) -> dict[str, Any]:
+def feed_state(feed: CourierFeed) -> dict[str, Any]:
+    """What the audit trail records of a feed (never its token)."""
     return {"base_url": feed.base_url, "enabled": feed.enabled, "cursor": feed.cursor}
 
 

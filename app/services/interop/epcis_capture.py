@@ -4,7 +4,8 @@ Capture runs in one transaction, in this order, so that readings find the assign
 by the same document: AssociationEvents and custody ObjectEvents in event-time order, then
 every sensor report's reading through the HTTP ingest service (same attachment, ownership,
 duplicate and excursion rules), then sensor alarms as alerts. A fault in one event or report
-is a ``rejected`` entry with its JSON pointer; the rest is stored.
+is a ``rejected`` entry with its JSON pointer; the rest is stored. Every field read but not
+stored is an ``ignored`` entry ``{pointer, reason}`` (see ``integrations.epcis``).
 
 - Custody: bizStep ``shipping`` → picked_up (handoff when the shipment is already in
   transit, an onward leg), ``transporting`` → handoff, ``receiving`` → delivered. The EPCs
@@ -48,9 +49,13 @@ class CaptureResult:
     custody_duplicates: int = 0
     associations: int = 0
     alerts: int = 0
-    ignored: int = 0
+    ignored: list[dict[str, str]] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
+
+    def ignore(self, ignored: list[tuple[str, str]]) -> None:
+        """Note fields that were read but not stored, by JSON pointer, with the reason."""
+        self.ignored += [{"pointer": loc, "reason": reason} for loc, reason in ignored]
 
     def reject(self, loc: str, reason: str, code: str | None = None) -> None:
         """Report a refused event or report once (an interval report is two readings)."""
@@ -89,7 +94,9 @@ def capture(
             errors=[{"loc": "/epcisBody/eventList", "msg": f"{len(data.temperatures)} readings"}],
         )
     events = document.epcis_body.event_list
-    result = CaptureResult(events=len(events), ignored=data.ignored)
+    result = CaptureResult(events=len(events))
+    result.ignore(epcis.unmapped_fields(document, custody_steps=custody.CUSTODY_STEPS))
+    result.ignore(data.ignored)
     for loc, reason in data.problems:
         result.reject(loc, reason)
     for i, event in sorted(enumerate(events), key=lambda e: (e[1].event_time, e[0])):

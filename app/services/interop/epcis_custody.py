@@ -188,7 +188,8 @@ def pair(
         result.reject(loc, f"role {actor.role} may not pair devices", "forbidden")
         return
     if event.action == "OBSERVE" or not event.child_epcs:
-        result.ignored += 1  # an observation of a pairing, or pairs by class: nothing to do
+        reason = "an OBSERVE or class-level pairing: nothing to pair"
+        result.ignore([(loc, reason)])
         return
     shipment = _shipment_for(session, actor, [event.parent_id or ""], _PREFERENCE["pairing"])
     if shipment is None:

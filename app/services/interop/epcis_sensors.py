@@ -67,7 +67,7 @@ def store_readings(
 ) -> None:
     """Store the document's readings as ``POST /readings`` would; faults by JSON pointer."""
     batch = reading_items(data, devices.resolve, limits=readings.OPTIONAL, no_device=NO_DEVICE)
-    result.ignored += batch.ignored
+    result.ignore(batch.ignored)
     for loc, reason in batch.problems:
         result.reject(loc, reason)
     outcome = readings.ingest(
