@@ -21,7 +21,7 @@ from app.deps import (
 from app.pagination import CursorQuery, LimitQuery, page_of, time_cursor
 from app.services.access.scope import CASE_READERS
 from app.services.identity.coi import display
-from app.services.journey import cases, events, holds, reads
+from app.services.journey import cases, events, reads
 from models.base import Page
 from models.case import (
     CaseCreate,
@@ -31,7 +31,6 @@ from models.case import (
     CaseSummary,
     EventCreate,
     EventPublic,
-    HoldRequest,
     ScheduleRequest,
     ScheduleResponse,
 )
@@ -42,7 +41,6 @@ router = APIRouter(prefix="/cases", tags=["cases"])
 Coordinator = Annotated[Principal, require_roles(Role.admin, Role.coordinator)]
 Reader = Annotated[Principal, require_roles(*CASE_READERS)]
 EventRecorder = Annotated[Principal, require_roles(Role.admin, Role.coordinator, Role.manufacturer)]
-HoldSigner = Annotated[Principal, require_roles(*holds.HOLD_SIGNERS)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CaseCreated)
@@ -86,43 +84,18 @@ def list_cases(
     cursor: CursorQuery = None,
 ) -> Page[CaseSummary]:
     """List the cases the caller may see, newest first; find one by COI or patient reference."""
+    key = settings.patient_hash_key.get_secret_value()
+    after = time_cursor(cursor)
     rows = reads.list_cases(
-        session,
-        principal=principal,
-        where=where,
-        patient_key=settings.patient_hash_key.get_secret_value(),
-        after=time_cursor(cursor),
-        limit=limit,
+        session, principal=principal, where=where, patient_key=key, after=after, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda c: (c.created_at.isoformat(), c.id))
-    return Page(items=[reads.summary(c) for c in items], next_cursor=next_cursor)
+    items, next_at = page_of(rows, limit, lambda c: (c.created_at.isoformat(), c.id))
+    return Page(items=[reads.summary(c) for c in items], next_cursor=next_at)
 
 
 @router.get("/{case_id}", response_model=CaseDetail)
 def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: NowDep) -> CaseDetail:
     """One case with its milestones, shipments, alerts, durations so far, slot and hold."""
-    return reads.case_detail(session, case=case, now=now)
-
-
-@router.post("/{case_id}/hold", response_model=CaseDetail)
-def hold_case(
-    principal: HoldSigner,
-    body: HoldRequest,
-    case: ScopedCase,
-    session: SessionDep,
-    settings: SettingsDep,
-    now: NowDep,
-) -> CaseDetail:
-    """Place or release a product hold (QA, signed): on hold, thaw and infusion are refused."""
-    with committing(session):
-        holds.act(
-            session,
-            actor=principal,
-            case=case,
-            request=body,
-            secret_key=settings.secret_key.get_secret_value(),
-            now=now,
-        )
     return reads.case_detail(session, case=case, now=now)
 
 

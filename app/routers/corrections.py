@@ -1,4 +1,5 @@
-"""Corrections of a case's recorded milestones: amend or void, signed, nothing overwritten."""
+"""Records stay true: corrections of recorded milestones (amend or void, signed, nothing
+overwritten) and product holds (QA stops thaw and infusion until a signed release)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,19 @@ from app.deps import (
     ScopedCase,
     SessionDep,
     SettingsDep,
+    committing,
     created_once,
     require_roles,
 )
 from app.pagination import IntId
-from app.services.journey import corrections
-from models.case import CorrectionRequest, MilestoneCorrected
+from app.services.journey import corrections, holds, reads
+from models.case import CaseDetail, CorrectionRequest, HoldRequest, MilestoneCorrected
 from models.principal import Principal, Role
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
 # Who may correct which milestone type is the service's rule; these roles may ask at all.
+HoldSigner = Annotated[Principal, require_roles(*holds.HOLD_SIGNERS)]
 Corrector = Annotated[
     Principal, require_roles(Role.admin, Role.coordinator, Role.manufacturer, Role.qa)
 ]
@@ -59,3 +62,25 @@ def correct_milestone(
         )
 
     return created_once(session, idem, correct)
+
+
+@router.post("/{case_id}/hold", response_model=CaseDetail)
+def hold_case(
+    principal: HoldSigner,
+    body: HoldRequest,
+    case: ScopedCase,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> CaseDetail:
+    """Place or release a product hold (QA, signed): on hold, thaw and infusion are refused."""
+    with committing(session):
+        holds.act(
+            session,
+            actor=principal,
+            case=case,
+            request=body,
+            secret_key=settings.secret_key.get_secret_value(),
+            now=now,
+        )
+    return reads.case_detail(session, case=case, now=now)

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import telemetry
 from app.deps import MetricsAccess, get_db
+from app.errors import PROBLEM_RESPONSES
 from app.migrations import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
@@ -38,7 +39,12 @@ def readyz(request: Request) -> dict[str, str | None] | JSONResponse:
     return {"status": "ok", "database": "ok", "migration": current}
 
 
-@router.get("/metrics", response_class=Response, dependencies=[MetricsAccess])
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[MetricsAccess],
+    responses={k: PROBLEM_RESPONSES[k] for k in (401, 403)},
+)
 def metrics() -> Response:
     """Prometheus exposition (V2V_METRICS_TOKEN as bearer, else loopback clients only)."""
     return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)

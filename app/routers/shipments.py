@@ -54,22 +54,7 @@ def create_shipment(
     """Create a shipment for a case (its origin's coordinator or factory)."""
 
     def create() -> ShipmentPublic:
-        shipment = shipments.create(
-            session,
-            case_id=body.case_id,
-            actor=principal,
-            direction=body.direction,
-            origin=body.origin,
-            destination=body.destination,
-            profile=body.profile,
-            courier=body.courier,
-            container_serial=body.container.serial,
-            container_kind=body.container.kind,
-            hold_time_h=body.container.hold_time_h,
-            device_ids=body.device_ids,
-            coi=body.coi,
-            now=now,
-        )
+        shipment = shipments.create_requested(session, actor=principal, request=body, now=now)
         return views.detail(session, shipment=shipment, now=now)
 
     return created_once(session, idem, create)

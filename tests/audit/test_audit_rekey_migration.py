@@ -107,7 +107,8 @@ def test_migration_refuses_to_rekey_a_broken_chain(at_0008: str) -> None:
         upgrade(at_0008)
     db = Database(at_0008, pool_size=1)
     try:
-        assert current_revision(db.engine) == "0008"
+        # PostgreSQL rolls the whole upgrade back; SQLite keeps the migrations before 0010.
+        assert current_revision(db.engine) in ("0008", "0009")
         with db.engine.connect() as conn:
             kept = [h for (h,) in conn.execute(text("SELECT hash FROM audit_log ORDER BY seq"))]
             columns = {c["name"] for c in sa.inspect(conn).get_columns("audit_log")}

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from app.db import Raw
 from app.services.coldchain import alarms, frozen
+from app.services.coldchain import excursion_rows as rows
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, feed
 from app.times import from_ms
@@ -42,20 +43,20 @@ def persist(
             # replay records what the new readings change beside it.
             state.needs_reeval = True
             continue
-        before = frozen.snapshot(row) if row is not None else None
+        before = rows.snapshot(row) if row is not None else None
         if row is None:
-            row = frozen.new_row(shipment.id, exc, exc.started_ms)
+            row = rows.new_row(shipment.id, exc, exc.started_ms)
         else:
-            frozen.assign(row, exc)
+            rows.assign(row, exc)
         session.add(row)
         session.flush()
         exc.db_id = row.id
-        frozen.record(session, row=row, before=before, now=now)
+        rows.record(session, row=row, before=before, now=now)
         # A referring excursion (written by a replay) that goes on keeps its own alert.
         referent = (
             session.get(Excursion, row.refers_to_id) if row.refers_to_id is not None else None
         )
-        frozen.raise_alert(
+        rows.raise_alert(
             session,
             shipment=shipment,
             profile=shipment.profile,

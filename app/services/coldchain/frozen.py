@@ -41,7 +41,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as select_columns
@@ -49,91 +48,11 @@ from sqlmodel import Session, col, select
 
 from app.services.alerts import lifecycle as alerts
 from app.services.audit import chain as audit
-from app.services.audit.chain import jsonable
-from app.services.coldchain import alarms
+from app.services.coldchain import excursion_rows as written
 from app.services.coldchain.detector import SEVERITY_RANK, Exc, Rules
-from app.services.journey import holds
 from app.times import from_ms, to_ms
-from models.audit import AuditEntry
-from models.case import Case, ProductHold
 from models.coldchain import Excursion, Reading
 from models.shipment import Shipment
-
-ACTOR = "system:coldchain"
-FINDING = "excursion.late_readings"
-
-
-def snapshot(row: Excursion) -> dict[str, Any]:
-    """What an audit entry shows of an excursion row."""
-    return {
-        "shipment_id": row.shipment_id,
-        "kind": row.kind,
-        "status": row.status,
-        "started_at": from_ms(row.started_ms),
-        "last_at": from_ms(row.last_ms),
-        "ended_at": from_ms(row.ended_ms) if row.ended_ms is not None else None,
-        "peak_c": row.peak_c,
-        "severity": row.severity,
-        "out_of_spec": row.out_of_spec,
-        "refers_to_id": row.refers_to_id,
-    }
-
-
-def assign(row: Excursion, exc: Exc) -> None:
-    """Copy a detector excursion onto an unsigned row (its start is the row's key)."""
-    if row.disposition is not None:
-        raise RuntimeError(f"excursion {row.id} is signed and frozen")
-    row.kind = exc.kind
-    row.last_ms = exc.last_ms
-    row.ended_ms = exc.ended_ms
-    row.status = "closed" if exc.ended_ms is not None else "open"
-    row.peak_c = exc.peak_c
-    row.out_of_spec = exc.out_of_spec
-    row.severity = exc.severity
-
-
-def new_row(shipment_id: str, exc: Exc, started_ms: int) -> Excursion:
-    row = Excursion(
-        shipment_id=shipment_id,
-        kind=exc.kind,
-        started_ms=started_ms,
-        last_ms=exc.last_ms,
-        peak_c=exc.peak_c,
-        severity=exc.severity,
-    )
-    assign(row, exc)
-    return row
-
-
-def record(
-    session: Session,
-    *,
-    row: Excursion,
-    before: dict[str, Any] | None,
-    now: datetime,
-    reason: str | None = None,
-) -> bool:
-    """Audit a written row's creation or change (flushed already); False if unchanged."""
-    after = snapshot(row)
-    if before == after:
-        return False
-    audit.append(
-        session,
-        actor=ACTOR,
-        action="excursion.created" if before is None else "excursion.changed",
-        entity="excursion",
-        entity_id=str(row.id),
-        at=now,
-        before=before,
-        after=after,
-        reason=reason,
-    )
-    return True
-
-
-def alert_key(shipment_id: str, started_ms: int) -> str:
-    return f"excursion:{shipment_id}:{started_ms}"
-
 
 # ---- replay -------------------------------------------------------------------------------
 
@@ -256,7 +175,7 @@ def reconcile(
             now=now,
         )
     for signed_id, pieces in findings.items():
-        _finding(
+        written.finding(
             session,
             signed=by_id[signed_id],
             start=span_start(by_id[signed_id]),
@@ -268,16 +187,18 @@ def reconcile(
 def _remove(session: Session, *, row: Excursion, now: datetime) -> None:
     audit.append(
         session,
-        actor=ACTOR,
+        actor=written.ACTOR,
         action="excursion.removed",
         entity="excursion",
         entity_id=str(row.id),
         at=now,
-        before=snapshot(row),
+        before=written.snapshot(row),
         after=None,
         reason="replay of the shipment's readings: no excursion starts there any more",
     )
-    alerts.resolve_key(session, dedupe_key=alert_key(row.shipment_id, row.started_ms), now=now)
+    alerts.resolve_key(
+        session, dedupe_key=written.alert_key(row.shipment_id, row.started_ms), now=now
+    )
     session.delete(row)
 
 
@@ -308,7 +229,7 @@ def _write(
 ) -> None:
     exc, row = plan.exc, plan.row
     referent = plan.refers[0] if plan.refers else None
-    before = snapshot(row) if row is not None else None
+    before = written.snapshot(row) if row is not None else None
     if row is None:
         key = plan.key
         if key is None:  # a signed row starts where the recomputed excursion does
@@ -322,9 +243,9 @@ def _write(
             while key in taken:
                 key += 1
             taken.add(key)
-        row = new_row(shipment.id, exc, key)
+        row = written.new_row(shipment.id, exc, key)
     else:
-        assign(row, exc)
+        written.assign(row, exc)
     row.refers_to_id = referent.id if referent else None
     session.add(row)
     session.flush()
@@ -336,8 +257,8 @@ def _write(
             + (f" (and {', '.join(str(s.id) for s in plan.refers[1:])})" if plan.refers[1:] else "")
             + f"; recomputed start {from_ms(exc.started_ms).isoformat()}"
         )
-    changed = record(session, row=row, before=before, now=now, reason=reason)
-    raise_alert(
+    changed = written.record(session, row=row, before=before, now=now, reason=reason)
+    written.raise_alert(
         session,
         shipment=shipment,
         profile=profile,
@@ -349,134 +270,6 @@ def _write(
         now=now,
     )
     if referent is not None and changed:
-        _hold(session, shipment=shipment, signed=referent, reason=reason or "", now=now)
-
-
-def raise_alert(
-    session: Session,
-    *,
-    shipment: Shipment,
-    profile: str,
-    rules: Rules,
-    exc: Exc,
-    row: Excursion,
-    referent: Excursion | None,
-    resolve: bool,
-    now: datetime,
-) -> None:
-    """Raise or refresh the alert of an excursion row: a referring one's always (QA must
-    re-assess), an ordinary one's unless a short blip (then, if ``resolve``, close it)."""
-    key = alert_key(shipment.id, row.started_ms)
-    if referent is None:
-        spec = alarms.excursion(
-            shipment_id=shipment.id, case_id=shipment.case_id, profile=profile, rules=rules, exc=exc
+        written.hold_for_reassessment(
+            session, shipment=shipment, signed=referent, reason=reason or "", now=now
         )
-        if spec is not None:
-            alarms.raise_spec(session, spec, now=now)
-        elif resolve:  # a blip now: whatever it alarmed before is over
-            alerts.resolve_key(session, dedupe_key=key, now=now)
-        return
-    alarms.raise_spec(
-        session,
-        alarms.reassessment(
-            shipment_id=shipment.id,
-            case_id=shipment.case_id,
-            profile=profile,
-            exc=exc,
-            dedupe_key=key,
-            signed_id=referent.id or 0,
-            signed_peak_c=referent.peak_c,
-            signed_severity=referent.severity,
-        ),
-        now=now,
-    )
-
-
-def _hold(
-    session: Session, *, shipment: Shipment, signed: Excursion, reason: str, now: datetime
-) -> None:
-    """Hold the product until QA re-assesses, unless it is held for this since its release."""
-    case = session.get(Case, shipment.case_id)
-    if case is None:  # guaranteed by foreign keys
-        raise RuntimeError("inconsistent data: case missing")
-    source = f"reassess:{signed.id}"
-    if case.hold_status == holds.ON_HOLD:
-        released = session.exec(
-            select(func.max(ProductHold.id)).where(
-                ProductHold.case_id == case.id, ProductHold.action == "release"
-            )
-        ).one()
-        placed = session.exec(
-            select(ProductHold.id).where(
-                ProductHold.case_id == case.id,
-                ProductHold.action == "place",
-                ProductHold.source == source,
-                col(ProductHold.id) > (released or 0),
-            )
-        ).first()
-        if placed is not None:
-            return
-    holds.place(
-        session,
-        case=case,
-        by=ACTOR,
-        reason=f"QA to re-assess: {reason}",
-        source=source,
-        meaning=None,
-        now=now,
-    )
-
-
-def _piece(exc: Exc) -> dict[str, Any]:
-    return {
-        "kind": exc.kind,
-        "started_at": from_ms(exc.started_ms),
-        "last_at": from_ms(exc.last_ms),
-        "ended_at": from_ms(exc.ended_ms) if exc.ended_ms is not None else None,
-        "peak_c": exc.peak_c,
-        "severity": exc.severity,
-    }
-
-
-def _finding(
-    session: Session, *, signed: Excursion, start: int, pieces: list[Exc], now: datetime
-) -> None:
-    """Audit, once, late readings that show a signed excursion no worse than signed."""
-    if len(pieces) == 1:
-        (exc,) = pieces
-        if (exc.started_ms, exc.last_ms, exc.ended_ms, exc.kind, exc.peak_c, exc.severity) == (
-            start,
-            signed.last_ms,
-            signed.ended_ms,
-            signed.kind,
-            signed.peak_c,
-            signed.severity,
-        ):
-            return
-    after = jsonable({"recomputed": [_piece(e) for e in pieces], "signed": snapshot(signed)})
-    last = session.exec(
-        select(AuditEntry.after)
-        .where(
-            AuditEntry.entity == "excursion",
-            AuditEntry.entity_id == str(signed.id),
-            AuditEntry.action == FINDING,
-        )
-        .order_by(col(AuditEntry.seq).desc())
-        .limit(1)
-    ).first()
-    if last == after:
-        return
-    audit.append(
-        session,
-        actor=ACTOR,
-        action=FINDING,
-        entity="excursion",
-        entity_id=str(signed.id),
-        at=now,
-        before=None,
-        after=after,
-        reason=(
-            f"late readings inside signed excursion {signed.id} show it no worse than signed "
-            f"({len(pieces)} recomputed piece(s)); the signed record is kept"
-        ),
-    )

@@ -26,6 +26,7 @@ from models.shipment import (
     DeviceAssignment,
     Direction,
     Shipment,
+    ShipmentCreate,
     ShipmentStatus,
 )
 
@@ -176,6 +177,28 @@ def _check_route(
             errors=errors,
             extra={"expected": dict(zip(fields, expected, strict=True))},
         )
+
+
+def create_requested(
+    session: Session, *, actor: Principal, request: ShipmentCreate, now: datetime
+) -> Shipment:
+    """``create`` from the API's request body (the workspace form passes fields itself)."""
+    return create(
+        session,
+        case_id=request.case_id,
+        actor=actor,
+        direction=request.direction,
+        origin=request.origin,
+        destination=request.destination,
+        profile=request.profile,
+        courier=request.courier,
+        container_serial=request.container.serial,
+        container_kind=request.container.kind,
+        hold_time_h=request.container.hold_time_h,
+        device_ids=request.device_ids,
+        coi=request.coi,
+        now=now,
+    )
 
 
 def record_custody(
