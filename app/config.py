@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         description="How long after its shipment's delivery a reading may still arrive "
         "(loggers upload late by design); later arrivals are rejected per item.",
     )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Let webhooks target loopback, private and link-local addresses (tests, "
+        "local setups, receivers on a closed network); off, such URLs are refused at "
+        "creation and at every delivery.",
+    )
 
     @field_validator("metrics_token", mode="before")
     @classmethod

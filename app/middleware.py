@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import telemetry
 from app.errors import PROBLEM_JSON, problem_body
+from app.jsonlimits import MAX_JSON_DEPTH, json_too_deep
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
@@ -37,7 +38,8 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
 
 
 class BodyGuard:
-    """Refuse oversized bodies (413) and non-JSON bodies on the API (415) before parsing."""
+    """Refuse oversized bodies (413), non-JSON bodies on the API (415) and JSON nested too
+    deep for a parser (422) before parsing."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -110,6 +112,17 @@ class BodyGuard:
                     "unsupported-media-type",
                     "Unsupported media type",
                     "send JSON with Content-Type: application/json",
+                )
+                return
+        if body and _is_json(headers.get(b"content-type", b"").decode("latin-1")):
+            # Before any parser sees it: JSON parsers recurse once per nesting level.
+            if json_too_deep(body):
+                await _send_problem(
+                    send,
+                    422,
+                    "json-too-deep",
+                    "Invalid input",
+                    f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
                 )
                 return
         sent = False

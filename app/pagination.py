@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Path, Query
@@ -54,13 +54,24 @@ def time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     if cursor is None:
         return None
     created_at, row_id = decode_cursor(cursor, 2)
-    try:
-        at = datetime.fromisoformat(str(created_at))
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None or not isinstance(row_id, str):
+    at = cursor_instant(created_at)
+    if at is None or not isinstance(row_id, str):
         raise Invalid("malformed cursor", errors=[{"loc": "query/cursor", "msg": "malformed"}])
     return at, row_id
+
+
+def cursor_instant(value: Any) -> datetime | None:
+    """An aware instant from a cursor, in UTC, or None: naive times, and instants that only
+    exist outside years 1–9999 once in UTC (``0001-01-01T00:00+01:00``), never reach a query."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+        if at.tzinfo is None or at.utcoffset() is None:
+            return None
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def page_of(

@@ -30,21 +30,29 @@ LEADER_LOCK_KEY = 0x5632_5653_4348  # "V2VSCH"
 Job = Callable[[Database, datetime], Any]
 
 
-def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
-    """Job name -> (function, interval in seconds)."""
+def default_jobs(
+    client: httpx.Client, *, webhook_client: httpx.Client | None = None
+) -> dict[str, tuple[Job, float]]:
+    """Job name -> (function, interval in seconds).
+
+    Webhooks get their own client: one that connects to public addresses only (unless
+    ``V2V_WEBHOOK_ALLOW_PRIVATE``), since admins choose their URLs.
+    """
     from app.config import get_settings
     from app.jobs.audit import write_checkpoint
     from app.jobs.courier import poll_couriers
     from app.jobs.webhooks import deliver_webhooks
+    from integrations.webhooks import default_client
 
     settings = get_settings()
+    hooks = webhook_client or default_client(allow_private=settings.webhook_allow_private)
     jobs: dict[str, tuple[Job, float]] = {
         "reevaluate": (lambda db, now: sweeps.reevaluate_marked(db, now=now), 10),
         "loss_of_signal": (lambda db, now: sweeps.loss_of_signal(db, now=now), 60),
         "hold_time": (lambda db, now: sweeps.hold_time(db, now=now), 300),
         "thaw_clock": (lambda db, now: sweeps.thaw_clock(db, now=now), 60),
         "delays": (lambda db, now: delays.delay_sweep(db, now=now), 300),
-        "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=client), 15),
+        "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=hooks), 15),
         "couriers": (lambda db, now: poll_couriers(db, now=now, client=client), 60),
     }
     if settings.audit_checkpoint_file is not None:

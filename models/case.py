@@ -6,13 +6,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    model_validator,
+)
 from pydantic import Field as PField
 from sqlalchemy import JSON, Index, text
 from sqlmodel import Field, SQLModel
 
 from models.base import RequestModel, ResponseModel, UTCDateTime, new_id, utcnow
 from models.coldchain import Signature
+from models.jsonbounds import EVENT_DATA_MAX_BYTES, EVENT_DATA_MAX_DEPTH, check_bounded
 
 
 class CaseStatus(StrEnum):
@@ -240,7 +248,22 @@ class EventCreate(RequestModel):
         None, description="The COI scanned from the label; required on identity-bearing steps."
     )
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    data: dict[str, Any] | None = None
+    # Stored, audited and sent on: bounded so no reader recurses or copies without limit.
+    data: (
+        Annotated[
+            dict[str, Any],
+            AfterValidator(
+                lambda v: check_bounded(
+                    v, max_depth=EVENT_DATA_MAX_DEPTH, max_bytes=EVENT_DATA_MAX_BYTES
+                )
+            ),
+        ]
+        | None
+    ) = PField(
+        None,
+        description=f"Structured details; at most {EVENT_DATA_MAX_BYTES} bytes as JSON, "
+        f"nested at most {EVENT_DATA_MAX_DEPTH} deep.",
+    )
 
 
 class MilestoneHistory(ResponseModel):

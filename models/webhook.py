@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field as PField
-from pydantic import HttpUrl, StringConstraints
+from pydantic import HttpUrl, StringConstraints, field_validator, model_validator
 from sqlalchemy import JSON, Index, Text
 from sqlmodel import Field, SQLModel
 
@@ -54,6 +54,12 @@ class Webhook(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_by: str = Field(max_length=200)
+    # Site codes whose cases this subscriber receives; empty means every site.
+    sites: list[str] = Field(
+        default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"}
+    )
+    # Deleted webhooks stay (inactive, secret wiped) so their deliveries remain on record.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -81,24 +87,73 @@ class WebhookDelivery(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+MAX_SITES = 200
+SiteCode = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+# Not stripped: the subscriber signs with exactly the secret it sent.
+Secret = Annotated[str, StringConstraints(min_length=16, max_length=200, strip_whitespace=False)]
+
+
 class WebhookCreate(RequestModel):
-    url: HttpUrl
+    url: HttpUrl = PField(
+        description="http(s) URL of a public host; no credentials in it (send them as the "
+        "signature secret instead)."
+    )
     kinds: list[WebhookKind] = PField(
         default_factory=list,
         max_length=len(WebhookKind),
         description="Alert kinds and case events (case.hold, milestone.recorded) to receive; "
         "empty for everything.",
     )
-    # Not stripped: the subscriber signs with exactly the secret it sent.
-    secret: Annotated[
-        str, StringConstraints(min_length=16, max_length=200, strip_whitespace=False)
-    ] = PField(description="HMAC-SHA256 key for X-V2V-Signature; never returned.")
+    secret: Secret = PField(description="HMAC-SHA256 key for X-V2V-Signature; never returned.")
+    sites: list[SiteCode] = PField(
+        default_factory=list,
+        max_length=MAX_SITES,
+        description="Only cases at these sites (alerts and events); empty for every site.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: HttpUrl) -> HttpUrl:
+        # Refused before anything is stored, logged or audited (the message omits the URL).
+        if url.username or url.password:
+            raise ValueError("credentials are not allowed in a webhook URL")
+        return url
+
+
+class WebhookUpdate(RequestModel):
+    active: bool | None = None
+    kinds: list[WebhookKind] | None = PField(
+        None, max_length=len(WebhookKind), description="Replaces the kinds; empty for all."
+    )
+    sites: list[SiteCode] | None = PField(
+        None, max_length=MAX_SITES, description="Replaces the sites; empty for every site."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> WebhookUpdate:
+        if self.active is None and self.kinds is None and self.sites is None:
+            raise ValueError("give at least one of active, kinds, sites")
+        return self
+
+
+class SecretRotation(RequestModel):
+    secret: Secret | None = PField(
+        None, description="The new HMAC key; leave out to have one generated."
+    )
+
+
+class WebhookSecret(ResponseModel):
+    """The new signing secret, shown this once."""
+
+    id: str
+    secret: str
 
 
 class WebhookPublic(ResponseModel):
     id: str
     url: str
     kinds: list[str]
+    sites: list[str] = PField(default_factory=list, description="Empty: every site.")
     active: bool
     created_at: datetime
     created_by: str

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
+from integrations.webhooks._guard import GuardedTransport, RefusedDestination
 from integrations.webhooks._signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 
 # Well under the outbox lease, so an attempt always ends before its row could be re-claimed.
 DEFAULT_TIMEOUT_S = 10.0
-MAX_ERROR_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,15 @@ class SendResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def default_client() -> httpx.Client:
-    """A client for production use: bounded timeouts, redirects not followed."""
-    return httpx.Client(timeout=DEFAULT_TIMEOUT_S, follow_redirects=False)
+def default_client(*, allow_private: bool = False) -> httpx.Client:
+    """A client for production use: public destinations only (checked at each connection),
+    bounded timeouts, redirects not followed, no proxy or credentials from the environment."""
+    return httpx.Client(
+        transport=GuardedTransport(allow_private=allow_private),
+        timeout=DEFAULT_TIMEOUT_S,
+        follow_redirects=False,
+        trust_env=False,
+    )
 
 
 class WebhookSender:
@@ -53,6 +60,8 @@ class WebhookSender:
             EVENT_HEADER: event,
             DELIVERY_HEADER: delivery_id,
         }
+        if _has_credentials(url):  # refused at creation; a row from before is not sent
+            return SendResult(None, "invalid URL")
         try:
             # Streamed and never read: a receiver's response body is of no use and may be huge.
             with self._client.stream(
@@ -65,11 +74,26 @@ class WebhookSender:
             ) as response:
                 code = response.status_code
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return SendResult(None, _short(f"{type(exc).__name__}: {exc}"))
+            return SendResult(None, describe(exc))
         if 200 <= code < 300:
             return SendResult(code)
         return SendResult(code, f"HTTP {code}")
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+def describe(exc: Exception) -> str:
+    """A failure in words an admin can act on and that say nothing about the network behind
+    the sender: no address, no port, no "refused" versus "unreachable" (a port scanner's
+    answer), no library message."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        if isinstance(exc.__cause__, RefusedDestination):
+            return "destination refused: not a public address"
+        return "connection failed"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "invalid URL"
+    return "request failed"
+
+
+def _has_credentials(url: str) -> bool:
+    return "@" in urlsplit(url).netloc

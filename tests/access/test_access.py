@@ -89,6 +89,9 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("GET", "/api/v1/webhooks"): ({"admin"}, False),
     ("GET", "/api/v1/webhooks/deliveries"): ({"admin"}, False),
     ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/retry"): ({"admin"}, False),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): ({"admin"}, False),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"): ({"admin"}, False),
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret"): ({"admin"}, False),
     ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProduct/{case_id}"): (
         CASE_READERS,
         True,
@@ -178,6 +181,7 @@ def world(api: Api) -> dict[str, Any]:
         "coi": j.coi,
         "t": j.t,
         "delivery_id": "0" * 32,
+        "webhook_id": "0" * 32,
         "excursion_id": 1,
         "milestone_id": 1,
         "courier": "KASHIWA-COLD",

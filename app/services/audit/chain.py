@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from app.errors import Invalid
 from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
@@ -31,16 +32,22 @@ from models.principal import Principal
 AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
 
 
-def jsonable(value: Any) -> Any:
+# Far below the interpreter's recursion limit; input is capped shallower at the edge.
+JSONABLE_MAX_DEPTH = 64
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
     """Plain JSON for before/after snapshots: UTC instants as ISO 8601, enums as values."""
     if isinstance(value, datetime):
         return iso_z(value)
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, dict | list | tuple) and _depth >= JSONABLE_MAX_DEPTH:
+        raise Invalid(f"value nested deeper than {JSONABLE_MAX_DEPTH} levels", code="json-too-deep")
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, _depth + 1) for v in value]
     return value
 
 

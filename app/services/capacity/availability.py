@@ -16,6 +16,7 @@ from models.reference import Site
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 14
+MAX_YEARS_AWAY = 10
 
 
 def factory_days(
@@ -43,6 +44,13 @@ def factory_days(
     if not factory_in_scope(session, principal=actor, code=row.code):
         raise NotFound("no such factory")
     today = datetime.astimezone(now, ZoneInfo(row.timezone)).date()
+    for loc, day in (("query/from", start), ("query/to", end)):
+        # Checked before any date arithmetic: 9999-12-20 plus two weeks is no date at all.
+        if day is not None and abs((day - today).days) > MAX_YEARS_AWAY * 366:
+            raise Invalid(
+                f"dates must be within {MAX_YEARS_AWAY} years of today",
+                errors=[{"loc": loc, "msg": "out of range"}],
+            )
     start = start or today
     end = end or start + timedelta(days=DEFAULT_DAYS - 1)
     if end < start:

@@ -141,7 +141,7 @@ def items(body: bytes) -> list[Any]:
     """The items of a ``{"readings": [...]}`` body, each to be parsed alone."""
     try:
         doc = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # MQTT payloads skip the HTTP depth cap
         raise Invalid("body is not valid JSON", errors=[{"loc": "body", "msg": str(exc)}]) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("readings"), list):
         raise Invalid(

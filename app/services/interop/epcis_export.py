@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid, NotFound
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import cursor_instant, decode_cursor, encode_cursor
 from app.services.access.scope import case_scope
 from app.services.coldchain import ingest as readings
 from app.services.identity.coi import CoiFormatError, parse_scan
@@ -137,11 +137,8 @@ def _token(token: str | None) -> tuple[datetime, str, int] | None:
     if token is None:
         return None
     values = decode_cursor(token, 3)
-    try:
-        at, shipment_id, index = datetime.fromisoformat(values[0]), values[1], values[2]
-    except (TypeError, ValueError):
-        raise _invalid("nextPageToken", "malformed") from None
-    if at.tzinfo is None or not isinstance(shipment_id, str) or type(index) is not int:
+    at, shipment_id, index = cursor_instant(values[0]), values[1], values[2]
+    if at is None or not isinstance(shipment_id, str) or type(index) is not int:
         raise _invalid("nextPageToken", "malformed")
     return at, shipment_id, max(index, 0)
 

@@ -14,6 +14,7 @@ from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
 from app.services.journey import bedside
 from app.services.shipments import delivery
+from app.services.webhooks import outbox as webhook_outbox
 from app.times import as_utc, iso_z
 from models.case import Case, CaseStatus, Milestone, ScheduleResponse, SlotPublic
 from models.principal import Principal, Role
@@ -202,6 +203,7 @@ def record_event(
         after={**snapshot(case), "occurred_at": occurred_at, "site": site},
         reason=note,
     )
+    webhook_outbox.enqueue_for_milestone(session, case=case, milestone=milestone, now=now)
     delivery.on_receipt(
         session, case=case, actor=actor, event_type=event_type, occurred_at=occurred_at, now=now
     )

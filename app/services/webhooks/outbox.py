@@ -1,4 +1,4 @@
-"""Webhooks: subscriptions, the outbox written with each alert change, and its delivery.
+"""Webhooks: the outbox written with each alert and case event, and its delivery.
 
 An alert change and its outbox rows commit in one transaction, so an event is never lost
 and never announced for a change that rolled back. Delivery is at-least-once: a row is
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,14 +21,12 @@ import httpx
 from sqlmodel import Session, col, select
 
 from app.db import Database
-from app.errors import Conflict, NotFound
-from app.services.audit import chain as audit
 from app.services.audit.chain import jsonable
 from integrations.webhooks import SendResult, WebhookSender
 from models.alert import Alert, AlertPublic
-from models.case import Case
-from models.principal import Principal
-from models.webhook import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent, WebhookKind
+from models.case import Case, Milestone
+from models.shipment import Shipment
+from models.webhook import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
 
 log = logging.getLogger("v2v.webhooks")
 
@@ -43,77 +40,95 @@ LEASE = timedelta(minutes=5)
 RUN_BUDGET_S = 120.0
 
 
-def subscribe(
-    session: Session,
-    *,
-    actor: Principal,
-    url: str,
-    kinds: Sequence[WebhookKind],
-    secret: str,
-    now: datetime,
-) -> Webhook:
-    """Register a subscriber for alert and case events (an empty ``kinds`` means all)."""
-    webhook = Webhook(
-        url=url,
-        kinds=sorted({WebhookKind(k).value for k in kinds}),
-        secret=secret,
-        active=True,
-        created_at=now,
-        created_by=actor.name,
-    )
-    session.add(webhook)
-    session.flush()
-    audit.append(
-        session,
-        actor=actor,
-        action="webhook.created",
-        entity="webhook",
-        entity_id=webhook.id,
-        at=now,
-        after={"url": webhook.url, "kinds": webhook.kinds, "active": webhook.active},
-    )
-    return webhook
+def _subscribers(session: Session, *, kind: str, site: str | None) -> list[Webhook]:
+    """Active webhooks wanting this kind at this site. A site-scoped webhook never gets an
+    event whose case is unknown (``site`` None): it could be any site's."""
+    hooks = session.exec(
+        select(Webhook).where(col(Webhook.active).is_(True)).order_by(col(Webhook.id))
+    ).all()
+    return [
+        h
+        for h in hooks
+        if (not h.kinds or kind in h.kinds)
+        and (not h.sites or (site is not None and site in h.sites))
+    ]
+
+
+def _case_of_alert(session: Session, alert: Alert) -> Case | None:
+    """The alert's case, through its shipment when the alert names only the shipment."""
+    case_id = alert.case_id
+    if case_id is None and alert.shipment_id is not None:
+        shipment = session.get(Shipment, alert.shipment_id)
+        case_id = shipment.case_id if shipment is not None else None
+    return session.get(Case, case_id) if case_id is not None else None
 
 
 def enqueue_for_alert(
     session: Session, *, alert: Alert, event: WebhookEvent, now: datetime
 ) -> list[WebhookDelivery]:
-    """One pending delivery per active webhook subscribed to this alert's kind."""
-    hooks = session.exec(select(Webhook).where(col(Webhook.active).is_(True))).all()
+    """One pending delivery per active webhook subscribed to this alert's kind and site."""
+    case = _case_of_alert(session, alert)
+    hooks = _subscribers(session, kind=alert.kind, site=case.site if case else None)
+    if not hooks:
+        return []
     alert_body = AlertPublic.model_validate(alert).model_dump(mode="json")
-    rows = []
-    for hook in hooks:
-        if hook.kinds and alert.kind not in hook.kinds:
-            continue
-        rows.append(
-            _deliver(session, hook=hook, event=event, now=now, alert_id=alert.id, alert=alert_body)
-        )
-    if rows:
-        session.flush()
+    rows = [
+        _deliver(session, hook=hook, event=event, now=now, alert_id=alert.id, alert=alert_body)
+        for hook in hooks
+    ]
+    session.flush()
     return rows
+
+
+def _case_body(case: Case) -> dict[str, Any]:
+    # The case by id and COI only: never the patient reference, not even its hash.
+    return {"id": case.id, "coi": case.coi, "site": case.site, "status": case.status}
 
 
 def enqueue_for_case(
     session: Session, *, case: Case, event: WebhookEvent, body: dict[str, Any], now: datetime
 ) -> list[WebhookDelivery]:
-    """One pending delivery per active webhook subscribed to this case event.
+    """One pending delivery per active webhook subscribed to this case event and site.
 
-    ``body`` is what the event adds to the case (e.g. ``{"hold": ...}``). The payload names
-    the case by id and COI only: never the patient reference, not even its hash.
+    ``body`` is what the event adds to the case (e.g. ``{"hold": ...}``).
     """
-    hooks = session.exec(select(Webhook).where(col(Webhook.active).is_(True))).all()
-    case_body = jsonable(
-        {"id": case.id, "coi": case.coi, "site": case.site, "status": case.status, **body}
+    hooks = _subscribers(session, kind=event.value, site=case.site)
+    if not hooks:
+        return []
+    case_body = jsonable({**_case_body(case), **body})
+    rows = [
+        _deliver(session, hook=hook, event=event, now=now, alert_id=None, case=case_body)
+        for hook in hooks
+    ]
+    session.flush()
+    return rows
+
+
+def enqueue_for_milestone(
+    session: Session, *, case: Case, milestone: Milestone, now: datetime
+) -> list[WebhookDelivery]:
+    """``milestone.recorded`` for subscribers of the case's site: the case and the step,
+    with no note, no event data and nothing about the patient."""
+    event = WebhookEvent.milestone_recorded
+    hooks = _subscribers(session, kind=event.value, site=case.site)
+    if not hooks:
+        return []
+    subject = jsonable(
+        {
+            "case": _case_body(case),
+            "milestone": {
+                "id": milestone.id,
+                "type": milestone.type,
+                "occurred_at": milestone.occurred_at,
+                "site": milestone.site,
+            },
+        }
     )
-    rows = []
-    for hook in hooks:
-        if hook.kinds and event.value not in hook.kinds:
-            continue
-        rows.append(
-            _deliver(session, hook=hook, event=event, now=now, alert_id=None, case=case_body)
-        )
-    if rows:
-        session.flush()
+    rows = [
+        _deliver(session, hook=hook, event=event, now=now, alert_id=None, **subject)
+        for hook in hooks
+    ]
+    session.flush()
     return rows
 
 
@@ -150,46 +165,6 @@ def backoff(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed attempt: 30 s doubling, capped at one hour."""
     wait: timedelta = BACKOFF_BASE * 2 ** max(attempts - 1, 0)
     return min(wait, BACKOFF_CAP)
-
-
-def retry_dead(
-    session: Session, *, actor: Principal, delivery_id: str, now: datetime
-) -> WebhookDelivery:
-    """Put a dead delivery back in the outbox with a fresh set of attempts."""
-    delivery = session.exec(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .with_for_update(key_share=True)
-    ).first()
-    if delivery is None:
-        raise NotFound("no such delivery")
-    if delivery.status != DeliveryStatus.dead:
-        raise Conflict(
-            f"only a dead delivery can be retried; this one is {delivery.status}",
-            code="delivery-not-dead",
-        )
-    before = {
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "last_error": delivery.last_error,
-    }
-    delivery.status = DeliveryStatus.pending.value
-    delivery.attempts = 0
-    delivery.next_attempt_at = now
-    session.add(delivery)
-    session.flush()
-    audit.append(
-        session,
-        actor=actor,
-        action="webhook.delivery_retried",
-        entity="webhook_delivery",
-        entity_id=delivery.id,
-        at=now,
-        before=before,
-        after={"status": delivery.status, "attempts": delivery.attempts},
-        reason="dead letter put back in the outbox by an admin",
-    )
-    return delivery
 
 
 @dataclass(frozen=True)

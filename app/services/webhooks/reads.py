@@ -10,9 +10,10 @@ from models.webhook import DeliveryStatus, Webhook, WebhookDelivery
 
 
 def list_webhooks(session: Session) -> list[Webhook]:
-    """Every subscription, oldest first."""
+    """Every subscription but deleted ones, oldest first."""
     order = (col(Webhook.created_at), col(Webhook.id))
-    return list(session.exec(select(Webhook).order_by(*order)))
+    live = select(Webhook).where(col(Webhook.deleted_at).is_(None))
+    return list(session.exec(live.order_by(*order)))
 
 
 def list_deliveries(
