@@ -1,6 +1,6 @@
 """Webhook site scope (empty: every site) and soft deletion.
 
-Revision ID: 0013
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-05 13:46:43.445458
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 import models.base  # noqa: F401  (autogenerate renders UTCDateTime)
 
-revision: str = "0013"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
