@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 
 from app import telemetry
 from app.clock import Clock
+from app.config import Settings
 from app.db import Database
 from app.jobs import delays, sweeps
 
@@ -30,14 +31,36 @@ LEADER_LOCK_KEY = 0x5632_5653_4348  # "V2VSCH"
 Job = Callable[[Database, datetime], Any]
 
 
-def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
+def notification_jobs(settings: Settings) -> dict[str, tuple[Job, float]]:
+    """The notification outbox, on-call escalation and daily digests."""
+    from app.jobs import notifications
+    from integrations.notify import Notifier
+
+    smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    notifier = Notifier(smtp_url=smtp_url, smtp_from=settings.smtp_from)
+    base_url = settings.public_url
+    return {
+        "notifications": (
+            lambda db, now: notifications.deliver_notifications(
+                db, now=now, notifier=notifier, base_url=base_url
+            ),
+            15,
+        ),
+        "escalations": (lambda db, now: notifications.escalate(db, now=now), 60),
+        "digests": (lambda db, now: notifications.queue_digests(db, now=now), 300),
+    }
+
+
+def default_jobs(
+    client: httpx.Client, settings: Settings | None = None
+) -> dict[str, tuple[Job, float]]:
     """Job name -> (function, interval in seconds)."""
     from app.config import get_settings
     from app.jobs.audit import write_checkpoint
     from app.jobs.courier import poll_couriers
     from app.jobs.webhooks import deliver_webhooks
 
-    settings = get_settings()
+    settings = settings or get_settings()
     jobs: dict[str, tuple[Job, float]] = {
         "reevaluate": (lambda db, now: sweeps.reevaluate_marked(db, now=now), 10),
         "loss_of_signal": (lambda db, now: sweeps.loss_of_signal(db, now=now), 60),
@@ -46,6 +69,7 @@ def default_jobs(client: httpx.Client) -> dict[str, tuple[Job, float]]:
         "delays": (lambda db, now: delays.delay_sweep(db, now=now), 300),
         "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=client), 15),
         "couriers": (lambda db, now: poll_couriers(db, now=now, client=client), 60),
+        **notification_jobs(settings),
     }
     if settings.audit_checkpoint_file is not None:
         jobs["audit_checkpoint"] = (
@@ -113,11 +137,12 @@ class Scheduler:
         clock: Clock,
         jobs: dict[str, tuple[Job, float]] | None = None,
         client: httpx.Client | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.client = client or httpx.Client(timeout=10.0)
-        self.jobs = jobs if jobs is not None else default_jobs(self.client)
+        self.jobs = jobs if jobs is not None else default_jobs(self.client, settings)
         self.lock = LeaderLock(db)
         self._aps = BackgroundScheduler(timezone="UTC")
 
