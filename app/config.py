@@ -207,7 +207,32 @@ class Settings(BaseSettings):
         "creation and at every delivery.",
     )
 
-    @field_validator("metrics_token", mode="before")
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="SMTP server for notifications to plain e-mail addresses: "
+        "`smtp://host:port` (add `?starttls` to upgrade), `smtps://user:password@host:465`. "
+        "Unset: plain addresses are not sent to (Apprise URLs still are).",
+    )
+    smtp_from: str = Field(
+        "vein2vein@localhost",
+        min_length=3,
+        max_length=254,
+        description="Sender address of notification e-mails.",
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        min_length=1,
+        max_length=500,
+        description="Base URL of the dashboard, for the case links in notifications.",
+    )
+    notify_allow_private: bool = Field(
+        False,
+        description="Accept notification targets on loopback, private or link-local hosts "
+        "(json://, form://, ntfy://, a mailto smtp=); off so a contact cannot probe the "
+        "internal network.",
+    )
+
+    @field_validator("metrics_token", "smtp_url", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
         # `V2V_METRICS_TOKEN=` (as in the env template) means no token, never an empty one

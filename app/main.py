@@ -32,6 +32,8 @@ from app.routers import (
     fhir,
     labels,
     metrics,
+    notifications,
+    notifications_oncall,
     ops,
     principals,
     readings,
@@ -69,7 +71,7 @@ def create_app(
         if settings.scheduler_enabled:
             from app.scheduler import Scheduler
 
-            scheduler = Scheduler(db, clock=app.state.clock)
+            scheduler = Scheduler(db, clock=app.state.clock, settings=settings)
             scheduler.start()
         try:
             yield
@@ -125,6 +127,8 @@ def create_app(
         audit,
         principals,
         webhooks,
+        notifications,
+        notifications_oncall,
         fhir,
         epcis,
         courier_feeds,

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 
 from app import telemetry
 from app.clock import Clock
+from app.config import Settings
 from app.db import Database
 from app.jobs import delays, sweeps
 
@@ -30,8 +31,31 @@ LEADER_LOCK_KEY = 0x5632_5653_4348  # "V2VSCH"
 Job = Callable[[Database, datetime], Any]
 
 
+def notification_jobs(settings: Settings) -> dict[str, tuple[Job, float]]:
+    """The notification outbox, on-call escalation and daily digests."""
+    from app.jobs import notifications
+    from integrations.notify import Notifier
+
+    smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    notifier = Notifier(smtp_url=smtp_url, smtp_from=settings.smtp_from)
+    base_url = settings.public_url
+    return {
+        "notifications": (
+            lambda db, now: notifications.deliver_notifications(
+                db, now=now, notifier=notifier, base_url=base_url
+            ),
+            15,
+        ),
+        "escalations": (lambda db, now: notifications.escalate(db, now=now), 60),
+        "digests": (lambda db, now: notifications.queue_digests(db, now=now), 300),
+    }
+
+
 def default_jobs(
-    client: httpx.Client, *, webhook_client: httpx.Client | None = None
+    client: httpx.Client,
+    settings: Settings | None = None,
+    *,
+    webhook_client: httpx.Client | None = None,
 ) -> dict[str, tuple[Job, float]]:
     """Job name -> (function, interval in seconds).
 
@@ -44,7 +68,7 @@ def default_jobs(
     from app.jobs.webhooks import deliver_webhooks
     from integrations.webhooks import default_client
 
-    settings = get_settings()
+    settings = settings or get_settings()
     hooks = webhook_client or default_client(allow_private=settings.webhook_allow_private)
     jobs: dict[str, tuple[Job, float]] = {
         "reevaluate": (lambda db, now: sweeps.reevaluate_marked(db, now=now), 10),
@@ -54,6 +78,7 @@ def default_jobs(
         "delays": (lambda db, now: delays.delay_sweep(db, now=now), 300),
         "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=hooks), 15),
         "couriers": (lambda db, now: poll_couriers(db, now=now, client=client), 60),
+        **notification_jobs(settings),
     }
     if settings.audit_checkpoint_file is not None:
         jobs["audit_checkpoint"] = (
@@ -121,11 +146,12 @@ class Scheduler:
         clock: Clock,
         jobs: dict[str, tuple[Job, float]] | None = None,
         client: httpx.Client | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.client = client or httpx.Client(timeout=10.0)
-        self.jobs = jobs if jobs is not None else default_jobs(self.client)
+        self.jobs = jobs if jobs is not None else default_jobs(self.client, settings)
         self.lock = LeaderLock(db)
         self._aps = BackgroundScheduler(timezone="UTC")
 

@@ -11,6 +11,7 @@ from models.coldchain import Device, Excursion, Reading, ShipmentState
 from models.courier_feed import CourierFeed
 from models.delay import CaseDelayCheck
 from models.case import Case, CoiSequence, Milestone, MilestoneCorrection, ProductHold, Slot
+from models.notification import AlertEscalation, Notification, NotificationPrefs, OnCall
 from models.principal import IdempotencyRecord, Principal, WebSession
 from models.reference import Courier, Product, Profile, Route, RouteLeg, Site
 from models.shipment import CustodyEvent, DeviceAssignment, Shipment
@@ -18,6 +19,7 @@ from models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "Alert",
+    "AlertEscalation",
     "AuditEntry",
     "Case",
     "CaseDelayCheck",
@@ -31,6 +33,9 @@ __all__ = [
     "IdempotencyRecord",
     "Milestone",
     "MilestoneCorrection",
+    "Notification",
+    "NotificationPrefs",
+    "OnCall",
     "Principal",
     "Product",
     "ProductHold",

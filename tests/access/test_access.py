@@ -92,6 +92,18 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("PATCH", "/api/v1/webhooks/{webhook_id}"): ({"admin"}, False),
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): ({"admin"}, False),
     ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret"): ({"admin"}, False),
+    # Notifications: one's own settings; anyone's, the outbox and rotas for admins.
+    ("GET", "/api/v1/me/notifications"): (ALL, False),
+    ("PUT", "/api/v1/me/notifications"): (ALL, False),
+    ("GET", "/api/v1/principals/{principal_id}/notifications"): ({"admin"}, False),
+    ("PUT", "/api/v1/principals/{principal_id}/notifications"): ({"admin"}, False),
+    ("GET", "/api/v1/notifications/deliveries"): ({"admin"}, False),
+    ("GET", "/api/v1/alerts/{alert_id}/notifications"): (
+        {"admin", "qa", "coordinator", "manufacturer", "courier"},
+        True,
+    ),
+    ("GET", "/api/v1/sites/{code}/on-call"): ({"admin"}, False),
+    ("PUT", "/api/v1/sites/{code}/on-call"): ({"admin"}, False),
     ("GET", "/api/v1/integrations/fhir/BiologicallyDerivedProduct/{case_id}"): (
         CASE_READERS,
         True,

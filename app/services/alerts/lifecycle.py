@@ -18,6 +18,7 @@ from app.services.access import principals
 from app.services.alerts import messages
 from app.services.alerts.queries import visible
 from app.services.audit import chain as audit
+from app.services.notifications import events as notifications
 from app.services.webhooks import outbox as webhooks
 from models.alert import Alert, AlertKind, AlertPublic, AlertStatus, Severity
 from models.coldchain import Signature
@@ -133,6 +134,9 @@ def raise_alert(
                     before=before,
                     after={"severity": existing.severity, "code": code, "params": params},
                 )
+                notifications.alert_changed(
+                    session, alert=existing, before_severity=str(before["severity"]), now=now
+                )
             return existing
     alert = Alert(
         kind=kind.value,
@@ -167,6 +171,7 @@ def raise_alert(
             "shipment_id": shipment_id,
         },
     )
+    notifications.alert_raised(session, alert=alert, now=now)
     return alert
 
 
@@ -205,6 +210,7 @@ def resolve(
         after=after,
         reason=reason,
     )
+    notifications.alert_settled(session, alert=alert, now=now)
 
 
 def resolve_key(
@@ -259,6 +265,7 @@ def acknowledge(
         after={"status": alert.status},
         reason=note,
     )
+    notifications.alert_settled(session, alert=alert, now=now)
     return AlertPublic.model_validate(alert)
 
 
