@@ -97,7 +97,7 @@ def grid(session: Any, view: View, case: Case, *, start: date | None) -> dict[st
     return {
         "factory": factory,
         "site": site,
-        "zone": zone,
+        "today": today,
         "weeks": [cells[i : i + 7] for i in range(0, len(cells), 7)],
         "weekdays": [names[i] for i in range(7)],
         "cells": {c.day.isoformat(): c for c in cells},

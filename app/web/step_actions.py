@@ -306,7 +306,8 @@ def custody(
         body = CustodyCreate.model_validate(
             {
                 "action": action,
-                "occurred_at": now,
+                # Whole seconds, like the forms' times: a step typed right after stays in order.
+                "occurred_at": now.replace(microsecond=0),
                 "from_party": from_party.strip(),
                 "to_party": to_party.strip(),
                 "coi": coi.strip(),
