@@ -156,6 +156,8 @@ def test_a_case_from_registration_to_infusion_through_the_forms(
     desk.goto(f"/cases/{case_id}/steps/collected")
     both_languages(desk, shot, "05-step-collected")
     record_step(desk, case_id, "collected", display(coi))
+    desk.goto(f"/cases/{case_id}/shipments/new?direction=to_manufacturing")
+    both_languages(desk, shot, "05b-shipment")
     inbound = create_shipment(desk, served, case_id, "to_manufacturing", coi, f"LOG-{tag}-IN")
 
     # The courier, on a phone, picks it up and delivers it.
