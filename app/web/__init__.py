@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.web import actions, pages
+from app.web import actions, calendar, forms, pages, step_actions
 from app.web.auth import session_options as _session_options
 from app.web.i18n import catalogues
 
@@ -23,6 +23,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter(include_in_schema=False)
 router.include_router(actions.router)
 router.include_router(pages.router)
+router.include_router(forms.router)
+router.include_router(calendar.router)
+router.include_router(step_actions.router)
 
 
 def static_files() -> StaticFiles:

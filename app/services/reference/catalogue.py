@@ -6,6 +6,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import NotFound
 from models.reference import (
+    Courier,
     LegPublic,
     Product,
     ProductBase,
@@ -70,3 +71,8 @@ def list_products(session: Session) -> list[ProductBase]:
     """Products by code."""
     rows = session.exec(select(Product).order_by(col(Product.code))).all()
     return [ProductBase.model_validate(p, from_attributes=True) for p in rows]
+
+
+def list_couriers(session: Session) -> list[Courier]:
+    """Courier organisations by code."""
+    return list(session.exec(select(Courier).order_by(col(Courier.code))))
