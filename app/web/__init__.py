@@ -14,7 +14,8 @@ from fastapi import APIRouter
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.web import actions, pages
+from app.services.reference import names
+from app.web import actions, notfound, pages, record_actions, worklist
 from app.web.auth import session_options as _session_options
 from app.web.i18n import catalogues
 
@@ -23,6 +24,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter(include_in_schema=False)
 router.include_router(actions.router)
 router.include_router(pages.router)
+router.include_router(worklist.router)
+router.include_router(record_actions.router)
+install_error_pages = notfound.install
 
 
 def static_files() -> StaticFiles:
@@ -33,7 +37,8 @@ def session_options(settings: Settings) -> dict[str, Any]:
     """Session cookie options; also checks the dashboard settings and loads the catalogues."""
     ZoneInfo(settings.dashboard_timezone)  # an unknown zone fails at start-up, not per page
     catalogues()
+    names.japanese()  # the seed files' Japanese names, read once
     return _session_options(settings)
 
 
-__all__ = ["router", "session_options", "static_files"]
+__all__ = ["install_error_pages", "router", "session_options", "static_files"]

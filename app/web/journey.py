@@ -13,14 +13,17 @@ from app.services.capacity import slots as capacity
 from app.services.delays import routes
 from app.services.delays.targets import TARGETS
 from app.services.identity.coi import display
-from app.services.journey import cases
+from app.services.journey import cases, corrections, holds
+from app.services.journey.events import TRANSITIONS
 from app.services.shipments import lifecycle as shipments
 from app.services.shipments import pages as shipment_pages
 from models.alert import Alert
 from models.case import Case, CaseStatus
-from models.principal import Principal
+from models.principal import Principal, Role
 from models.reference import Product, Site
 
+# Who may ask for a correction at all; which milestone each may correct is the service's rule.
+CORRECTORS = frozenset({Role.admin, Role.coordinator, Role.manufacturer, Role.qa})
 STOPPED = frozenset({CaseStatus.cancelled.value, CaseStatus.failed.value})
 ARRIVAL = {"to_manufacturing": "received_at_manufacturing", "to_site": "received_at_site"}
 
@@ -112,6 +115,9 @@ def build(
     steps = timeline(session, case, now=now, slot_start=slot.start_at if slot else None)
     infused = next((s for s in steps if s.name == "infused"), None)
     coi_code, coi_check = display(case.coi).rsplit(" ", 1)
+    history = corrections.history_of(session, case_id=case.id)
+    records = [corrections.public(m, history) for m in milestones]
+    may_correct = principal.role in CORRECTORS
     return {
         "case": case,
         "site": session.get(Site, case.site),
@@ -126,4 +132,11 @@ def build(
         "custody": custody,
         "alerts": alerts,
         "day": timedelta(days=1),
+        "hold": holds.state(session, case=case),
+        "can_hold": principal.role in holds.HOLD_SIGNERS,
+        "records": records,
+        # Custody pickups are corrected on the shipment's chain, and a voided one stays so.
+        "correctable": {
+            r.id for r in records if may_correct and r.status != "voided" and r.type in TRANSITIONS
+        },
     }
