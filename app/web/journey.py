@@ -14,16 +14,13 @@ from app.services.delays import routes
 from app.services.delays.targets import TARGETS
 from app.services.identity.coi import display
 from app.services.journey import cases, corrections, holds
-from app.services.journey.events import TRANSITIONS
 from app.services.shipments import lifecycle as shipments
 from app.services.shipments import pages as shipment_pages
 from models.alert import Alert
 from models.case import Case, CaseStatus
-from models.principal import Principal, Role
+from models.principal import Principal
 from models.reference import Product, Site
 
-# Who may ask for a correction at all; which milestone each may correct is the service's rule.
-CORRECTORS = frozenset({Role.admin, Role.coordinator, Role.manufacturer, Role.qa})
 STOPPED = frozenset({CaseStatus.cancelled.value, CaseStatus.failed.value})
 ARRIVAL = {"to_manufacturing": "received_at_manufacturing", "to_site": "received_at_site"}
 
@@ -117,7 +114,6 @@ def build(
     coi_code, coi_check = display(case.coi).rsplit(" ", 1)
     history = corrections.history_of(session, case_id=case.id)
     records = [corrections.public(m, history) for m in milestones]
-    may_correct = principal.role in CORRECTORS
     return {
         "case": case,
         "site": session.get(Site, case.site),
@@ -135,8 +131,6 @@ def build(
         "hold": holds.state(session, case=case),
         "can_hold": principal.role in holds.HOLD_SIGNERS,
         "records": records,
-        # Custody pickups are corrected on the shipment's chain, and a voided one stays so.
-        "correctable": {
-            r.id for r in records if may_correct and r.status != "voided" and r.type in TRANSITIONS
-        },
+        # The service's rule: who corrects which step (custody pickups are not corrected here).
+        "correctable": {m.id for m in milestones if corrections.may_correct(principal, m)},
     }
