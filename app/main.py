@@ -136,6 +136,7 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(ops.router)
     app.include_router(web.router)  # the dashboard; not in the OpenAPI schema
+    web.install_error_pages(app)  # unknown workspace URLs answer HTML, the API stays JSON
     app.mount("/static", web.static_files(), name="static")
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:  # closed by default: no CORS headers unless origins are configured

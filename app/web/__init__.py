@@ -14,7 +14,17 @@ from fastapi import APIRouter
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.web import actions, calendar, forms, pages, step_actions
+from app.services.reference import names
+from app.web import (
+    actions,
+    calendar,
+    forms,
+    notfound,
+    pages,
+    record_actions,
+    step_actions,
+    worklist,
+)
 from app.web.auth import session_options as _session_options
 from app.web.i18n import catalogues
 
@@ -26,6 +36,9 @@ router.include_router(pages.router)
 router.include_router(forms.router)
 router.include_router(calendar.router)
 router.include_router(step_actions.router)
+router.include_router(worklist.router)
+router.include_router(record_actions.router)
+install_error_pages = notfound.install
 
 
 def static_files() -> StaticFiles:
@@ -36,7 +49,8 @@ def session_options(settings: Settings) -> dict[str, Any]:
     """Session cookie options; also checks the dashboard settings and loads the catalogues."""
     ZoneInfo(settings.dashboard_timezone)  # an unknown zone fails at start-up, not per page
     catalogues()
+    names.japanese()  # the seed files' Japanese names, read once
     return _session_options(settings)
 
 
-__all__ = ["router", "session_options", "static_files"]
+__all__ = ["install_error_pages", "router", "session_options", "static_files"]

@@ -13,7 +13,7 @@ from app.services.capacity import slots as capacity
 from app.services.delays import routes
 from app.services.delays.targets import TARGETS
 from app.services.identity.coi import display
-from app.services.journey import cases
+from app.services.journey import cases, corrections, holds
 from app.services.shipments import lifecycle as shipments
 from app.services.shipments import pages as shipment_pages
 from models.alert import Alert
@@ -112,6 +112,8 @@ def build(
     steps = timeline(session, case, now=now, slot_start=slot.start_at if slot else None)
     infused = next((s for s in steps if s.name == "infused"), None)
     coi_code, coi_check = display(case.coi).rsplit(" ", 1)
+    history = corrections.history_of(session, case_id=case.id)
+    records = [corrections.public(m, history) for m in milestones]
     return {
         "case": case,
         "site": session.get(Site, case.site),
@@ -126,4 +128,9 @@ def build(
         "custody": custody,
         "alerts": alerts,
         "day": timedelta(days=1),
+        "hold": holds.state(session, case=case),
+        "can_hold": principal.role in holds.HOLD_SIGNERS,
+        "records": records,
+        # The service's rule: who corrects which step (custody pickups are not corrected here).
+        "correctable": {m.id for m in milestones if corrections.may_correct(principal, m)},
     }

@@ -136,3 +136,25 @@ SIGNAL_REASON = {
     "alert": N_("unresolved alert"),
     "past_excursion": N_("earlier excursion"),
 }
+
+CORRECTION_MEANING = {
+    "authorship": N_("Authorship of the correction"),
+    "approval": N_("Approval of the correction"),
+}
+
+HOLD_MEANING = {
+    "approval": N_("Approval of the hold decision"),
+    "review": N_("Review of the product's status"),
+}
+
+HOLD_SOURCE = {
+    "manual": N_("placed by hand"),
+    "excursion": N_("a QA disposition of an excursion"),
+    "reassess": N_("late readings change a signed excursion"),
+}
+
+RECORD_STATUS = {
+    "valid": N_("Valid"),
+    "amended": N_("Amended"),
+    "voided": N_("Voided"),
+}

@@ -11,9 +11,10 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from app.deps import SessionDep
 from app.errors import NotFound
+from app.services.journey import holds
 from app.services.journey import pages as case_pages
 from app.services.shipments import pages as shipment_pages
-from app.web import alertlist, comparison, journey, overview
+from app.web import alertlist, comparison, journey, overview, record_actions
 from app.web import coldchain as coldchain_view
 from app.web.render import ViewDep, WebRoute
 from app.web.roles import require
@@ -67,7 +68,10 @@ def case_page(case_id: Id, view: ViewDep, session: SessionDep, part: Part = None
         if s.picked_up_at is not None
     }
     template = _part({"timeline": "_case_timeline.html"}, part) or "case.html"
-    return local.render(template, charts=charts, **data)
+    outcome = record_actions.take_result(view.request) if part is None else None
+    return local.render(
+        template, charts=charts, outcome=outcome, form_zone=local.lang.zone.key, **data
+    )
 
 
 @router.get("/shipments/{shipment_id}")
@@ -81,8 +85,9 @@ def shipment_page(
     site = session.get(Site, case.site) if case else None
     local = view.in_zone(site.timezone) if site else view
     data = coldchain_view.build(session, shipment, now=view.now, lang=local.lang)
+    hold = holds.state(session, case=case) if case else None
     template = _part({"live": "_shipment_live.html"}, part) or "shipment.html"
-    return local.render(template, **data)
+    return local.render(template, hold=hold, **data)
 
 
 @router.get("/routes")

@@ -19,6 +19,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from app import __version__
 from app.deps import NowDep, SessionDep, SettingsDep
 from app.errors import AppError
+from app.services.alerts import messages
+from app.services.reference import names
 from app.web import auth, labels
 from app.web.i18n import LANGUAGES, Lang, choose_language, zone_label
 from app.web.roles import Can
@@ -77,6 +79,20 @@ def default_zone(settings: Any, principal: Principal | None, session: Any) -> Zo
     return ZoneInfo(settings.dashboard_timezone)
 
 
+def alert_words(alert: Any, lang: Lang) -> str:
+    """An alert in the reader's language and zone from its code and params; its stored
+    English message when it has no code (raised before the catalogue) or an unknown one."""
+    code, params = getattr(alert, "code", None), getattr(alert, "params", None)
+    if code and params is not None and messages.known(code):
+        try:
+            return messages.render(
+                code, params, lang="ja" if lang.code == "ja" else "en", tz=lang.zone.key
+            )
+        except (KeyError, TypeError, ValueError):
+            pass  # params of an older shape: the stored message still says it
+    return str(alert.message)
+
+
 @dataclass(frozen=True)
 class View:
     """One page request: who asks, in which language and zone, at what instant."""
@@ -115,6 +131,12 @@ class View:
             names: dict[str, str] = getattr(labels, table)
             return lang.gettext(names[code]) if code in names else code
 
+        def ref_name(table: str, code: str, english: str | None = None) -> str:
+            return names.localised(table, code, english, lang.code)
+
+        def alert_text(alert: Any) -> str:
+            return alert_words(alert, lang)
+
         return {
             "_": lang.gettext,
             "ngettext": lang.ngettext,
@@ -127,6 +149,8 @@ class View:
             "csrf": auth.csrf_token(self.request) if self.principal is not None else "",
             "flash": auth.take_flash(self.request),
             "label": label,
+            "ref_name": ref_name,
+            "alert_text": alert_text,
             "path": path,
             "here": here,
             "here_quoted": quote(here, safe=""),

@@ -328,3 +328,14 @@ def public(milestone: Row, history: dict[int, list[MilestoneHistory]]) -> Milest
     """The milestone as the case shows it, with its earlier values when it was corrected."""
     earlier = history.get(milestone.id or 0)
     return MilestonePublic.model_validate({**milestone.model_dump(), "history": earlier or None})
+
+
+def may_correct(actor: Principal, milestone: Row) -> bool:
+    """Whether the actor may correct this milestone at all (pages offer the form only then)."""
+    if milestone.status == VOIDED:
+        return False
+    try:
+        _authorise(actor, milestone)
+    except (Conflict, Forbidden):
+        return False
+    return True

@@ -62,6 +62,7 @@ class InTransit:
     eta: datetime | None
     signal: str  # ok | watch | alarm
     reasons: list[str]
+    on_hold: bool = False  # the case's product is on hold: do not infuse
 
 
 def _signal(
@@ -129,6 +130,7 @@ def in_transit(session: Session, *, actor: Principal, now: datetime) -> list[InT
                 eta=routes.shipment_eta(session, shipment=s, model=models[case.route], now=now),
                 signal=signal,
                 reasons=reasons,
+                on_hold=case.hold_status == "on_hold",
             )
         )
     order = {"alarm": 0, "watch": 1, "ok": 2}
