@@ -188,7 +188,8 @@ def _from_digital_link(text: str) -> str:
         _check_value(text, ai, value)
     if pairs[0][0] == "01":
         pairs[0] = ("01", pairs[0][1].zfill(14))
-    return _dl(*pairs)
+    canonical = _dl(*pairs)
+    return text if canonical == text else canonical
 
 
 def _check_value(text: str, ai: str, value: str) -> None:
