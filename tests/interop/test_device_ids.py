@@ -1,6 +1,7 @@
 """One canonical device id wherever ids enter: a GS1 EPC URN and its Digital Link are one
-logger through REST, MQTT, EPCIS and principals; malformed GS1 forms are refused with their
-reason; migration 0011 rewrites stored ids and refuses ids that would collide."""
+logger through REST, MQTT, EPCIS, courier feeds and principals (API and CLI); malformed GS1
+forms are refused with their reason; migration 0011 rewrites stored ids and refuses ids
+that would collide."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from app.cli import cli
 from app.clock import FrozenClock
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.db import Database
 from app.migrations import alembic_config, current_revision, upgrade
 from integrations import gs1
@@ -21,6 +24,7 @@ from models.principal import Role
 from tests.coldchain.test_readings import MIN, post
 from tests.conftest import Api
 from tests.helpers import Journey, iso
+from tests.interop.test_courier import FakeCourier, configure, page, poll, reading
 from tests.interop.test_epcis import capture, document, object_event
 from tests.interop.test_mqtt import Rig, broker  # noqa: F401  (the broker fixture)
 
@@ -131,17 +135,11 @@ def test_urn_and_digital_link_are_one_device_at_every_entry(
         "duplicates": 0,
         "rejected": [],
     }
-    assert (
-        post(api, "courier", [{"device_id": URN, "ts": iso(t0 + 2 * MIN), "temp_c": 5.1}])[
-            "accepted"
-        ]
-        == 1
-    )
+    by_urn = post(api, "courier", [{"device_id": URN, "ts": iso(t0 + 2 * MIN), "temp_c": 5.1}])
+    assert by_urn["accepted"] == 1
     # The same instant under the other name is a resend, not a second reading.
-    assert (
-        post(api, "courier", [{"device_id": URN, "ts": iso(t0 + MIN), "temp_c": 5.0}])["duplicates"]
-        == 1
-    )
+    again = post(api, "courier", [{"device_id": URN, "ts": iso(t0 + MIN), "temp_c": 5.0}])
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
     # MQTT: the URN in the topic (a Digital Link has slashes), the device's own key made
     # with the URN; an item may name either form.
     key = api.key("logger", Role.device, courier="KASHIWA-COLD", device_id=URN)
@@ -159,12 +157,16 @@ def test_urn_and_digital_link_are_one_device_at_every_entry(
         assert (ack["status"], ack["accepted"], ack["rejected"]) == ("ok", 2, []), ack
     finally:
         rig.close()
-    # EPCIS with the Digital Link as the sensor's deviceID.
+    # EPCIS with a Digital Link as the sensor's deviceID.
     result = capture(api, "courier", epcis_reading(t0 + 5 * MIN, OTHER_LINK, 5.4))
     assert (result["readings"], result["rejected"]) == (1, [])
+    # A courier feed naming it by its URN.
+    configure(database)
+    fake = FakeCourier({None: page([reading(URN, t0 + 6 * MIN, 5.5)], "c1"), "c1": page([], None)})
+    assert poll(database, settings, fake) == 1
 
     trace = api.get("ncc", f"/api/v1/shipments/{ship['id']}/readings").json()
-    assert [p["mean_c"] for p in trace["points"]] == [5.0, 5.1, 5.2, 5.3, 5.4]
+    assert [p["mean_c"] for p in trace["points"]] == [5.0, 5.1, 5.2, 5.3, 5.4, 5.5]
     assert devices_stored(database) == {
         "device": [LINK],
         "device_assignment": [LINK],
@@ -220,6 +222,23 @@ def test_malformed_gs1_ids_are_refused_with_their_reason(api: Api, database: Dat
         },
     ]
     assert devices_stored(database) == {"device": [LINK], "device_assignment": [], "reading": []}
+
+
+def test_cli_device_principals_take_the_canonical_id(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("V2V_DATABASE_URL", api.database.engine.url.render_as_string(False))
+    get_settings.cache_clear()
+    try:
+        create = ["principal", "create", "--role", "device", "--courier", "KASHIWA-COLD"]
+        out = CliRunner().invoke(cli, [*create, "--device", URN, "--name", "logger 1"])
+        assert out.exit_code == 0, out.output
+        out = CliRunner().invoke(cli, [*create, "--device", "urn:epc:id:giai:45.L1", "--name", "x"])
+        assert out.exit_code == 2 and "malformed GS1 identifier" in out.output
+    finally:
+        get_settings.cache_clear()
+    listed = api.get("admin", "/api/v1/principals").json()["items"]
+    assert [p["device_id"] for p in listed if p["role"] == "device"] == [LINK]
 
 
 # ---- migration 0011 -------------------------------------------------------------------------
