@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -18,7 +19,7 @@ from app.cli import cli
 from app.clock import FrozenClock
 from app.config import Settings, get_settings
 from app.db import Database
-from app.migrations import alembic_config, current_revision, upgrade
+from app.migrations import alembic_config, current_revision, head_revision, upgrade
 from integrations import gs1
 from models.principal import Role
 from tests.coldchain.test_readings import MIN, post
@@ -275,14 +276,21 @@ def _add_device(database: Database, device_id: str) -> None:
         )
 
 
-def _at_0010(database: Database, url: str) -> None:
-    """Back to 0010 (0011 changes no schema): the data is then what that version stored."""
-    command.downgrade(alembic_config(url), "0010")
-    assert current_revision(database.engine) == "0010"
+# The revision under test, and the one before it (what a database held before the upgrade).
+REVISION = "0011"
+BEFORE = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
+
+
+def _before_0011(database: Database, url: str) -> None:
+    """Back to the previous revision (0011 changes no schema): the data is then what that
+    version stored."""
+    assert isinstance(BEFORE, str)
+    command.downgrade(alembic_config(url), BEFORE)
+    assert current_revision(database.engine) == BEFORE
 
 
 def _mixed_forms(api: Api, database: Database, url: str) -> dict[str, Any]:
-    """At 0010: a shipment in transit with readings, its logger stored as its URN, with a
+    """Before 0011: a shipment in transit with readings, its logger stored as its URN, with a
     device key; other devices stored as a foreign Digital Link, plainly and malformed."""
     for device_id in ("LOG-M1", "LOG-PLAIN"):
         assert api.post("courier", "/api/v1/devices", {"device_id": device_id}).status_code == 201
@@ -292,7 +300,7 @@ def _mixed_forms(api: Api, database: Database, url: str) -> dict[str, Any]:
     items = [{"device_id": "LOG-M1", "ts": iso(j.t + k * MIN), "temp_c": 5.0} for k in (1, 2)]
     assert post(api, "courier", items)["accepted"] == 2
     api.key("logger", Role.device, courier="KASHIWA-COLD", device_id="LOG-M1")
-    _at_0010(database, url)
+    _before_0011(database, url)
     _rename(database, "LOG-M1", URN)
     _add_device(database, "https://example.com/8004/4000001111?x=1")
     _add_device(database, "urn:epc:id:giai:bad")  # malformed: names no other device, kept
@@ -304,7 +312,7 @@ def test_migration_0011_rewrites_stored_ids_in_their_canonical_form(
 ) -> None:
     ship = _mixed_forms(api, database, db_url)
     upgrade(db_url)
-    assert current_revision(database.engine) == "0011"
+    assert current_revision(database.engine) == head_revision()
     assert devices_stored(database) == {
         "device": sorted(
             [LINK, "LOG-PLAIN", "https://id.gs1.org/8004/4000001111", "urn:epc:id:giai:bad"]
@@ -335,5 +343,5 @@ def test_migration_0011_refuses_ids_that_would_collide(
     report = str(e.value)
     assert f"{LINK} <- '{LINK}' (device.id); '{URN}' (" in report
     assert "device_assignment.device_id" in report and "shipment.device_ids" in report
-    assert current_revision(database.engine) == "0010"
+    assert current_revision(database.engine) == BEFORE
     assert devices_stored(database) == before  # nothing was rewritten
