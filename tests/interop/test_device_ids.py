@@ -277,7 +277,7 @@ def _add_device(database: Database, device_id: str) -> None:
 
 
 # The revision under test, and the one before it (what a database held before the upgrade).
-REVISION = "0011"
+REVISION = "0013"
 BEFORE = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
 
 

@@ -1,7 +1,7 @@
 """canonical device ids: stored ids rewritten in their one canonical form
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-05 13:55:00.000000
 
 Before this revision a device id was stored as written, so a logger registered as its GS1
@@ -28,8 +28,8 @@ from alembic import op
 
 from integrations.gs1 import MalformedId, device_id
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
