@@ -1,6 +1,6 @@
 """One canonical device id wherever ids enter: a GS1 EPC URN and its Digital Link are one
 logger through REST, MQTT, EPCIS, courier feeds and principals (API and CLI); malformed GS1
-forms are refused with their reason; migration 0011 rewrites stored ids and refuses ids
+forms are refused with their reason; migration 0013 rewrites stored ids and refuses ids
 that would collide."""
 
 from __future__ import annotations
@@ -242,13 +242,13 @@ def test_cli_device_principals_take_the_canonical_id(
     assert [p["device_id"] for p in listed if p["role"] == "device"] == [LINK]
 
 
-# ---- migration 0011 -------------------------------------------------------------------------
+# ---- migration 0013 -------------------------------------------------------------------------
 
 SHIPMENT = sa.table("shipment", sa.column("id", sa.String()), sa.column("device_ids", sa.JSON()))
 
 
 def _rename(database: Database, old: str, new: str) -> None:
-    """Write a device id as a version before 0011 could have stored it."""
+    """Write a device id as a version before 0013 could have stored it."""
     with database.engine.begin() as conn:
         for table, column in (
             ("device", "id"),
@@ -281,8 +281,8 @@ REVISION = "0013"
 BEFORE = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
 
 
-def _before_0011(database: Database, url: str) -> None:
-    """Back to the previous revision (0011 changes no schema): the data is then what that
+def _before_0013(database: Database, url: str) -> None:
+    """Back to the previous revision (0013 changes no schema): the data is then what that
     version stored."""
     assert isinstance(BEFORE, str)
     command.downgrade(alembic_config(url), BEFORE)
@@ -290,7 +290,7 @@ def _before_0011(database: Database, url: str) -> None:
 
 
 def _mixed_forms(api: Api, database: Database, url: str) -> dict[str, Any]:
-    """Before 0011: a shipment in transit with readings, its logger stored as its URN, with a
+    """Before 0013: a shipment in transit with readings, its logger stored as its URN, with a
     device key; other devices stored as a foreign Digital Link, plainly and malformed."""
     for device_id in ("LOG-M1", "LOG-PLAIN"):
         assert api.post("courier", "/api/v1/devices", {"device_id": device_id}).status_code == 201
@@ -300,14 +300,14 @@ def _mixed_forms(api: Api, database: Database, url: str) -> dict[str, Any]:
     items = [{"device_id": "LOG-M1", "ts": iso(j.t + k * MIN), "temp_c": 5.0} for k in (1, 2)]
     assert post(api, "courier", items)["accepted"] == 2
     api.key("logger", Role.device, courier="KASHIWA-COLD", device_id="LOG-M1")
-    _before_0011(database, url)
+    _before_0013(database, url)
     _rename(database, "LOG-M1", URN)
     _add_device(database, "https://example.com/8004/4000001111?x=1")
     _add_device(database, "urn:epc:id:giai:bad")  # malformed: names no other device, kept
     return {**ship, "t": j.t}
 
 
-def test_migration_0011_rewrites_stored_ids_in_their_canonical_form(
+def test_migration_0013_rewrites_stored_ids_in_their_canonical_form(
     api: Api, database: Database, db_url: str
 ) -> None:
     ship = _mixed_forms(api, database, db_url)
@@ -332,7 +332,7 @@ def test_migration_0011_rewrites_stored_ids_in_their_canonical_form(
     assert [p["mean_c"] for p in trace["points"]] == [5.0, 5.0, 5.5]
 
 
-def test_migration_0011_refuses_ids_that_would_collide(
+def test_migration_0013_refuses_ids_that_would_collide(
     api: Api, database: Database, db_url: str
 ) -> None:
     _mixed_forms(api, database, db_url)
