@@ -181,7 +181,7 @@ def principal_create(
                     "role": role.value,
                     "site": site,
                     "courier": courier,
-                    "device_id": device,
+                    "device_id": principal.device_id,
                 },
             )
     except AppError as exc:

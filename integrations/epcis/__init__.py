@@ -28,9 +28,6 @@ from integrations.epcis._export import (
     wrap_document,
 )
 from integrations.epcis._identifiers import (
-    GS1_RESOLVER,
-    canonical_id,
-    check_digit,
     coi_candidate,
     coi_uri,
     id_uri,
@@ -51,6 +48,7 @@ from integrations.epcis._sensors import (
     to_celsius,
 )
 from integrations.epcis._unmapped import unmapped_fields
+from integrations.gs1 import GS1_RESOLVER, canonical_id, check_digit
 
 __all__ = [
     "BATTERY_TYPE",

@@ -1,121 +1,21 @@
 """Identifiers in EPCIS documents: GS1 EPC URNs, GS1 Digital Link URIs and our own URNs.
 
-The canonical device (and container) id is the GS1 Digital Link URI on ``id.gs1.org`` with
-its primary key and key qualifiers as path segments, for example
-``urn:epc:id:giai:4000001.111`` and ``https://example.com/8004/4000001111?x=1`` both become
-``https://id.gs1.org/8004/4000001111``. Digital Link is the target because the conversion
-from an EPC URN is exact, while the way back needs the company prefix length, which a
-Digital Link does not carry. GTINs are widened to 14 digits; query strings and fragments
-(attributes, not identity) are dropped. Identifiers that are neither (``LOG-0042``,
-``urn:uuid:…``) are kept as they are, and ``urn:v2v:id:<percent-encoded>`` (how we export an
-id that is not a URI) is decoded back to the id.
+Devices and containers are named in their canonical form (``integrations.gs1``, the one
+owner of that rule: a GS1 Digital Link URI on ``id.gs1.org``); this module adds how our own
+ids, COIs, sites, parties and places are written in a document, and vocabulary terms.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
-GS1_RESOLVER = "https://id.gs1.org"
-LOCAL_ID = "urn:v2v:id:"
+from integrations.gs1 import LOCAL_ID, canonical_id
+
 COI_URN = "urn:v2v:coi:"
 SITE_URN = "urn:v2v:site:"
 PARTY_URN = "urn:v2v:party:"
-
-# Digital Link primary keys, and the short names of the early Digital Link drafts.
-_PRIMARY_KEYS = frozenset(
-    {"00", "01", "253", "255", "401", "402", "414", "417", "8003", "8004", "8006", "8010"}
-    | {"8013", "8017", "8018"}
-)
-_SHORT_NAMES = {
-    "sscc": "00",
-    "gtin": "01",
-    "gdti": "253",
-    "gcn": "255",
-    "gln": "414",
-    "grai": "8003",
-    "giai": "8004",
-    "gsrn": "8018",
-    "cpv": "22",
-    "lot": "10",
-    "ser": "21",
-    "serial": "21",
-    "glnx": "254",
-}
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-_DIGITS = re.compile(r"[0-9]+")
-
-
-def check_digit(data: str) -> str:
-    """GS1 mod-10 check digit: weights 3 and 1 alternating from the rightmost digit."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(data)))
-    return str(-total % 10)
-
-
-def _enc(value: str) -> str:
-    return quote(unquote(value), safe="-._~")
-
-
-def _dl(*pairs: tuple[str, str]) -> str:
-    return GS1_RESOLVER + "".join(f"/{ai}/{_enc(value)}" for ai, value in pairs)
-
-
-def _urn_to_digital_link(urn: str) -> str | None:
-    scheme, _, body = urn[len("urn:epc:id:") :].partition(":")
-    parts = body.split(".")
-    scheme = scheme.lower()
-    if len(parts) < 2 or not _DIGITS.fullmatch(parts[0]):
-        return None
-    if scheme == "giai" and len(parts) == 2:
-        return _dl(("8004", parts[0] + parts[1]))
-    if not _DIGITS.fullmatch(parts[1]):
-        return None
-    prefix, ref = parts[0], parts[1]
-    if scheme == "sgtin" and len(parts) == 3 and len(prefix + ref) == 13:
-        gtin = ref[0] + prefix + ref[1:]
-        return _dl(("01", gtin + check_digit(gtin)), ("21", parts[2]))
-    if scheme == "sscc" and len(parts) == 2 and len(prefix + ref) == 17:
-        sscc = ref[0] + prefix + ref[1:]
-        return _dl(("00", sscc + check_digit(sscc)))
-    if scheme == "sgln" and len(parts) == 3 and len(prefix + ref) == 12:
-        gln = prefix + ref + check_digit(prefix + ref)
-        extension = () if parts[2] in ("", "0") else (("254", parts[2]),)
-        return _dl(("414", gln), *extension)
-    if scheme == "grai" and len(parts) == 3 and len(prefix + ref) == 12:
-        grai = "0" + prefix + ref
-        return _dl(("8003", grai + check_digit(grai) + parts[2]))
-    if scheme == "gsrn" and len(parts) == 2 and len(prefix + ref) == 17:
-        return _dl(("8018", prefix + ref + check_digit(prefix + ref)))
-    return None
-
-
-def _digital_link(uri: str) -> str | None:
-    segments = [s for s in urlsplit(uri).path.split("/") if s]
-    keys = [_SHORT_NAMES.get(s.lower(), s) for s in segments]
-    start = next((i for i, k in enumerate(keys) if k in _PRIMARY_KEYS), None)
-    if start is None or (len(keys) - start) % 2:
-        return None
-    pairs = list(zip(keys[start::2], segments[start + 1 :: 2], strict=True))
-    if not all(_DIGITS.fullmatch(ai) for ai, _ in pairs):
-        return None
-    if pairs[0][0] == "01":
-        if not _DIGITS.fullmatch(pairs[0][1]) or len(pairs[0][1]) not in (8, 12, 13, 14):
-            return None
-        pairs[0] = ("01", pairs[0][1].zfill(14))
-    return _dl(*pairs)
-
-
-def canonical_id(value: str) -> str:
-    """The id we store for a device or container named in an EPCIS document (see above)."""
-    text = value.strip()
-    lower = text.lower()
-    if lower.startswith("urn:epc:id:"):
-        return _urn_to_digital_link(text) or text
-    if lower.startswith(("https://", "http://")):
-        return _digital_link(text) or text
-    if lower.startswith(LOCAL_ID):
-        return unquote(text[len(LOCAL_ID) :])
-    return text
 
 
 def id_uri(local_id: str) -> str:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from integrations.epcis._identifiers import canonical_id, term
+from integrations.epcis._identifiers import term
+from integrations.gs1 import canonical_id
 
 EVENT_TYPES = frozenset(
     {

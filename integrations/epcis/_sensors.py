@@ -37,7 +37,8 @@ from typing import Any
 
 from app.times import rfc3339, to_ms
 from integrations.epcis._document import Document, Event, SensorMetadata, SensorReport, pointer
-from integrations.epcis._identifiers import canonical_id, term
+from integrations.epcis._identifiers import term
+from integrations.gs1 import canonical_id
 
 BATTERY_TYPE = "urn:v2v:measurement:battery"
 STANDARD_GRAVITY = 9.80665  # m/s² per g

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from app.db import Raw, utc_ms
 from app.errors import Forbidden, Invalid
 from app.services.audit import chain as audit
+from app.services.shipments.device_ids import canonical
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier, Site
@@ -90,6 +91,8 @@ def create_principal(
                 "role device needs the courier organisation that owns the logger",
                 errors=[{"loc": "courier", "msg": "unknown courier"}],
             )
+        # The key publishes for the device as stored: the id a logger's readings carry.
+        device_id = canonical(device_id, loc="device_id")
         register_device(session, device_id=device_id, courier=courier)
     elif device_id is not None:
         raise Invalid(

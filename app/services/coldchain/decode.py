@@ -5,8 +5,10 @@ one pass (types, lengths, ranges, unknown fields) into columns; any problem at a
 ``decode`` return None, and the caller takes the per-item path, which says which item is
 wrong and why and stores the rest. Both paths accept exactly the same items with the same
 values: the limits below are the per-item parser's (``parse_item``, here too), and
-timestamps go through msgspec's RFC 3339 parser and ``app.times.to_ms`` on both. The OpenAPI
-request body is generated from the same struct (``batch_schema``).
+timestamps go through msgspec's RFC 3339 parser and ``app.times.to_ms`` on both, device
+ids through ``integrations.gs1.device_id`` (an EPC URN or a Digital Link of one logger is
+stored as one canonical id; a malformed GS1 form is refused). The OpenAPI request body is
+generated from the same struct (``batch_schema``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import msgspec
 
 from app.errors import Invalid
 from app.times import to_ms
+from integrations.gs1 import MalformedId
+from integrations.gs1 import device_id as canonical_device_id
 
 MAX_BATCH = 10_000
 MAX_TS_CHARS = 40
@@ -126,12 +130,30 @@ def decode(body: bytes) -> Columns | None:
                 extras.append(None)
                 continue
         extras.append((r.lat, r.lon, r.humidity_pct, r.shock_g, r.light_lux, r.battery_pct))
+    try:
+        device_ids = canonical_ids([r.device_id for r in items])
+    except MalformedId:
+        return None
     return Columns(
-        device_ids=[r.device_id for r in items],
+        device_ids=device_ids,
         ts_ms=[round(d.timestamp() * 1000) for d in stamps],  # to_ms, inlined per item
         temps=[r.temp_c for r in items],
         extras=extras,
     )
+
+
+def canonical_ids(ids: list[str]) -> list[str]:
+    """The column with each id canonical; ``MalformedId`` if one is not well formed.
+
+    Only the distinct ids are looked at (a batch is nearly always one logger's), and an id
+    that cannot be GS1 costs one character test, so a canonical batch is returned as is.
+    """
+    renamed = {d: c for d in set(ids) if (c := canonical_device_id(d)) != d}
+    if not renamed:
+        return ids
+    if len(renamed) == 1 and ids[0] in renamed and ids.count(ids[0]) == len(ids):
+        return [renamed[ids[0]]] * len(ids)
+    return [renamed.get(d, d) for d in ids]
 
 
 # ---- item by item: which item is wrong and why --------------------------------------------
@@ -198,6 +220,10 @@ def parse_item(item: Any, *, now_ms: int, future_ms: int) -> tuple[str, int, tup
     device_id = item.get("device_id")
     if type(device_id) is not str or not 0 < len(device_id) <= MAX_DEVICE_ID_CHARS:
         return "device_id: a string of 1 to 200 characters is required"
+    try:
+        device_id = canonical_device_id(device_id)
+    except MalformedId as exc:
+        return f"device_id: {exc.reason}"
     ts = item.get("ts")
     if type(ts) is not str or len(ts) > MAX_TS_CHARS:
         return "ts: an RFC 3339 time with a UTC offset is required"

@@ -16,6 +16,7 @@ from app.services.audit import chain as audit
 from app.services.identity.coi import CoiFormatError, parse_scan
 from app.services.identity.scan import require_coi
 from app.services.shipments import lifecycle as shipments
+from app.services.shipments.device_ids import canonical
 from app.services.shipments.devices import ensure_free
 from integrations import epcis
 from integrations.epcis import term
@@ -200,7 +201,11 @@ def pair(
     devices = list(before)
     changed = False
     for k, epc in enumerate(event.child_epcs):
-        device = epcis.canonical_id(epc)
+        try:
+            device = canonical(epc.strip(), loc=f"{loc}/childEPCs/{k}")
+        except Invalid as exc:
+            result.reject(f"{loc}/childEPCs/{k}", exc.detail, exc.code)
+            continue
         open_rides = list(
             session.exec(
                 select(DeviceAssignment).where(

@@ -1,4 +1,9 @@
-"""Readings published over MQTT: who may publish for a device, and storing one message."""
+"""Readings published over MQTT: who may publish for a device, and storing one message.
+
+The topic's device id is made canonical like every other entry's: a logger publishing on
+``v2v/devices/urn:epc:id:giai:4512345.L1/readings`` is the device registered as
+``https://id.gs1.org/8004/4512345L1`` (a Digital Link, holding slashes, cannot be one topic
+level). Items naming their device may use either form."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from sqlmodel import Session
 from app.errors import Forbidden, Unauthorized
 from app.services.access import principals
 from app.services.coldchain import ingest as readings
+from app.services.shipments.device_ids import canonical
+from integrations.gs1 import canonical_id
 from models.coldchain import Device
 from models.principal import Principal, Role
 
@@ -17,11 +24,12 @@ from models.principal import Principal, Role
 def authorise_publisher(
     session: Session, *, api_key: str, secret_key: str, device_id: str, now: datetime
 ) -> Principal:
-    """The principal of this key if it may publish the device's readings (401/403 if not)."""
+    """The principal of this key if it may publish the device's readings (401/403 if not;
+    422 for a malformed GS1 id in the topic)."""
     principal = principals.authenticate(session, api_key=api_key, secret_key=secret_key, now=now)
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
-    if not _may_publish(session, principal, device_id):
+    if not _may_publish(session, principal, canonical(device_id, loc="topic")):
         raise Forbidden(
             f"this key may not publish for device {device_id!r}",
             extra={"principal": f"{principal.id} ({principal.role})"},
@@ -49,13 +57,14 @@ def ingest_message(
     bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
 ) -> dict[str, Any]:
     """Store a message's readings for its topic's device (flushes); the outcome to publish."""
+    device_id = canonical(device_id, loc="topic")
     passed: list[Any] = []
     origin: list[int] = []  # index in the message of each item passed to ingest
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         if isinstance(item, dict) and item.get("device_id") is None:
             item = {**item, "device_id": device_id}
-        elif isinstance(item, dict) and item["device_id"] != device_id:
+        elif isinstance(item, dict) and _named(item["device_id"]) != device_id:
             rejected.append({"index": index, "reason": "device_id is not the topic's device"})
             continue
         passed.append(item)
@@ -75,3 +84,8 @@ def ingest_message(
         "duplicates": result.duplicates,
         "rejected": sorted(rejected, key=lambda r: int(r["index"])),
     }
+
+
+def _named(given: Any) -> Any:
+    # Lenient here: an item's malformed id is refused, with its reason, by the ingest itself.
+    return canonical_id(given) if isinstance(given, str) else given

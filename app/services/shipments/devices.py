@@ -17,7 +17,7 @@ from app.errors import Conflict, Forbidden, Invalid
 from app.services.access.principals import register_device
 from app.services.access.scope import shipment_scope
 from app.services.audit import chain as audit
-from integrations.epcis import canonical_id
+from app.services.shipments.device_ids import canonical
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier
@@ -30,7 +30,10 @@ REGISTRARS = frozenset({Role.admin, Role.courier})
 def register(
     session: Session, *, actor: Principal, device_id: str, courier: str | None, now: datetime
 ) -> tuple[Device, bool]:
-    """Register a logger for the caller's courier organisation (admin: any); (row, created)."""
+    """Register a logger for the caller's courier organisation (admin: any); (row, created).
+
+    The id is made canonical first: a logger registered as its EPC URN and again as its
+    Digital Link is one device (the second call answers "already yours")."""
     if Role(actor.role) not in REGISTRARS:
         raise Forbidden(f"role {actor.role} may not register devices")
     if actor.role == Role.courier:
@@ -46,6 +49,7 @@ def register(
         raise Invalid(
             f"unknown courier {courier!r}", errors=[{"loc": "body/courier", "msg": "unknown"}]
         )
+    given, device_id = device_id, canonical(device_id, loc="body/device_id")
     existing = session.get(Device, device_id)
     if existing is not None:
         if existing.courier != courier:
@@ -63,7 +67,7 @@ def register(
         entity="device",
         entity_id=device_id,
         at=now,
-        after={"courier": courier},
+        after={"courier": courier, **({"as_given": given} if given != device_id else {})},
     )
     return device, True
 
@@ -71,7 +75,8 @@ def register(
 def require_registered(
     session: Session, *, actor: Principal, device_ids: Iterable[str], courier: str
 ) -> None:
-    """Every device listed on a shipment belongs to its courier; an admin may register one."""
+    """Every device listed on a shipment belongs to its courier; an admin may register one.
+    The ids are canonical (``device_ids.canonical_list``)."""
     for k, device_id in enumerate(device_ids):
         device = session.get(Device, device_id)
         loc = f"body/device_ids/{k}"
@@ -102,11 +107,13 @@ def ensure_free(
 
     Open means created (listed in its ``device_ids``) or in transit (an assignment without
     an end). The devices' rows are locked so two shipments cannot take one logger at once.
+    The ids are canonical, as every stored one is (``device_ids``, migration 0011), so a
+    logger listed as its EPC URN is found under its Digital Link.
     """
-    wanted = {d: {d, canonical_id(d)} for d in device_ids}
+    wanted = list(dict.fromkeys(device_ids))
     if not wanted:
         return
-    names = set().union(*wanted.values())
+    names = set(wanted)
     list(session.exec(select(Device.id).where(col(Device.id).in_(names)).with_for_update()))
     riding = select(DeviceAssignment.shipment_id, DeviceAssignment.device_id).where(
         col(DeviceAssignment.device_id).in_(names),
@@ -123,10 +130,8 @@ def ensure_free(
         open_ids.add(other_id)
         for device_id in set(listed_ids or []) & names:
             holders.setdefault(device_id, set()).add(other_id)
-    for device_id, aliases in wanted.items():
-        others = {s for alias in aliases for s in holders.get(alias, set()) if s in open_ids} - {
-            shipment_id
-        }
+    for device_id in wanted:
+        others = {s for s in holders.get(device_id, set()) if s in open_ids} - {shipment_id}
         if not others:
             continue
         # Name the other shipment only to a caller who may see it anyway.

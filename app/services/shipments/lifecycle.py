@@ -17,6 +17,7 @@ from app.services.audit import chain as audit
 from app.services.identity.scan import require_coi
 from app.services.journey.events import check_instant, check_physical_order
 from app.services.shipments import delivery, devices
+from app.services.shipments.device_ids import canonical_list
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
 from models.reference import Courier, Profile, Route, Site
@@ -75,6 +76,7 @@ def create(
     states, _, _, roles = _RULES[direction]
     if Role(actor.role) not in roles:
         raise Forbidden(f"role {actor.role} may not create a {direction} shipment")
+    device_ids = canonical_list(device_ids, loc="body/device_ids")
     for loc, code in (("origin", origin), ("destination", destination)):
         if session.get(Site, code) is None:
             raise Invalid(
