@@ -18,6 +18,7 @@ from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.services.interop import courier as feeds
 from integrations import courier as couriers
 
@@ -80,7 +81,7 @@ def _poll_feed(
                     page=page,
                     now=now,
                     future_tolerance_s=settings.future_tolerance_s,
-                    bounds=readings.LateBounds.of(settings),
+                    bounds=rides.LateBounds.of(settings),
                 )
         except Exception as exc:  # noqa: BLE001 - one feed's failure must not stop the others
             log.exception("courier feed %s: storing a page failed (cursor unchanged)", code)

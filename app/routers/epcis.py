@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from app.deps import NowDep, SessionDep, SettingsDep, get_db, require_roles
 from app.services.access.scope import CASE_READERS
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.services.interop import epcis_capture, epcis_export
 from integrations import epcis
 from models.principal import Principal, Role
@@ -94,7 +95,7 @@ async def capture(
                 document=document,
                 now=now,
                 future_tolerance_s=settings.future_tolerance_s,
-                bounds=readings.LateBounds.of(settings),
+                bounds=rides.LateBounds.of(settings),
             )
 
     result = await to_thread.run_sync(work)

@@ -11,6 +11,7 @@ from app.config import Settings
 from app.deps import authenticate, bearer_token, ensure_role, get_db
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from models.coldchain import IngestResponse
 from models.principal import Role
 
@@ -52,7 +53,7 @@ async def post_readings(request: Request) -> JSONResponse:
             body=body,
             now=now,
             future_tolerance_s=settings.future_tolerance_s,
-            bounds=readings.LateBounds.of(settings),
+            bounds=rides.LateBounds.of(settings),
         )
 
     def in_thread() -> readings.IngestResult:

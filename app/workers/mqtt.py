@@ -24,6 +24,7 @@ from app.clock import Clock
 from app.db import Database
 from app.errors import AppError
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.services.interop import mqtt as mqtt_ingest
 from integrations.mqtt import (
     AUTH_PROPERTY,
@@ -65,7 +66,7 @@ class MqttWorker:
         username: str | None = None,
         password: str | None = None,
         future_tolerance_s: int = 300,
-        bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
+        bounds: rides.LateBounds = rides.DEFAULT_BOUNDS,
         root: str = DEFAULT_ROOT,
         session_expiry_s: int = SESSION_EXPIRY_S,
         keepalive_s: int = 30,
@@ -112,7 +113,7 @@ class MqttWorker:
             username=settings.mqtt_username.get_secret_value() if settings.mqtt_username else None,
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             future_tolerance_s=settings.future_tolerance_s,
-            bounds=readings.LateBounds.of(settings),
+            bounds=rides.LateBounds.of(settings),
         )
 
     def start(self) -> None:

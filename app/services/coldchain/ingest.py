@@ -8,7 +8,6 @@ statement (no ORM object per reading) and fed to the excursion detector of its s
 
 from __future__ import annotations
 
-import bisect
 import sqlite3
 import threading
 from collections import defaultdict
@@ -22,15 +21,20 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app.config import Settings
 from app.db import Database, Raw, on_commit
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import evaluate as ingest_eval
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.decode import Columns
+from app.services.coldchain.rides import (
+    DEFAULT_BOUNDS,
+    Assignments,
+    LateBounds,
+    owned_devices,
+)
 from app.telemetry import READINGS
-from models.principal import Principal, Role
+from models.principal import Principal
 
 MAX_BATCH = reading_batch.MAX_BATCH
 # One batch at a time per process, held by every ingest path (HTTP, MQTT) around its write
@@ -42,7 +46,6 @@ ALLOWED_KEYS = reading_batch.ALLOWED_KEYS
 COLUMNS = reading_store.COLUMNS
 FUTURE = reading_batch.FUTURE
 UNKNOWN_DEVICE = "unknown device, or not one of your organisation's"
-UNASSIGNED = "device is not assigned to a shipment at ts"
 _NO_EXTRAS = reading_batch.NO_EXTRAS
 
 
@@ -91,120 +94,6 @@ class IngestResult:
 
     def reject(self, index: int, reason: str) -> None:
         self.rejected.append({"index": index, "reason": reason})
-
-
-@dataclass(frozen=True)
-class LateBounds:
-    """How far outside its ride a reading may lie: dated before the shipment's pickup (a
-    logger started at packing, clock drift) and arriving after its delivery (loggers upload
-    late by design, but a shipment's record must settle). Settings
-    ``V2V_READING_PICKUP_TOLERANCE_MIN`` and ``V2V_READING_LATE_BOUND_H``."""
-
-    pickup_tolerance_min: float = 30
-    late_bound_h: float = 72
-
-    @classmethod
-    def of(cls, settings: Settings) -> LateBounds:
-        return cls(settings.reading_pickup_tolerance_min, settings.reading_late_bound_h)
-
-    @property
-    def pickup_tolerance_ms(self) -> int:
-        return int(self.pickup_tolerance_min * 60_000)
-
-    @property
-    def late_bound_ms(self) -> int:
-        return int(self.late_bound_h * 3_600_000)
-
-    def before_pickup(self) -> str:
-        return f"dated more than {self.pickup_tolerance_min:g} min before its shipment's pickup"
-
-    def too_late(self) -> str:
-        return f"arrived more than {self.late_bound_h:g} h after its shipment was delivered"
-
-
-DEFAULT_BOUNDS = LateBounds()
-
-
-@dataclass(frozen=True)
-class Ride:
-    """A device in one shipment: readings from ``start_ms`` (pickup less the tolerance) to
-    ``end_ms`` (delivery) attach to it; ``closed`` once delivered longer ago than the bound.
-    A device paired in transit (``at_pickup`` False) rides from its pairing, no earlier."""
-
-    start_ms: int
-    end_ms: int | None
-    shipment_id: str
-    closed: bool
-    at_pickup: bool
-
-
-class Assignments:
-    """Which shipment each device was in, by time: intervals from pickup to delivery.
-
-    An interval reaches back ``pickup_tolerance`` before its pickup, never into the device's
-    previous ride. A shipment delivered (and its delivery recorded) longer than
-    ``late_bound`` before ``now_ms`` takes no more readings.
-    """
-
-    def __init__(
-        self,
-        session: Session,
-        device_ids: set[str],
-        *,
-        now_ms: int | None = None,
-        bounds: LateBounds = DEFAULT_BOUNDS,
-    ) -> None:
-        self.bounds = bounds
-        found: dict[str, list[tuple[int, int | None, str, int | None, int | None]]]
-        found = defaultdict(list)
-        if device_ids:
-            raw = Raw.of(session)
-            for row in reading_store.assignments(raw, sorted(device_ids)):
-                device_id, start, end, shipment_id, picked, delivered = row
-                found[device_id].append((start, end, shipment_id, picked, delivered))
-        tolerance, bound = bounds.pickup_tolerance_ms, bounds.late_bound_ms
-        self.by_device: dict[str, list[Ride]] = {}
-        for device_id, intervals in found.items():
-            intervals.sort(key=lambda i: i[0])
-            rides: list[Ride] = []
-            previous_end: int | None = None
-            for start, end, shipment_id, picked, delivered in intervals:
-                at_pickup = picked is None or start <= picked
-                reach = start - tolerance if at_pickup else start
-                if previous_end is not None:
-                    reach = max(reach, previous_end + 1)
-                closed = now_ms is not None and delivered is not None and now_ms > delivered + bound
-                rides.append(Ride(min(reach, start), end, shipment_id, closed, at_pickup))
-                previous_end = end
-            self.by_device[device_id] = rides
-        self._starts = {d: [r.start_ms for r in v] for d, v in self.by_device.items()}
-
-    def locate(self, device_id: str, ts_ms: int) -> tuple[str | None, str | None]:
-        """(shipment id, None) for the ride the device was in at ``ts_ms``, else (None, why)."""
-        rides = self.by_device.get(device_id)
-        if not rides:
-            return None, UNASSIGNED
-        i = bisect.bisect_right(self._starts[device_id], ts_ms) - 1
-        if i < 0:
-            return None, self.bounds.before_pickup() if rides[0].at_pickup else UNASSIGNED
-        ride = rides[i]
-        if ride.end_ms is not None and ts_ms > ride.end_ms:
-            return None, UNASSIGNED
-        if ride.closed:
-            return None, self.bounds.too_late()
-        return ride.shipment_id, None
-
-    def shipment_at(self, device_id: str, ts_ms: int) -> str | None:
-        return self.locate(device_id, ts_ms)[0]
-
-
-def _owned_devices(raw: Raw, actor: Principal, device_ids: list[str]) -> set[str]:
-    if actor.role == Role.device:
-        return {actor.device_id} & set(device_ids) if actor.device_id else set()
-    rows = reading_store.device_couriers(raw, device_ids)
-    if actor.role == Role.admin:
-        return {device_id for device_id, _ in rows}
-    return {device_id for device_id, courier in rows if courier == actor.courier}
 
 
 def ingest_json(
@@ -319,7 +208,7 @@ def _ingest_columns(
     raw = Raw.of(session)
     ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
     distinct = sorted(set(ids))
-    owned = _owned_devices(raw, actor, distinct)
+    owned = owned_devices(raw, actor, distinct)
     assignments = Assignments(session, owned, now_ms=now_ms, bounds=bounds)
     latest_ms = now_ms + future_tolerance_s * 1000
     keep = _one_shipment(assignments, distinct, owned, ts, latest_ms)

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, or_, select
 from app.errors import Invalid
 from app.services.audit import chain as audit
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.services.interop.courier_scans import apply_scan, short
 from integrations.courier import EventPage, event_type
 from models.courier_feed import MAX_RECENT_REJECTIONS, CourierFeed
@@ -167,7 +168,7 @@ def apply_page(
     page: EventPage,
     now: datetime,
     future_tolerance_s: int,
-    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
+    bounds: rides.LateBounds = rides.DEFAULT_BOUNDS,
 ) -> PageOutcome | None:
     """Store a page's events in order and move the cursor (flushes; the caller commits).
 

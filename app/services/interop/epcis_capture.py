@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from app.errors import Invalid
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.services.interop import epcis_custody as custody
 from app.services.interop import epcis_sensors as sensors
 from integrations import epcis
@@ -84,7 +85,7 @@ def capture(
     document: epcis.Document,
     now: datetime,
     future_tolerance_s: int,
-    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
+    bounds: rides.LateBounds = rides.DEFAULT_BOUNDS,
 ) -> CaptureResult:
     """Apply a validated EPCIS document (flushes; the caller commits)."""
     data = epcis.sensor_data(document)

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from app.services.alerts.lifecycle import raise_alert
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.times import rfc3339, to_ms
 from integrations.epcis import Alarm, DeviceRef, SensorData, reading_items
 from models.alert import AlertKind, Severity
@@ -42,7 +43,7 @@ class Devices:
             if actor.role != Role.admin:
                 stmt = stmt.where(Device.courier == actor.courier)
             self.owned = set(session.exec(stmt)) if ids else set()
-        self.assignments = readings.Assignments(session, self.owned)
+        self.assignments = rides.Assignments(session, self.owned)
 
     def resolve(self, ref: DeviceRef) -> str | None:
         """The device id to use, or None when the event does not say which device it is."""
@@ -63,7 +64,7 @@ def store_readings(
     now: datetime,
     future_tolerance_s: int,
     result: CaptureResult,
-    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
+    bounds: rides.LateBounds = rides.DEFAULT_BOUNDS,
 ) -> None:
     """Store the document's readings as ``POST /readings`` would; faults by JSON pointer."""
     batch = reading_items(data, devices.resolve, limits=readings.OPTIONAL, no_device=NO_DEVICE)

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from app.errors import Forbidden, Unauthorized
 from app.services.access import principals
 from app.services.coldchain import ingest as readings
+from app.services.coldchain import rides
 from app.services.shipments.device_ids import canonical
 from integrations.gs1 import canonical_id
 from models.coldchain import Device
@@ -54,7 +55,7 @@ def ingest_message(
     items: list[Any],
     now: datetime,
     future_tolerance_s: int,
-    bounds: readings.LateBounds = readings.DEFAULT_BOUNDS,
+    bounds: rides.LateBounds = rides.DEFAULT_BOUNDS,
 ) -> dict[str, Any]:
     """Store a message's readings for its topic's device (flushes); the outcome to publish."""
     device_id = canonical(device_id, loc="topic")
