@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import re
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import apprise
@@ -40,6 +42,27 @@ REFUSED_ARGS = frozenset({"pgppub", "pgpprv", "pgp", "wkd", "attach"})
 
 class InvalidTarget(ValueError):
     """The target is not an address or URL we send to."""
+
+
+# Apprise logs a URL it cannot parse whole ("Unparseable URL line://<token>/"): while this
+# thread checks a person's target, Apprise's own log records are dropped.
+_checking = threading.local()
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_checking, "on", False)
+
+
+logging.getLogger("apprise").addFilter(_Quiet())
+
+
+def _loads(target: str) -> bool:
+    _checking.on = True
+    try:
+        return apprise.Apprise.instantiate(target) is not None
+    finally:
+        _checking.on = False
 
 
 def is_email(target: str) -> bool:
@@ -79,7 +102,7 @@ def validate(target: str, *, allow_private: bool = False) -> str:
         hosts.append(parts.hostname or "")
     if not allow_private and any(_private(h) for h in hosts if h):
         raise InvalidTarget("loopback, private and link-local hosts are not allowed")
-    if apprise.Apprise.instantiate(target) is None:
+    if not _loads(target):
         raise InvalidTarget(f"Apprise cannot use this {scheme}:// URL (see its documentation)")
     return target
 
