@@ -14,6 +14,7 @@ from app.cli_audit import JwksOption, PublicKeyOption, audit_checkpoint
 from app.cli_courier import courier_cli
 from app.cli_export import export_cli
 from app.cli_help import command_index
+from app.cli_notify import notify_cli
 from app.cli_principals import register as register_principal_commands
 from app.cli_progress import progress
 from app.config import get_settings
@@ -33,6 +34,7 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")
 audit_cli.command("checkpoint")(audit_checkpoint)
 cli.add_typer(courier_cli, name="courier")
+cli.add_typer(notify_cli, name="notify")
 console = Console(stderr=True)
 
 

@@ -90,13 +90,14 @@ def _contacts(body: NotificationSettingsIn, kept: list[str], *, allow_private: b
 def update(
     session: Session,
     *,
-    actor: Principal,
+    actor: Principal | str,
     principal_id: str,
     body: NotificationSettingsIn,
     allow_private: bool,
     now: datetime,
 ) -> NotificationSettingsPublic:
-    """Replace a person's settings (their own, or anyone's by an admin); audited, masked."""
+    """Replace a person's settings (their own, or anyone's by an admin, or by the operator's
+    command line: ``actor="cli"``, as the other CLI commands audit); audited, masked."""
     principal = _person(session, principal_id)
     prefs = session.get(NotificationPrefs, principal.id)
     before = _public(session, principal, prefs).model_dump(mode="json") if prefs else None
