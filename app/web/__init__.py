@@ -22,6 +22,7 @@ from app.web import (
     notfound,
     pages,
     record_actions,
+    settings,
     step_actions,
     worklist,
 )
@@ -38,6 +39,7 @@ router.include_router(calendar.router)
 router.include_router(step_actions.router)
 router.include_router(worklist.router)
 router.include_router(record_actions.router)
+router.include_router(settings.router)
 install_error_pages = notfound.install
 
 
