@@ -10,6 +10,7 @@ watch alerts.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
@@ -47,6 +48,13 @@ ADVICE = {
     "language": N_("Choose English or Japanese."),
     "timezone": N_("Not a time zone we know; choose one from the list."),
 }
+
+
+def _hhmm(value: str) -> str:
+    """``7:00``, ``0700`` or ``07:00`` as ``07:00``; anything else as typed, for the model
+    to refuse."""
+    match = re.fullmatch(r"([0-9]{1,2}):?([0-9]{2})", value.strip())
+    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else value.strip()
 
 
 def _person(view: View) -> None:
@@ -144,8 +152,8 @@ def save_settings(
         "remove": removed,
         "kinds": set(kinds),
         "min_severity": min_severity,
-        "quiet_from": quiet_from.strip(),
-        "quiet_to": quiet_to.strip(),
+        "quiet_from": _hhmm(quiet_from),
+        "quiet_to": _hhmm(quiet_to),
         "language": language,
         "timezone": timezone.strip(),
         "digest": bool(digest),

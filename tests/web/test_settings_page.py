@@ -94,7 +94,7 @@ def test_the_page_shows_masked_contacts_and_a_save_goes_through_the_api(
         kinds=["loss_of_signal", "temperature_excursion"],
         min_severity="critical",
         quiet_from="22:00",
-        quiet_to="07:00",
+        quiet_to="0700",  # read as 07:00
         language="ja",
         timezone="Asia/Tokyo",
         digest="on",
