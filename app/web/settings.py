@@ -98,7 +98,8 @@ def _render(
         found=found,
         form=form,
         errors=errors,
-        error=_("Not saved: check the marked fields.") if errors else None,
+        # A refusal that names no field is the summary itself.
+        error=errors.get("form") or (_("Not saved: check the marked fields.") if errors else None),
         kinds=[(k, _(ALERT_KIND.get(k, k))) for k in KINDS],
         severities=[(s, _(SEVERITY[s])) for s in SEVERITIES],
         channels={c.fingerprint: _(CHANNELS.get(c.kind, c.kind)) for c in found.contacts},
@@ -210,8 +211,10 @@ def save_settings(
 def _refusal(exc: AppError, view: View, new_index: int) -> dict[str, str]:
     """The service's refusal beside its field: a short reason, then the service's words."""
     _ = view.lang.gettext
+    if not exc.errors:
+        return {"form": f"{_('Not saved.')} ({exc.detail})"}
     errors: dict[str, str] = {}
-    for e in exc.errors or [{"loc": "body/contacts", "msg": exc.detail}]:
+    for e in exc.errors:
         loc = [int(p) if p.isdigit() else p for p in str(e["loc"]).split("/")[1:]]
         field = _field(loc, new_index)
         if field == "contacts":
