@@ -37,7 +37,13 @@ Target = Annotated[str, Form(max_length=2000)]
 
 KINDS = [k.value for k in AlertKind]
 SEVERITIES = [s.value for s in Severity]
-CHANNELS = {"email": N_("E-mail"), "line": "LINE", "msteams": "Microsoft Teams", "slack": "Slack"}
+CHANNELS = {
+    "email": N_("E-mail"),
+    "line": "LINE",
+    "msteams": "Microsoft Teams",
+    "workflow": "Microsoft Teams",
+    "slack": "Slack",
+}
 # Field -> what a person is told when the request model refuses it.
 ADVICE = {
     "new_contact": N_("Not an e-mail address or a notification URL we can send to."),

@@ -24,6 +24,8 @@ SCHEMES = frozenset(
         "mailtos",
         "line",
         "msteams",
+        "workflow",
+        "workflows",
         "slack",
         "discord",
         "tgram",
@@ -103,6 +105,12 @@ def validate(target: str, *, allow_private: bool = False) -> str:
     if not allow_private and any(_private(h) for h in hosts if h):
         raise InvalidTarget("loopback, private and link-local hosts are not allowed")
     if not _loads(target):
+        if scheme == "msteams":
+            # Apprise 2 dropped msteams:// with Microsoft's retired Office 365 connectors.
+            raise InvalidTarget(
+                "Microsoft retired Teams connectors (msteams://): post to Teams through a "
+                "Power Automate Workflows URL, workflow://…"
+            )
         raise InvalidTarget(f"Apprise cannot use this {scheme}:// URL (see its documentation)")
     return target
 

@@ -215,6 +215,6 @@ def test_a_target_apprise_cannot_parse_is_not_logged(
     secret = "teamsSECRETabc"  # Apprise masks long path parts, not short ones
     with caplog.at_level("DEBUG"):
         refused = v2v("notify", "set", pid, "--contact", f"msteams://team/{secret}/")
-    assert refused.exit_code == 2 and "Apprise cannot use this msteams:// URL" in refused.output
+    assert refused.exit_code == 2 and "Microsoft retired Teams connectors" in refused.output
     assert secret not in refused.output
     assert secret not in caplog.text

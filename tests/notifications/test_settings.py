@@ -67,3 +67,18 @@ def test_private_hosts_need_the_setting() -> None:
             validate(target)
         assert validate(target, allow_private=True) == target
     assert validate("json://hooks.example.org/v2v") == "json://hooks.example.org/v2v"
+
+
+def test_teams_is_reached_through_workflows_and_a_retired_connector_url_says_so(api: Api) -> None:
+    workflow = "workflow://prod-01.westus.logic.azure.com:443/wf0123456789/sig0123456789"
+    body = {"contacts": [{"target": workflow}]}
+    r = api.client.put("/api/v1/me/notifications", json=body, headers=api.headers("ncc"))
+    assert r.status_code == 200, r.text
+    assert r.json()["contacts"][0]["kind"] == "workflow"
+    assert "wf0123456789" not in r.text
+    old = {"contacts": [{"target": "msteams://team/tokenA/tokenB/tokenC/"}]}
+    r = api.client.put("/api/v1/me/notifications", json=old, headers=api.headers("ncc"))
+    assert r.status_code == 422
+    assert "workflow://" in r.json()["errors"][0]["msg"]
+    kept = api.get("ncc", "/api/v1/me/notifications").json()["contacts"]
+    assert [c["kind"] for c in kept] == ["workflow"]
