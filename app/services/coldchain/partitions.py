@@ -163,4 +163,7 @@ def detach(session: Session, *, name: str) -> None:
         raise Conflict(f"{name} is not a month partition of reading")
     if name not in {p.name for p in list_partitions(session)}:
         raise Conflict(f"{name} is not attached to reading")
+    # DETACH waits for ACCESS EXCLUSIVE on reading, and every ingest and trace queues behind
+    # it meanwhile: give up (the caller's transaction rolls back) rather than stall them.
+    session.execute(text("SET LOCAL lock_timeout = '10s'"))
     session.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
