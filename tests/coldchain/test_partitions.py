@@ -12,13 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from sqlalchemy import text
 
+from app.clock import FrozenClock
 from app.db import Database
 from app.jobs.partitions import create_ahead
 from app.migrations import alembic_config, drift, upgrade
+from app.scheduler import Scheduler, default_jobs
 from app.services.coldchain import partitions, traces
 from tests.coldchain.test_readings import in_transit, post, readings
 from tests.conftest import Api, _pg_exec, _pg_url
@@ -211,3 +214,20 @@ def test_on_sqlite_partitioning_is_a_no_op(sqlite_template: Path, tmp_path: Path
         assert drift(db.engine) == []
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_the_scheduler_leader_creates_the_months_ahead(database: Database) -> None:
+    with httpx.Client() as client:
+        job = default_jobs(client)["partitions"]
+    assert job[1] == 3_600
+    clock = FrozenClock(datetime(2032, 5, 2, tzinfo=UTC))
+    scheduler = Scheduler(database, clock=clock, jobs={"partitions": job}, client=httpx.Client())
+    try:
+        assert scheduler.run_job("partitions")  # this instance leads
+    finally:
+        scheduler.shutdown()
+    with database.session() as session:
+        names = {p.name for p in partitions.list_partitions(session)}
+    assert {f"reading_y2032m{m:02d}" for m in (5, 6, 7, 8)} <= names
+    assert "reading_y2032m09" not in names
