@@ -17,6 +17,7 @@ from app.cli_help import command_index
 from app.cli_notify import notify_cli
 from app.cli_principals import register as register_principal_commands
 from app.cli_progress import progress
+from app.cli_readings import readings_cli
 from app.config import get_settings
 from app.db import Database
 from models.principal import Role
@@ -35,6 +36,7 @@ cli.add_typer(export_cli, name="export")
 audit_cli.command("checkpoint")(audit_checkpoint)
 cli.add_typer(courier_cli, name="courier")
 cli.add_typer(notify_cli, name="notify")
+cli.add_typer(readings_cli, name="readings")
 console = Console(stderr=True)
 
 

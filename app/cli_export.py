@@ -28,6 +28,12 @@ def _database() -> Database:
 def export_case(
     case_id: Annotated[str, typer.Argument(help="The case id.")],
     out: Annotated[Path, typer.Option("--out", help="SQLite file to write (replaced).")],
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive", help="Directory of `v2v readings archive` files, if the case's are."
+        ),
+    ] = None,
 ) -> None:
     """One case's whole record, with its audit entries, the chain's hashes and a manifest
     of every table signed with the service's Ed25519 key."""
@@ -43,7 +49,13 @@ def export_case(
     try:
         with progress(console, f"exporting case {case_id}"), db.transaction() as session:
             counts = export.export_case(
-                session, case_id=case_id, out=out, actor="cli", now=utcnow(), keyring=keyring
+                session,
+                case_id=case_id,
+                out=out,
+                actor="cli",
+                now=utcnow(),
+                keyring=keyring,
+                archive_dir=archive_dir,
             )
             audit.append(
                 session,

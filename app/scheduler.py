@@ -65,6 +65,7 @@ def default_jobs(
     from app.config import get_settings
     from app.jobs.audit import write_checkpoint
     from app.jobs.courier import poll_couriers
+    from app.jobs.partitions import create_ahead
     from app.jobs.webhooks import deliver_webhooks
     from integrations.webhooks import default_client
 
@@ -77,6 +78,10 @@ def default_jobs(
         "thaw_clock": (lambda db, now: sweeps.thaw_clock(db, now=now), 60),
         "delays": (lambda db, now: delays.delay_sweep(db, now=now), 300),
         "webhooks": (lambda db, now: deliver_webhooks(db, now=now, client=hooks), 15),
+        # Months are made three ahead; hourly, not daily, because an interval job first runs
+        # one interval after start (a scheduler restarted daily would never run a daily one)
+        # and a run with nothing to create is one catalogue query.
+        "partitions": (lambda db, now: create_ahead(db, now=now), 3_600),
         "couriers": (lambda db, now: poll_couriers(db, now=now, client=client), 60),
         **notification_jobs(settings),
     }

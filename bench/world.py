@@ -225,6 +225,8 @@ def _ship(
         f"/api/v1/cases/{cid}/events",
         {"type": "collected", "occurred_at": collected.isoformat(), "site": SITE, "coi": coi},
     )
+    # A logger rides only once its courier has registered it.
+    post(courier, "/api/v1/devices", {"device_id": device_id})
     shipment = post(
         coordinator,
         "/api/v1/shipments",

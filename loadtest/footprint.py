@@ -42,8 +42,11 @@ def _postgres(url: str, rows: list[tuple[object, ...]]) -> tuple[int, int]:
             for row in rows:
                 copy.write_row(row)
         conn.execute("VACUUM ANALYZE reading")
+        # Summed over the partitions (a partitioned parent has no storage of its own); a
+        # plain table is its own one-row tree.
         sizes = conn.execute(
-            "SELECT pg_total_relation_size('reading'), pg_indexes_size('reading')"
+            "SELECT sum(pg_total_relation_size(relid)), sum(pg_indexes_size(relid)) "
+            "FROM pg_partition_tree('reading')"
         ).fetchone()
     if sizes is None:
         raise RuntimeError("no sizes")

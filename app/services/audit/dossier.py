@@ -31,9 +31,9 @@ from app.services.audit import chain as audit
 from app.services.audit import manifest
 from app.services.audit.keys import AuditKeys
 from app.services.audit.signing import PublicKeys
+from app.services.coldchain import archive_file as archive
 from app.services.identity.coi import Keyring
 from app.services.metrics import turnaround as metrics
-from app.times import from_ms
 from models.alert import Alert
 from models.audit import GENESIS_HASH, AuditEntry
 from models.case import Case, Milestone, Slot
@@ -61,10 +61,18 @@ def _fresh(path: Path) -> sqlite_utils.Database:
 
 
 def export_case(
-    session: Session, *, case_id: str, out: Path, actor: str, now: datetime, keyring: Keyring
+    session: Session,
+    *,
+    case_id: str,
+    out: Path,
+    actor: str,
+    now: datetime,
+    keyring: Keyring,
+    archive_dir: Path | None = None,
 ) -> dict[str, int]:
     """Write one case's complete record into a standalone SQLite file, with its signed
-    manifest; return row counts."""
+    manifest; return row counts. Readings archived off the database (``v2v readings
+    archive``) are read from their files in ``archive_dir``, checked against the audit."""
     case = session.get(Case, case_id)
     if case is None:
         raise NotFound("no such case")
@@ -112,24 +120,24 @@ def export_case(
     )
     r = READINGS.c
     readings = [
-        {**dict(row._mapping), "ts": from_ms(row.ts_ms).isoformat()}
+        archive.dossier_row(row)
         for row in session.execute(
-            select_columns(
-                r.shipment_id,
-                r.device_id,
-                r.ts_ms,
-                r.temp_c,
-                r.lat,
-                r.lon,
-                r.humidity_pct,
-                r.shock_g,
-                r.light_lux,
-                r.battery_pct,
-            )
+            select_columns(*(r[name] for name in archive.FIELDS))
             .where(r.shipment_id.in_(ship_ids))
             .order_by(r.shipment_id, r.ts_ms)
         )
     ]
+    # A partition re-attached after its archive run holds the same readings: kept once.
+    stored = {(row["device_id"], row["ts_ms"]) for row in readings}
+    readings += [
+        row
+        for row in archive.archived_readings(
+            session, shipment_ids=ship_ids, archive_dir=archive_dir
+        )
+        if (row["device_id"], row["ts_ms"]) not in stored
+    ]
+    if readings:
+        db.table("readings").create(archive.TYPES)
     put("readings", readings, pk=None)
     excursions = list(
         session.exec(select(Excursion).where(col(Excursion.shipment_id).in_(ship_ids)))
@@ -214,7 +222,34 @@ def verify_dossier(
             and audit.entry_hash(key=key, kid=row["kid"], **_content(row)) != row["hash"]
         ):
             return False, f"audit entry {row['seq']} does not match its hash"
+    problem = _archived_match(db, entries)
+    if problem is not None:
+        return False, problem
     return True, f"{signed}; {len(entries)} entries placed in a chain of {len(chain)}"
+
+
+def _archived_match(db: sqlite_utils.Database, entries: list[dict[str, Any]]) -> str | None:
+    """A shipment's readings archived off the database must be, in the dossier, the very
+    rows whose digest was audited when their month was archived."""
+    for row in entries:
+        if row["action"] != archive.ARCHIVED:
+            continue
+        after = json.loads(row["after"])
+        rows = (
+            db.table("readings").rows_where(
+                "shipment_id = ? AND ts_ms >= ? AND ts_ms < ?",
+                [row["entity_id"], after["from_ms"], after["until_ms"]],
+            )
+            if "readings" in db.table_names()
+            else []
+        )
+        got = manifest.lines_digest([manifest.canonical_row(r) for r in rows])
+        if got != {"rows": after["rows"], "sha256": after["sha256"]}:
+            return (
+                f"readings of shipment {row['entity_id']} are not those audited when "
+                f"{after['partition']} was archived"
+            )
+    return None
 
 
 def _content(row: dict[str, Any]) -> dict[str, Any]:

@@ -26,20 +26,28 @@ def _cell(value: Any) -> Any:
     return {"$bytes": value.hex()} if isinstance(value, bytes) else value
 
 
-def table_digest(db: sqlite_utils.Database, table: str) -> dict[str, Any]:
-    """Row count and SHA-256 of a table's rows as stored: each row as canonical JSON (column
-    names and values), sorted, so the digest depends on the content, not on the row order."""
-    lines = sorted(
-        json.dumps(
-            {k: _cell(v) for k, v in row.items()},
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        for row in db.table(table).rows
+def canonical_row(row: dict[str, Any]) -> str:
+    """One row as canonical JSON: column names sorted, compact, UTF-8 kept."""
+    return json.dumps(
+        {k: _cell(v) for k, v in row.items()},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
+
+
+def lines_digest(lines: list[str]) -> dict[str, Any]:
+    """Row count and SHA-256 of canonical rows, sorted, so the order they came in is moot."""
+    lines = sorted(lines)
     digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
     return {"rows": len(lines), "sha256": digest}
+
+
+def table_digest(db: sqlite_utils.Database, table: str) -> dict[str, Any]:
+    """Row count and SHA-256 of a table's rows as stored: each row as canonical JSON (column
+    names and values), sorted, so the digest depends on the content, not on the row order.
+    An archive of readings (``coldchain/archive.py``) hashes each shipment's rows this way."""
+    return lines_digest([canonical_row(row) for row in db.table(table).rows])
 
 
 def _tables(db: sqlite_utils.Database) -> list[str]:
