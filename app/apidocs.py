@@ -4,11 +4,16 @@ FastAPI's own pages load Swagger UI and ReDoc from a CDN, so on a hospital netwo
 internet access they stay blank. The ``fastapi-offline`` wheel ships the same assets; they
 are mounted under ``/static/apidocs/`` (versioned by the package's version, so a browser may
 keep them) and the pages name no other origin: no Google fonts, no online validator badge.
+ReDoc's bundle still shows its maker's logo from their CDN; the pages' Content-Security-Policy
+admits only this origin, so the browser never sends that request (the logo just stays away).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 from importlib.metadata import version
 from pathlib import Path
 
@@ -41,8 +46,25 @@ class Immutable(StaticFiles):
         return response
 
 
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
 def _asset(name: str) -> str:
     return f"{PREFIX}/{name}?v={VERSION}"
+
+
+def _same_origin_only(page: HTMLResponse) -> HTMLResponse:
+    """Allow the page's own inline start-up script (by its hash) and this origin, nothing else."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(code.encode()).digest()).decode() + "'"
+        for code in INLINE_SCRIPT.findall(bytes(page.body).decode())
+    )
+    page.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+        "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    return page
 
 
 def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
@@ -54,7 +76,7 @@ def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc")
 
     @app.get(docs_url, include_in_schema=False)
     def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{title} — API",
             swagger_js_url=_asset("swagger-ui-bundle.js"),
@@ -64,13 +86,15 @@ def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc")
             # The badge would send the whole API description to validator.swagger.io.
             swagger_ui_parameters={"validatorUrl": None},
         )
+        return _same_origin_only(page)
 
     @app.get(redoc_url, include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=openapi_url,
             title=f"{title} — API reference",
             redoc_js_url=_asset("redoc.standalone.js"),
             redoc_favicon_url=_asset("favicon.png"),
             with_google_fonts=False,
         )
+        return _same_origin_only(page)
