@@ -209,30 +209,36 @@ def test_charts_put_nothing_in_the_tab_order(pages: Pages, served: Served) -> No
 def test_excursions_table_refreshes_without_a_reload(
     pages: Pages, served: Served, shot: Shot
 ) -> None:
-    with client(served, "qa") as qa:
-        found = qa.get("/api/v1/excursions", params={"status": "closed", "limit": 100})
-        assert found.status_code == 200, found.text
-        unsigned = [e for e in found.json()["items"] if not e.get("disposition")]
-        assert unsigned, "the demo cohort has closed excursions awaiting QA"
-        excursion = unsigned[0]
-        page = pages.fresh("admin")
-        page.clock.install()  # fake timers: the 15 s poll runs when the test says so
-        page.goto(f"/shipments/{excursion['shipment_id']}")
-        page.evaluate("window.__marker = 'same page'")
-        row = page.locator(f'#excursions tr[data-excursion-id="{excursion["id"]}"]')
-        assert "Signed by" not in row.inner_text()
-        r = qa.post(
-            f"/api/v1/excursions/{excursion['id']}/disposition",
-            json={
-                "decision": "accept",
-                "reason": "Warmed on the dock for half an hour; stability data covers it.",
-                "signature": {"password_or_key": served.keys["qa"], "meaning": "Approval"},
-            },
+    ship = served.ids["excursion_shipment"]
+    page = pages.fresh("ncc")
+    page.clock.install()  # fake timers: the 15 s poll runs when the test says so
+    page.goto(f"/shipments/{ship}")
+    page.evaluate("window.__marker = 'same page'")
+    before = set(
+        page.locator("#excursions tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.excursionId)"
         )
-    assert r.status_code == 200, r.text
+    )
+    # The box passes the 15 °C critical limit for a minute and cools again: a new excursion.
+    with client(served, "ncc") as api:
+        device = api.get(f"/api/v1/shipments/{ship}").json()["device_ids"][0]
+    now = datetime.now(UTC).replace(microsecond=0)
+    spell = [(100, 16.5), (80, 17.0), (60, 16.8), (40, 5.2), (20, 5.0)]
+    readings = [
+        {"device_id": device, "ts": (now - timedelta(seconds=s)).isoformat(), "temp_c": t}
+        for s, t in spell
+    ]
+    with client(served, "courier") as courier:
+        r = courier.post("/api/v1/readings", json={"readings": readings})
+    assert r.status_code == 200 and not r.json()["rejected"], r.text
     page.clock.run_for(16_000)
-    page.locator(
-        f'#excursions tr[data-excursion-id="{excursion["id"]}"]', has_text="Signed by"
-    ).wait_for()
+    page.wait_for_function(
+        "n => document.querySelectorAll('#excursions tbody tr').length > n", arg=len(before)
+    )
+    after = page.locator("#excursions tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.dataset.excursionId, r.innerText])"
+    )
+    new = [text for id_, text in after if id_ not in before]
+    assert len(new) == 1 and "17.0 °C" in new[0] and "Critical" in new[0], after
     assert page.evaluate("window.__marker") == "same page"
-    shot(page, "pages-en-shipment-signed-live")
+    shot(page, "pages-en-shipment-excursion-live")

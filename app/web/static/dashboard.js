@@ -70,16 +70,26 @@
 
   var plotlyLoading = null;
 
+  // After the page's load event: plotly.js is 4.8 MB of script, and compiling it the first
+  // time takes a second or more on a busy ward PC. The page (facts, tables, forms) is usable
+  // at once and each chart box says it is being drawn until it is.
+  function pageLoaded() {
+    return new Promise(function (resolve) {
+      if (document.readyState === "complete") { resolve(); return; }
+      window.addEventListener("load", function () { resolve(); });
+    });
+  }
+
   function withPlotly(then) {
     if (window.Plotly) { then(); return; }
     if (!plotlyLoading) {
-      plotlyLoading = new Promise(function (resolve, reject) {
+      plotlyLoading = pageLoaded().then(function () { return new Promise(function (resolve, reject) {
         var script = document.createElement("script");
         script.src = document.body.dataset.plotly;
         script.onload = resolve;
         script.onerror = reject;
         document.head.appendChild(script);
-      });
+      }); });
     }
     plotlyLoading.then(then, function () { plotlyLoading = null; });
   }
