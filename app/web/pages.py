@@ -59,15 +59,19 @@ def case_page(case_id: Id, view: ViewDep, session: SessionDep, part: Part = None
     case = case_pages.visible_case(session, actor=view.user, case_id=case_id)
     site = session.get(Site, case.site)
     local = view.in_zone(site.timezone) if site else view
+    parts = {"timeline": "_case_timeline.html", "alerts": "_case_alerts.html"}
+    template = _part(parts, part) or "case.html"
+    if part == "alerts":
+        require(view.can.alerts, "alerts")
     data = journey.build(session, view.user, case, now=view.now, alerts_too=view.can.alerts)
+    # The traces only for the whole page: a live region's poll never draws them.
     charts = {
         s.id: coldchain_view.chart(
             session, s, shipment_pages.profile_of(session, shipment=s), local.lang, 300
         )
         for s in data["shipments"]
-        if s.picked_up_at is not None
+        if s.picked_up_at is not None and part is None
     }
-    template = _part({"timeline": "_case_timeline.html"}, part) or "case.html"
     outcome = record_actions.take_result(view.request) if part is None else None
     return local.render(
         template, charts=charts, outcome=outcome, form_zone=local.lang.zone.key, **data

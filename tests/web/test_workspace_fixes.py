@@ -117,6 +117,20 @@ def test_excursions_table_is_a_live_region(
     assert '<table id="excursions">' in part.text and "data-excursion-id=" in part.text
 
 
+def test_case_alerts_are_a_live_region(
+    api: Api,
+    world: dict[str, Any],  # noqa: F811
+) -> None:
+    ncc = Browser(api, "ncc")
+    url = f"/cases/{world['case_id']}"
+    assert f'data-live="{url}?part=alerts"' in ncc.get(url).text
+    part = ncc.get(f"{url}?part=alerts")
+    assert part.status_code == 200 and "<html" not in part.text
+    assert f'data-alert-id="{world["alert_id"]}"' in part.text
+    # A role that watches no alert gets no alert list, as on the whole page.
+    assert Browser(api, "viewer").get(f"{url}?part=alerts").status_code == 403
+
+
 @pytest.mark.parametrize("status", ["all", ""])
 def test_alerts_page_shows_every_status(
     api: Api,
