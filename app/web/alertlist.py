@@ -14,6 +14,7 @@ from models.alert import AlertKind, AlertStatus, Severity
 from models.principal import Principal
 
 PAGE = 50
+ALL = "all"
 
 
 def _choice(value: str | None, enum: Any, name: str) -> Any:
@@ -28,6 +29,8 @@ def _choice(value: str | None, enum: Any, name: str) -> Any:
 
 
 def filters(status: str | None, kind: str | None, severity: str | None) -> dict[str, Any]:
+    """The chosen filters; "all" (a link's way of saying no filter) or nothing means any."""
+    status, kind, severity = (None if v == ALL else v for v in (status, kind, severity))
     return {
         "status": _choice(status, AlertStatus, "status"),
         "kind": _choice(kind, AlertKind, "kind"),

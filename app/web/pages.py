@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path as FilePath
 from typing import Annotated
 
-import plotly
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 
 from app.deps import SessionDep
 from app.errors import NotFound
 from app.services.journey import holds
 from app.services.journey import pages as case_pages
 from app.services.shipments import pages as shipment_pages
-from app.web import alertlist, comparison, journey, overview, record_actions
+from app.web import alertlist, comparison, journey, overview, record_actions, vendor
 from app.web import coldchain as coldchain_view
-from app.web.render import ViewDep, WebRoute
+from app.web.render import ViewDep, WebRoute, env
 from app.web.roles import require
 from models.case import Case
 from models.reference import Site
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
+router.include_router(vendor.router)
+env.globals["plotly_js"] = vendor.URL  # base.html names it; dashboard.js loads it on demand
 Part = Annotated[str | None, Query(max_length=20, pattern="^[a-z_]+$")]
 Id = Annotated[str, Path(max_length=64)]
 
@@ -59,15 +59,19 @@ def case_page(case_id: Id, view: ViewDep, session: SessionDep, part: Part = None
     case = case_pages.visible_case(session, actor=view.user, case_id=case_id)
     site = session.get(Site, case.site)
     local = view.in_zone(site.timezone) if site else view
+    parts = {"timeline": "_case_timeline.html", "alerts": "_case_alerts.html"}
+    template = _part(parts, part) or "case.html"
+    if part == "alerts":
+        require(view.can.alerts, "alerts")
     data = journey.build(session, view.user, case, now=view.now, alerts_too=view.can.alerts)
+    # The traces only for the whole page: a live region's poll never draws them.
     charts = {
         s.id: coldchain_view.chart(
             session, s, shipment_pages.profile_of(session, shipment=s), local.lang, 300
         )
         for s in data["shipments"]
-        if s.picked_up_at is not None
+        if s.picked_up_at is not None and part is None
     }
-    template = _part({"timeline": "_case_timeline.html"}, part) or "case.html"
     outcome = record_actions.take_result(view.request) if part is None else None
     return local.render(
         template, charts=charts, outcome=outcome, form_zone=local.lang.zone.key, **data
@@ -86,7 +90,8 @@ def shipment_page(
     local = view.in_zone(site.timezone) if site else view
     data = coldchain_view.build(session, shipment, now=view.now, lang=local.lang)
     hold = holds.state(session, case=case) if case else None
-    template = _part({"live": "_shipment_live.html"}, part) or "shipment.html"
+    parts = {"live": "_shipment_live.html", "excursions": "_shipment_excursions.html"}
+    template = _part(parts, part) or "shipment.html"
     return local.render(template, hold=hold, **data)
 
 
@@ -125,16 +130,3 @@ def alerts_page(
     )
     template = _part({"list": "_alerts_list.html"}, part) or "alerts.html"
     return view.render(template, **data)
-
-
-# ---- plotly.js, served from the installed Python package (no CDN, works offline) ----
-
-PLOTLY_JS = FilePath(plotly.__file__).parent / "package_data" / "plotly.min.js"
-
-
-@router.get("/static/vendor/plotly.min.js")
-def plotly_js() -> FileResponse:
-    """The plotly.js bundle that ships inside the locked ``plotly`` wheel."""
-    return FileResponse(
-        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
-    )

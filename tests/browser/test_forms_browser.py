@@ -44,7 +44,8 @@ def focused(page: Any) -> str:
 
 def ready(page: Any) -> None:
     """The page opens with the scan field focused (autofocus lands after the first paint)."""
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'coi'")
+    # A function, not an expression: polling an expression needs eval, which the CSP refuses.
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'coi'")
 
 
 def flash(page: Any) -> str:

@@ -1,5 +1,7 @@
-/* vein2vein dashboard: draws the charts (plotly.js, served locally) and refreshes the live
-   regions ([data-live]) every data-refresh seconds without reloading the page. */
+/* vein2vein dashboard: draws the charts (plotly.js, served locally and loaded only on pages
+   that have one), refreshes the live regions ([data-live]) every data-refresh seconds without
+   reloading the page, and puts the keyboard focus back where the person was after an action
+   that reloads the page (Acknowledge, a signed disposition, a hold). */
 (function () {
   "use strict";
 
@@ -8,7 +10,9 @@
     return node ? JSON.parse(node.textContent) : null;
   }
 
-  var CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  // No toolbar: its eight buttons per chart sat in the keyboard's tab order between the
+  // page's real controls. Dragging still zooms and a double click resets.
+  var CONFIG = { responsive: true, displaylogo: false, displayModeBar: false };
 
   function legendSwatch(name, colour) {
     return { x: [null], y: [null], mode: "markers", name: name, hoverinfo: "skip",
@@ -64,13 +68,92 @@
 
   var DRAW = { temperature: temperature, distribution: distribution, legs: legs };
 
-  function drawCharts(root) {
-    if (!window.Plotly) { return; }
-    root.querySelectorAll("[data-chart]").forEach(function (el) {
-      var d = data(el.id);
-      var draw = DRAW[el.dataset.chart];
-      if (d && draw) { draw(el, d); }
+  var plotlyLoading = null;
+
+  // After the page's load event: plotly.js is 4.8 MB of script, and compiling it the first
+  // time takes a second or more on a busy ward PC. The page (facts, tables, forms) is usable
+  // at once and each chart box says it is being drawn until it is.
+  function pageLoaded() {
+    return new Promise(function (resolve) {
+      if (document.readyState === "complete") { resolve(); return; }
+      window.addEventListener("load", function () { resolve(); });
     });
+  }
+
+  function withPlotly(then) {
+    if (window.Plotly) { then(); return; }
+    if (!plotlyLoading) {
+      plotlyLoading = pageLoaded().then(function () { return new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = document.body.dataset.plotly;
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.appendChild(script);
+      }); });
+    }
+    plotlyLoading.then(then, function () { plotlyLoading = null; });
+  }
+
+  function drawCharts(root) {
+    var charts = root.querySelectorAll("[data-chart]");
+    if (!charts.length) { return; }
+    withPlotly(function () {
+      charts.forEach(function (el) {
+        var d = data(el.id);
+        var draw = DRAW[el.dataset.chart];
+        if (d && draw) { draw(el, d); }
+      });
+    });
+  }
+
+  // ---- focus after an action that reloads the page ----
+
+  var FOCUS_KEY = "v2v-focus";
+
+  function rowId(row) { return row ? row.getAttribute("data-alert-id") : null; }
+
+  function remember(event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || (form.method || "").toLowerCase() !== "post") { return; }
+    var row = form.closest("[data-alert-id]");
+    var section = form.closest("section[id], article[id]");
+    var note = { path: window.location.pathname + window.location.search, at: Date.now(),
+      alert: rowId(row), section: section ? section.id : null, form: form.id || null };
+    if (row) {
+      // The next alert's button, so a coordinator can acknowledge a run of them in turn.
+      note.next = rowId(row.nextElementSibling) || rowId(row.previousElementSibling);
+    }
+    try { window.sessionStorage.setItem(FOCUS_KEY, JSON.stringify(note)); } catch (e) { /* private mode */ }
+  }
+
+  function focusOn(el) {
+    if (!el) { return false; }
+    if (!el.matches("a[href], button, input, select, textarea, [tabindex]")) { el.setAttribute("tabindex", "-1"); }
+    el.focus({ preventScroll: true });
+    el.scrollIntoView({ block: "center" });
+    return document.activeElement === el;
+  }
+
+  function byAlert(id, inside) {
+    return id ? document.querySelector("[data-alert-id=\"" + CSS.escape(id) + "\"]" + (inside || "")) : null;
+  }
+
+  function restoreFocus() {
+    var note = null;
+    try {
+      note = JSON.parse(window.sessionStorage.getItem(FOCUS_KEY) || "null");
+      window.sessionStorage.removeItem(FOCUS_KEY);
+    } catch (e) { note = null; }
+    var hash = window.location.hash ? document.getElementById(window.location.hash.slice(1)) : null;
+    if (!note || Date.now() - note.at > 60000) { if (hash) { focusOn(hash); } return; }
+    var message = document.querySelector("main [role=alert], .flash[role=alert], main .outcome, .flash");
+    var candidates = note.alert ? [
+      byAlert(note.next, " button"), byAlert(note.alert, " button"), byAlert(note.alert), message
+    ] : [
+      note.form && document.getElementById(note.form), message, hash,
+      note.section && document.getElementById(note.section)
+    ];
+    for (var i = 0; i < candidates.length; i++) { if (focusOn(candidates[i])) { return; } }
   }
 
   function refresh(region) {
@@ -91,7 +174,10 @@
       .catch(function () { /* offline for a moment: the next poll retries */ });
   }
 
+  document.addEventListener("submit", remember, true);
+
   document.addEventListener("DOMContentLoaded", function () {
+    restoreFocus();
     drawCharts(document);
     var seconds = Number(document.body.dataset.refresh || "15");
     var regions = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));

@@ -62,13 +62,16 @@
     return null;
   }
 
+  // Select the whole field, so the next scan replaces a bad one.
+  function selectAll(field) { field.setSelectionRange(0, field.value.length); }
+
   function onScanKey(event) {
     if (event.key !== "Enter") { return; }
     var field = event.target;
     var form = field.form;
     event.preventDefault();
     var state = hint(field);
-    if (state === "bad" || state === "format" || state === "empty") { field.select(); return; }
+    if (state === "bad" || state === "format" || state === "empty") { selectAll(field); return; }
     var next = nextEmpty(form, field);
     if (next) { next.focus(); return; }
     if (form.hasAttribute("data-custody")) {
@@ -93,7 +96,7 @@
     document.querySelectorAll("[data-scan]").forEach(function (field) {
       field.addEventListener("input", function () { hint(field); });
       field.addEventListener("keydown", onScanKey);
-      field.addEventListener("focus", function () { field.select(); });
+      field.addEventListener("focus", function () { selectAll(field); });
     });
     var button = document.getElementById("locate");
     if (button) { button.addEventListener("click", function () { locate(button); }); }
