@@ -147,3 +147,12 @@ def test_a_bare_message_is_kept_as_text_in_every_language() -> None:
     params = {"text": "courier reports a damaged box"}
     assert messages.render(messages.TEXT, params, lang="ja", tz="Asia/Tokyo") == params["text"]
     assert messages.known(messages.TEXT) and not messages.known("nope")
+
+
+def test_delay_alerts_name_their_leg_in_words_not_by_its_code() -> None:
+    for code in ("delay.at_risk", "delay.breached"):
+        params = {**SAMPLES[code], "target": "vein_to_vein_d"}
+        english = messages.render(code, params)
+        assert "vein-to-vein target" in english and "vein_to_vein_d" not in english
+        japanese = messages.render(code, params, lang="ja", tz="Asia/Tokyo")
+        assert "採取から投与まで" in japanese and "vein_to_vein_d" not in japanese

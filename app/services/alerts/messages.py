@@ -40,6 +40,14 @@ _LEG_JA = {
     "site_to_infusion_d": "病院到着から投与まで",
     "vein_to_vein_d": "採取から投与まで（vein-to-vein）",
 }
+_LEG_EN = {
+    "collection_to_receipt_h": "collection-to-receipt",
+    "receipt_to_start_h": "receipt-to-start",
+    "start_to_release_d": "start-to-release",
+    "release_to_site_h": "release-to-hospital",
+    "site_to_infusion_d": "hospital-to-infusion",
+    "vein_to_vein_d": "vein-to-vein",
+}
 _STEP_JA = {
     **_MILESTONE_JA,
     "shipment to_manufacturing": "製造施設への出荷登録",
@@ -69,6 +77,10 @@ def _when(value: str, tz: str, *, seconds: bool = False) -> str:
         offset = at.strftime("%z")
         abbreviation = f"UTC{offset[:3]}:{offset[3:]}"
     return at.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + f" {abbreviation}"
+
+
+def _leg_en(target: str) -> str:
+    return _LEG_EN.get(target, target.replace("_", " "))
 
 
 def _ship(p: Params) -> str:
@@ -191,7 +203,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
     "delay.at_risk": (
         lambda p, tz: (
             f"case {p['coi']}: {_words(p['milestone'])} predicted "
-            f"{_when(p['predicted_at'], tz)}, after its {p['target']} target "
+            f"{_when(p['predicted_at'], tz)}, after its {_leg_en(p['target'])} target "
             f"{_when(p['target_at'], tz)}"
         ),
         lambda p, tz: (
@@ -203,7 +215,8 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
     "delay.breached": (
         lambda p, tz: (
             f"case {p['coi']}: {_words(p['milestone'])} was due by "
-            f"{_when(p['target_at'], tz)} ({p['target']} target) and has not happened"
+            f"{_when(p['target_at'], tz)} ({_leg_en(p['target'])} target) "
+            "and has not happened"
         ),
         lambda p, tz: (
             f"症例 {p['coi']}：{_ja(_MILESTONE_JA, p['milestone'])}の期限 "
