@@ -118,6 +118,7 @@ def fetch_rows(
     site: str | None = None,
     routes: Sequence[str] | None = None,
     manufacturing_site: str | None = None,
+    product: str | None = None,
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
 ) -> list[Sequence[Any]]:
@@ -131,6 +132,8 @@ def fetch_rows(
             stmt = stmt.where(cases.site == site)
         if routes:
             stmt = stmt.where(cases.route.in_(list(routes)))
+        if product is not None:
+            stmt = stmt.where(cases.product == product)
         if manufacturing_site is not None:
             stmt = stmt.where(
                 cases.route.in_(
@@ -267,6 +270,7 @@ def fetch(
     *,
     site: str | None = None,
     routes: Sequence[str] | None = None,
+    product: str | None = None,
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
 ) -> list[CaseRow]:
@@ -275,6 +279,7 @@ def fetch(
         session,
         site=site,
         routes=routes,
+        product=product,
         collected_from=collected_from,
         collected_to=collected_to,
     )

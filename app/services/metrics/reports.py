@@ -14,7 +14,7 @@ from app.services.capacity import slots as capacity
 from app.services.delays import routes
 from app.services.metrics import turnaround as metrics
 from models.principal import Principal, Role
-from models.reference import Product, Site
+from models.reference import Product, Route, Site
 
 MAX_COMPARED = 10
 
@@ -39,6 +39,21 @@ def scoped(actor: Principal, rows: list[metrics.CaseRow]) -> list[metrics.CaseRo
     return rows
 
 
+def require_known(
+    session: Session, *, product: str | None, route: str | None, site: str | None
+) -> None:
+    """422 naming the query parameter whose code is not in the reference data."""
+    for name, model, code in (
+        ("product", Product, product),
+        ("route", Route, route),
+        ("site", Site, site),
+    ):
+        if code is not None and session.get(model, code) is None:
+            raise Invalid(
+                f"unknown {name} {code!r}", errors=[{"loc": f"query/{name}", "msg": "unknown"}]
+            )
+
+
 def turnaround_for(
     session: Session,
     *,
@@ -46,14 +61,27 @@ def turnaround_for(
     group_by: str,
     collected_from: datetime | None,
     collected_to: datetime | None,
+    product: str | None = None,
+    route: str | None = None,
+    site: str | None = None,
 ) -> dict[str, Any]:
-    """V2V and per-leg turnaround per group over the actor's cases collected in a window."""
+    """V2V and per-leg turnaround per group over the actor's cases collected in a window,
+    optionally of one product, route or collecting site."""
+    require_known(session, product=product, route=route, site=site)
     filters = row_filters(actor)
+    if filters is not None and site is not None:
+        # A coordinator asking for another site's cases sees none, as for any other case.
+        filters = None if filters.get("site", site) != site else {**filters, "site": site}
     rows = (
         []
         if filters is None
         else metrics.fetch_rows(
-            session, collected_from=collected_from, collected_to=collected_to, **filters
+            session,
+            collected_from=collected_from,
+            collected_to=collected_to,
+            product=product,
+            routes=None if route is None else [route],
+            **filters,
         )
     )
     groups = metrics.turnaround(rows, metrics.targets(session), group_by)
@@ -111,7 +139,7 @@ def compare_routes(
         raise Invalid(
             f"unknown product {product!r}", errors=[{"loc": "query/product", "msg": "unknown"}]
         )
-    rows = scoped(actor, metrics.fetch(session, site=site, routes=codes))
+    rows = scoped(actor, metrics.fetch(session, site=site, routes=codes, product=product))
     v2v_targets = metrics.targets(session)
     out: list[dict[str, Any]] = []
     for code in codes:
@@ -197,12 +225,13 @@ def month_by_route(
 def routes_page(
     session: Session, *, actor: Principal, product: str, now: datetime
 ) -> dict[str, Any]:
-    """Every route compared (local first), the actor's case rows and per-kind turnaround."""
+    """Every route compared (local first), the actor's case rows and per-kind turnaround, all
+    of one product."""
     codes = route_order(session)
     compared = compare_routes(
         session, actor=actor, codes=codes, site=None, product=product, now=now
     )
-    rows = scoped(actor, metrics.fetch(session, routes=codes))
+    rows = scoped(actor, metrics.fetch(session, routes=codes, product=product))
     return {
         "codes": codes,
         "compare": compared,
