@@ -35,12 +35,13 @@ class CaseTurnaround(SQLModel, table=True):
     numbers. ``month`` is the collection's calendar month at the collecting site (its time
     zone); ``outcome`` is ``infused`` or ``cancelled`` once the case ended so; route kind
     and factory are the route's when the row was written (``recompute_all`` after a
-    reference change to either).
+    reference change to either). No foreign key, as ``case_delay_check``: the rows are
+    derived, rewritten by their keeper, and must never hold up a change to a case.
     """
 
     __tablename__ = "case_turnaround"
 
-    case_id: str = Field(primary_key=True, foreign_key="cases.id", max_length=32)
+    case_id: str = Field(primary_key=True, max_length=32)
     site: str = Field(max_length=32)
     route: str = Field(max_length=32)
     route_kind: str = Field(max_length=16)

@@ -52,9 +52,6 @@ def upgrade() -> None:
         sa.Column("shipped", sa.Boolean(), nullable=False),
         sa.Column("excursion", sa.Boolean(), nullable=False),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["case_id"], ["cases.id"], name=op.f("fk_case_turnaround_case_id_cases")
-        ),
         sa.PrimaryKeyConstraint("case_id", name=op.f("pk_case_turnaround")),
     )
     # ### end Alembic commands ###

@@ -1,0 +1,280 @@
+"""Turnaround summaries read from ``case_turnaround`` alone (one narrow row per case).
+
+The figures are those ``turnaround.summarise`` defines over from-scratch rows (tests hold the
+two against each other). PostgreSQL computes everything in one grouped query, percentiles
+with ``percentile_cont`` (linear interpolation between order statistics, as
+``turnaround.quantile``). SQLite has no percentile function: counts and rates come from one
+grouped query and each percentile is read off an index walk (``LIMIT 2 OFFSET k`` in the
+value's order within the group), so no value list is fetched; groupings without such an
+index sort one column per group in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, literal, true
+from sqlalchemy import select as select_columns
+from sqlalchemy.dialects.postgresql import array
+from sqlmodel import Session
+
+from app.services.delays.targets import LEGS
+from app.services.metrics.case_rows import _driver_rows
+from app.services.metrics.turnaround import quantile
+from app.services.metrics.turnaround_rows import TABLE
+
+T = TABLE.c
+# (output name, span column, hours per unit): the whole V2V in days, then each leg.
+MEASURES = (
+    ("vein_to_vein_d", "vein_to_vein_s", 24.0),
+    *((leg.name, leg.name.rsplit("_", 1)[0] + "_s", leg.hours_per_unit) for leg in LEGS),
+)
+QUANTILES = (0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which cases a summary covers: every condition given must hold."""
+
+    site: str | None = None
+    product: str | None = None
+    routes: Sequence[str] | None = None
+    manufacturing_site: str | None = None
+    collected_from: datetime | None = None
+    collected_to: datetime | None = None
+    infused_from: datetime | None = None
+
+    def where(self) -> ColumnElement[bool]:
+        found: list[ColumnElement[bool]] = [true()]
+        for name, value in (
+            ("site", self.site),
+            ("product", self.product),
+            ("manufacturing_site", self.manufacturing_site),
+        ):
+            if value is not None:
+                found.append(T[name] == value)
+        if self.routes is not None:
+            found.append(T.route.in_(list(self.routes)))
+        if self.collected_from is not None:
+            found.append(T.collected_s >= self.collected_from.timestamp())
+        if self.collected_to is not None:
+            found.append(T.collected_s < self.collected_to.timestamp())
+        if self.infused_from is not None:
+            found.append(T.infused_s >= self.infused_from.timestamp())
+        return and_(*found)
+
+
+def _value(span: str, per: float) -> Any:
+    # The same arithmetic as the from-scratch summary: seconds → hours → the unit.
+    return T[span] / 3600.0 / per
+
+
+def _on_time(targets: dict[str, float | None]) -> tuple[Any, Any]:
+    """(met, with a target) counters over infused cases, by their route's V2V target."""
+    limits = {code: limit for code, limit in targets.items() if limit is not None}
+    if not limits:
+        return literal(0), literal(0)
+    limit = case(*((T.route == code, literal(v)) for code, v in limits.items()), else_=None)
+    days = T.vein_to_vein_s / 3600.0 / 24.0
+    met = func.sum(case((and_(days.is_not(None), limit.is_not(None), days <= limit), 1), else_=0))
+    counted = func.sum(case((and_(days.is_not(None), limit.is_not(None)), 1), else_=0))
+    return met, counted
+
+
+def _counters(key: Any, targets: dict[str, float | None]) -> list[Any]:
+    met, counted = _on_time(targets)
+    return [
+        key.label("key"),
+        func.count().label("n"),
+        func.count(T.vein_to_vein_s).label("n_infused"),
+        met.label("on_time"),
+        counted.label("with_target"),
+        func.sum(case((T.outcome == "cancelled", 1), else_=0)).label("cancelled"),
+        func.sum(case((T.outcome.in_(["infused", "cancelled"]), 1), else_=0)).label("closed"),
+        func.sum(case((T.shipped, 1), else_=0)).label("shipped"),
+        func.sum(case((and_(T.shipped, T.excursion), 1), else_=0)).label("excursions"),
+    ]
+
+
+def _rates(row: dict[str, Any]) -> dict[str, float | None]:
+    def rate(part: Any, whole: Any) -> float | None:
+        return round(int(part) / int(whole), 4) if whole else None
+
+    return {
+        "on_time_rate": rate(row["on_time"], row["with_target"]),
+        "excursion_rate": rate(row["excursions"], row["shipped"]),
+        "attrition_rate": rate(row["cancelled"], row["closed"]),
+    }
+
+
+def _stats(
+    count: int, total: float, low: float, high: float, p50: float, p90: float
+) -> dict[str, float] | None:
+    if not count:
+        return None
+    return {
+        "p50": round(p50, 4),
+        "p90": round(p90, 4),
+        "mean": round(total / count, 4),
+        "min": round(low, 4),
+        "max": round(high, 4),
+    }
+
+
+def empty(key: str) -> dict[str, Any]:
+    """The summary of no cases."""
+    return {
+        "key": key,
+        "n": 0,
+        "n_infused": 0,
+        "vein_to_vein_d": None,
+        "legs": {name: None for name, _, _ in MEASURES[1:]},
+        "on_time_rate": None,
+        "excursion_rate": None,
+        "attrition_rate": None,
+    }
+
+
+def _shape(row: dict[str, Any], stats: dict[str, dict[str, float] | None]) -> dict[str, Any]:
+    return {
+        "key": str(row["key"]),
+        "n": int(row["n"]),
+        "n_infused": int(row["n_infused"]),
+        "vein_to_vein_d": stats["vein_to_vein_d"],
+        "legs": {name: stats[name] for name, _, _ in MEASURES[1:]},
+        **_rates(row),
+    }
+
+
+def summaries(
+    session: Session, *, group_by: str, filters: Filters, targets: dict[str, float | None]
+) -> list[dict[str, Any]]:
+    """One summary per group (key order) over the cases the filters select."""
+    key = T[group_by]
+    if session.get_bind().dialect.name == "postgresql":
+        return _postgresql(session, key, filters, targets)
+    return _sqlite(session, group_by, key, filters, targets)
+
+
+def _postgresql(
+    session: Session, key: Any, filters: Filters, targets: dict[str, float | None]
+) -> list[dict[str, Any]]:
+    columns = _counters(key, targets)
+    for name, span, per in MEASURES:
+        value = cast(_value(span, per), Float)
+        columns += [
+            func.count(value).label(f"{name}:n"),
+            func.sum(value).label(f"{name}:sum"),
+            func.min(value).label(f"{name}:min"),
+            func.max(value).label(f"{name}:max"),
+            func.percentile_cont(array(QUANTILES)).within_group(value).label(f"{name}:q"),
+        ]
+    stmt = select_columns(*columns).where(filters.where()).group_by(key).order_by(key)
+    out = []
+    for found in session.execute(stmt).mappings():
+        row = dict(found)
+        stats = {}
+        for name, _, _ in MEASURES:
+            q = row[f"{name}:q"] or (math.nan, math.nan)
+            stats[name] = _stats(
+                row[f"{name}:n"], row[f"{name}:sum"], row[f"{name}:min"], row[f"{name}:max"], *q
+            )
+        out.append(_shape(row, stats))
+    return sorted(out, key=lambda g: g["key"])
+
+
+def _sqlite(
+    session: Session,
+    group_by: str,
+    key: Any,
+    filters: Filters,
+    targets: dict[str, float | None],
+) -> list[dict[str, Any]]:
+    columns = _counters(key, targets)
+    for name, span, per in MEASURES:
+        value = _value(span, per)
+        columns += [
+            func.count(value).label(f"{name}:n"),
+            func.sum(value).label(f"{name}:sum"),
+            func.min(value).label(f"{name}:min"),
+            func.max(value).label(f"{name}:max"),
+        ]
+    stmt = select_columns(*columns).where(filters.where()).group_by(key)
+    groups = [dict(r) for r in session.execute(stmt).mappings()]
+    picks = _sqlite_quantiles(session, group_by, key, filters, groups)
+    out = []
+    for row in groups:
+        stats = {
+            name: _stats(
+                row[f"{name}:n"],
+                row[f"{name}:sum"],
+                row[f"{name}:min"],
+                row[f"{name}:max"],
+                *picks[(row["key"], name)],
+            )
+            for name, _, _ in MEASURES
+        }
+        out.append(_shape(row, stats))
+    return sorted(out, key=lambda g: g["key"])
+
+
+def _sqlite_quantiles(
+    session: Session, group_by: str, key: Any, filters: Filters, groups: list[dict[str, Any]]
+) -> dict[tuple[Any, str], tuple[float, float]]:
+    """Each group's p50 and p90 of each measure."""
+    picks: dict[tuple[Any, str], tuple[float, float]] = {}
+    if group_by == "route":
+        # Walk each (route, span) index in the span's order; the filters are checked on it.
+        for row in groups:
+            for name, span, per in MEASURES:
+                n = int(row[f"{name}:n"])
+                if not n:
+                    picks[(row["key"], name)] = (math.nan, math.nan)
+                    continue
+                value = _value(span, per)
+                found = []
+                for p in QUANTILES:
+                    h = (n - 1) * p
+                    lo = math.floor(h)
+                    pair = session.execute(
+                        select_columns(value)
+                        .where(filters.where(), key == row["key"], T[span].is_not(None))
+                        .order_by(T[span])
+                        .limit(2)
+                        .offset(lo)
+                    ).scalars()
+                    values = [float(v) for v in pair]
+                    pair_sorted = values if len(values) == 2 else values * 2
+                    found.append(quantile(pair_sorted, h - lo) if n > 1 else values[0])
+                picks[(row["key"], name)] = (found[0], found[1])
+        return picks
+    # Other groupings: one column per measure, sorted per group in memory.
+    for name, span, per in MEASURES:
+        stmt = select_columns(key, _value(span, per)).where(filters.where(), T[span].is_not(None))
+        by_group: dict[Any, list[float]] = defaultdict(list)
+        for k, v in _driver_rows(session, stmt):
+            by_group[k].append(v)
+        for row in groups:
+            ordered = sorted(by_group.get(row["key"], []))
+            picks[(row["key"], name)] = (
+                (quantile(ordered, 0.5), quantile(ordered, 0.9))
+                if ordered
+                else (math.nan, math.nan)
+            )
+    return picks
+
+
+def v2v_days(session: Session, *, filters: Filters) -> dict[str, list[float]]:
+    """Each route's V2V in days (rounded to 0.01) over its infused cases, sorted."""
+    stmt = select_columns(T.route, T.vein_to_vein_s / 3600.0 / 24.0).where(
+        filters.where(), T.vein_to_vein_s.is_not(None)
+    )
+    out: dict[str, list[float]] = defaultdict(list)
+    for route, days in _driver_rows(session, stmt):
+        out[route].append(round(days, 2))
+    return {route: sorted(days) for route, days in out.items()}
