@@ -54,6 +54,36 @@ def upgrade() -> None:
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
         sa.PrimaryKeyConstraint("case_id", name=op.f("pk_case_turnaround")),
     )
+    for span in (
+        "collection_to_receipt_s",
+        "receipt_to_start_s",
+        "start_to_release_s",
+        "release_to_site_s",
+        "site_to_infusion_s",
+        "vein_to_vein_s",
+    ):
+        op.create_index(f"ix_case_turnaround_route_{span}", "case_turnaround", ["route", span])
+    op.create_index(
+        "ix_case_turnaround_summary",
+        "case_turnaround",
+        [
+            "route",
+            "outcome",
+            "shipped",
+            "excursion",
+            "collected_s",
+            "infused_s",
+            "site",
+            "product",
+            "manufacturing_site",
+            "collection_to_receipt_s",
+            "receipt_to_start_s",
+            "start_to_release_s",
+            "release_to_site_s",
+            "site_to_infusion_s",
+            "vein_to_vein_s",
+        ],
+    )
     # ### end Alembic commands ###
     from sqlmodel import Session
 

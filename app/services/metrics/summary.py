@@ -74,31 +74,46 @@ def _value(span: str, per: float) -> Any:
     return T[span] / 3600.0 / per
 
 
-def _on_time(targets: dict[str, float | None]) -> tuple[Any, Any]:
-    """(met, with a target) counters over infused cases, by their route's V2V target."""
-    limits = {code: limit for code, limit in targets.items() if limit is not None}
-    if not limits:
-        return literal(0), literal(0)
-    limit = case(*((T.route == code, literal(v)) for code, v in limits.items()), else_=None)
-    days = T.vein_to_vein_s / 3600.0 / 24.0
-    met = func.sum(case((and_(days.is_not(None), limit.is_not(None), days <= limit), 1), else_=0))
-    counted = func.sum(case((and_(days.is_not(None), limit.is_not(None)), 1), else_=0))
-    return met, counted
-
-
 def _counters(key: Any, targets: dict[str, float | None]) -> list[Any]:
-    met, counted = _on_time(targets)
-    return [
+    """Counts per group, each a plain count() (cheap on both databases), and each span's
+    count, sum, min and max in seconds (converted to its unit by ``_span_stats``)."""
+    limits = {code: limit for code, limit in targets.items() if limit is not None}
+    limit_s = case(*((T.route == code, literal(v * 86400.0)) for code, v in limits.items()))
+    columns = [
         key.label("key"),
         func.count().label("n"),
         func.count(T.vein_to_vein_s).label("n_infused"),
-        met.label("on_time"),
-        counted.label("with_target"),
-        func.sum(case((T.outcome == "cancelled", 1), else_=0)).label("cancelled"),
-        func.sum(case((T.outcome.in_(["infused", "cancelled"]), 1), else_=0)).label("closed"),
-        func.sum(case((T.shipped, 1), else_=0)).label("shipped"),
-        func.sum(case((and_(T.shipped, T.excursion), 1), else_=0)).label("excursions"),
+        func.count(case((T.vein_to_vein_s <= limit_s, 1))).label("on_time")
+        if limits
+        else literal(0).label("on_time"),
+        func.count(case((T.route.in_(list(limits)), T.vein_to_vein_s))).label("with_target"),
+        func.count(case((T.outcome == "cancelled", 1))).label("cancelled"),
+        func.count(T.outcome).label("closed"),  # infused or cancelled, else NULL
+        func.count(case((T.shipped, 1))).label("shipped"),
+        func.count(case((and_(T.shipped, T.excursion), 1))).label("excursions"),
     ]
+    for name, span, _ in MEASURES:
+        columns += [
+            func.count(T[span]).label(f"{name}:n"),
+            func.sum(T[span]).label(f"{name}:sum"),
+            func.min(T[span]).label(f"{name}:min"),
+            func.max(T[span]).label(f"{name}:max"),
+        ]
+    return columns
+
+
+def _span_stats(row: dict[str, Any], name: str, per: float, p50: float, p90: float) -> Any:
+    count = int(row[f"{name}:n"] or 0)
+    if not count:
+        return None
+    return _stats(
+        count,
+        row[f"{name}:sum"] / 3600.0 / per,
+        row[f"{name}:min"] / 3600.0 / per,
+        row[f"{name}:max"] / 3600.0 / per,
+        p50,
+        p90,
+    )
 
 
 def _rates(row: dict[str, Any]) -> dict[str, float | None]:
@@ -167,23 +182,17 @@ def _postgresql(
     columns = _counters(key, targets)
     for name, span, per in MEASURES:
         value = cast(_value(span, per), Float)
-        columns += [
-            func.count(value).label(f"{name}:n"),
-            func.sum(value).label(f"{name}:sum"),
-            func.min(value).label(f"{name}:min"),
-            func.max(value).label(f"{name}:max"),
-            func.percentile_cont(array(QUANTILES)).within_group(value).label(f"{name}:q"),
-        ]
-    stmt = select_columns(*columns).where(filters.where()).group_by(key).order_by(key)
+        columns.append(
+            func.percentile_cont(array(QUANTILES)).within_group(value).label(f"{name}:q")
+        )
+    stmt = select_columns(*columns).where(filters.where()).group_by(key)
     out = []
     for found in session.execute(stmt).mappings():
         row = dict(found)
-        stats = {}
-        for name, _, _ in MEASURES:
-            q = row[f"{name}:q"] or (math.nan, math.nan)
-            stats[name] = _stats(
-                row[f"{name}:n"], row[f"{name}:sum"], row[f"{name}:min"], row[f"{name}:max"], *q
-            )
+        stats = {
+            name: _span_stats(row, name, per, *(row[f"{name}:q"] or (math.nan, math.nan)))
+            for name, _, per in MEASURES
+        }
         out.append(_shape(row, stats))
     return sorted(out, key=lambda g: g["key"])
 
@@ -195,29 +204,14 @@ def _sqlite(
     filters: Filters,
     targets: dict[str, float | None],
 ) -> list[dict[str, Any]]:
-    columns = _counters(key, targets)
-    for name, span, per in MEASURES:
-        value = _value(span, per)
-        columns += [
-            func.count(value).label(f"{name}:n"),
-            func.sum(value).label(f"{name}:sum"),
-            func.min(value).label(f"{name}:min"),
-            func.max(value).label(f"{name}:max"),
-        ]
-    stmt = select_columns(*columns).where(filters.where()).group_by(key)
+    stmt = select_columns(*_counters(key, targets)).where(filters.where()).group_by(key)
     groups = [dict(r) for r in session.execute(stmt).mappings()]
     picks = _sqlite_quantiles(session, group_by, key, filters, groups)
     out = []
     for row in groups:
         stats = {
-            name: _stats(
-                row[f"{name}:n"],
-                row[f"{name}:sum"],
-                row[f"{name}:min"],
-                row[f"{name}:max"],
-                *picks[(row["key"], name)],
-            )
-            for name, _, _ in MEASURES
+            name: _span_stats(row, name, per, *picks[(row["key"], name)])
+            for name, _, per in MEASURES
         }
         out.append(_shape(row, stats))
     return sorted(out, key=lambda g: g["key"])
