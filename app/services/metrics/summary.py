@@ -49,6 +49,20 @@ class Filters:
     collected_to: datetime | None = None
     infused_from: datetime | None = None
 
+    def by_route_only(self) -> bool:
+        """Whether only the route is restricted (what the (route, span) indexes can check)."""
+        return all(
+            v is None
+            for v in (
+                self.site,
+                self.product,
+                self.manufacturing_site,
+                self.collected_from,
+                self.collected_to,
+                self.infused_from,
+            )
+        )
+
     def where(self) -> ColumnElement[bool]:
         found: list[ColumnElement[bool]] = [true()]
         for name, value in (
@@ -222,8 +236,9 @@ def _sqlite_quantiles(
 ) -> dict[tuple[Any, str], tuple[float, float]]:
     """Each group's p50 and p90 of each measure."""
     picks: dict[tuple[Any, str], tuple[float, float]] = {}
-    if group_by == "route":
-        # Walk each (route, span) index in the span's order; the filters are checked on it.
+    if group_by == "route" and filters.by_route_only():
+        # Walk each (route, span) index in the span's order: LIMIT 2 OFFSET k reads the
+        # k-th value and the next one without fetching any other.
         for row in groups:
             for name, span, per in MEASURES:
                 n = int(row[f"{name}:n"])
@@ -247,20 +262,35 @@ def _sqlite_quantiles(
                     found.append(quantile(pair_sorted, h - lo) if n > 1 else values[0])
                 picks[(row["key"], name)] = (found[0], found[1])
         return picks
-    # Other groupings: one column per measure, sorted per group in memory.
-    for name, span, per in MEASURES:
-        stmt = select_columns(key, _value(span, per)).where(filters.where(), T[span].is_not(None))
-        by_group: dict[Any, list[float]] = defaultdict(list)
-        for k, v in _driver_rows(session, stmt):
-            by_group[k].append(v)
-        for row in groups:
-            ordered = sorted(by_group.get(row["key"], []))
-            picks[(row["key"], name)] = (
-                (quantile(ordered, 0.5), quantile(ordered, 0.9))
-                if ordered
-                else (math.nan, math.nan)
-            )
+    # Other groupings, or filters the indexes cannot check: the spans in one fetch, each
+    # group's sorted in memory; only the two values around a percentile are converted.
+    stmt = select_columns(key, *(T[span] for _, span, _ in MEASURES)).where(filters.where())
+    columns: dict[Any, list[list[float]]] = defaultdict(lambda: [[] for _ in MEASURES])
+    for k, *spans in _driver_rows(session, stmt):
+        lists = columns[k]
+        for i, v in enumerate(spans):
+            if v is not None:
+                lists[i].append(v)
+    for row in groups:
+        lists = columns[row["key"]]
+        for (name, _, per), values in zip(MEASURES, lists, strict=True):
+            values.sort()
+            picks[(row["key"], name)] = _pick(values, per)
     return picks
+
+
+def _pick(ordered: list[float], per: float) -> tuple[float, float]:
+    """p50 and p90 of sorted spans in seconds, in the unit (``turnaround.quantile``'s
+    interpolation between the two converted order statistics)."""
+    if not ordered:
+        return (math.nan, math.nan)
+    n, found = len(ordered), []
+    for p in QUANTILES:
+        h = (n - 1) * p
+        lo = math.floor(h)
+        a, b = ordered[lo] / 3600.0 / per, ordered[min(lo + 1, n - 1)] / 3600.0 / per
+        found.append(a + (h - lo) * (b - a))
+    return (found[0], found[1])
 
 
 def v2v_days(session: Session, *, filters: Filters) -> dict[str, list[float]]:
