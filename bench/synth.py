@@ -20,6 +20,7 @@ from sqlalchemy import Table, insert
 from app.db import Database
 from app.services.access import principals
 from app.services.coldchain.ingest import COLUMNS
+from app.services.metrics import turnaround_rows
 from bench.harness import SQLITE_INSERT, sqlite_connect
 from models.case import Case, Milestone
 from models.coldchain import ShipmentState
@@ -149,6 +150,8 @@ def cohort(url: str, *, cases: int, in_transit: bool = False, seed: int = 5) -> 
             ):
                 for chunk in _chunks(rows):
                     conn.execute(insert(table(model)), chunk)
+            # Bulk rows bypass the services: fill the metrics' per-case rows as they would.
+            turnaround_rows.recompute_all(session)
     finally:
         db.dispose()
     return ids

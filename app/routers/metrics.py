@@ -50,6 +50,11 @@ def turnaround(
         ),
     ] = None,
     to: Annotated[str | None, Query(max_length=40, description="Collected before")] = None,
+    product: Annotated[str | None, Query(max_length=32, description="Only this product")] = None,
+    route: Annotated[str | None, Query(max_length=32, description="Only this route")] = None,
+    site: Annotated[
+        str | None, Query(max_length=32, description="Only cases collected at this site")
+    ] = None,
 ) -> dict[str, Any]:
     """V2V and per-leg turnaround per group, with on-time, excursion and attrition rates."""
     return reports.turnaround_for(
@@ -58,6 +63,9 @@ def turnaround(
         group_by=group_by,
         collected_from=_instant(from_, "from"),
         collected_to=_instant(to, "to"),
+        product=product,
+        route=route,
+        site=site,
     )
 
 

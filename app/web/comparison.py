@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -21,11 +20,7 @@ def build(
 ) -> dict[str, Any]:
     page = reports.routes_page(session, actor=principal, product=product, now=now)
     codes, compared = page["codes"], page["compare"]
-    v2v: dict[str, list[float]] = defaultdict(list)
-    for row in page["rows"]:
-        hours = row.hours("collected", "infused")
-        if hours is not None:
-            v2v[row.route].append(round(hours / 24, 2))
+    v2v: dict[str, list[float]] = page["v2v_days"]
     kinds = {r["route"]: r["kind"] for r in compared["routes"]}
     _ = lang.gettext
     leg_chart = {

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings, get_settings
 from app.db import Database
 from app.services.audit import chain as audit
+from app.services.metrics import turnaround_rows
 from models.case import Case
 from seeds.demo.cohort import Cohort
 from seeds.demo.config import DemoConfig, DemoRefused
@@ -97,6 +98,8 @@ def generate(
         if progress is not None:
             progress("written", begin + len(chunk), len(starts))
     with db.transaction() as session:
+        # The metrics read one row per case; bulk-written milestones bypass its upkeep.
+        turnaround_rows.recompute_all(session)
         audit.append(
             session,
             actor="demo",

@@ -13,6 +13,7 @@ from app.services.coldchain import alarms, frozen
 from app.services.coldchain import excursion_rows as rows
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, feed
+from app.services.metrics import turnaround_rows
 from app.times import from_ms
 from models.coldchain import Excursion, Reading, ShipmentState
 from models.reference import Profile
@@ -36,6 +37,7 @@ def persist(
 ) -> None:
     """Write touched excursions (audited) and their alerts, the detector state and shipment
     alerts: the incremental path, which only ever extends the open excursion or opens new ones."""
+    written = False
     for exc in touched:
         row = session.get(Excursion, exc.db_id) if exc.db_id is not None else None
         if row is not None and row.disposition is not None:
@@ -51,7 +53,7 @@ def persist(
         session.add(row)
         session.flush()
         exc.db_id = row.id
-        rows.record(session, row=row, before=before, now=now)
+        written = rows.record(session, row=row, before=before, now=now) or written
         # A referring excursion (written by a replay) that goes on keeps its own alert.
         referent = (
             session.get(Excursion, row.refers_to_id) if row.refers_to_id is not None else None
@@ -67,6 +69,8 @@ def persist(
             resolve=False,
             now=now,
         )
+    if written:  # an excursion's severity is the case's excursion flag in the metrics
+        turnaround_rows.refresh(session, case_id=shipment.case_id)
     _finish(session, shipment=shipment, rules=rules, state=state, now=now)
 
 
@@ -109,6 +113,7 @@ def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: d
         fresh=state.drain(),
         now=now,
     )
+    turnaround_rows.refresh(session, case_id=shipment.case_id)
     _finish(session, shipment=shipment, rules=rules, state=state, now=now)
 
 

@@ -28,6 +28,7 @@ from app.services.journey.events import (
     check_instant,
     snapshot,
 )
+from app.services.metrics import turnaround_rows
 from app.times import as_utc, iso_z
 from models.case import (
     Case,
@@ -128,6 +129,7 @@ def correct(
         capacity.follow_receipt(session, case=case, received_at=milestone.occurred_at, now=now)
     # The delay sweep's stored check cannot see a changed time or status: make the case due.
     delay_checks.forget(session, case_id=case.id)
+    turnaround_rows.refresh(session, case_id=case.id)
     audit.append(
         session,
         actor=actor,

@@ -13,6 +13,7 @@ from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
 from app.services.journey import bedside
+from app.services.metrics import turnaround_rows
 from app.services.shipments import delivery
 from app.services.webhooks import outbox as webhook_outbox
 from app.times import as_utc, iso_z
@@ -192,6 +193,7 @@ def record_event(
     session.flush()
     if event_type == "received_at_manufacturing":
         capacity.follow_receipt(session, case=case, received_at=occurred_at, now=now)
+    turnaround_rows.refresh(session, case_id=case.id)
     audit.append(
         session,
         actor=actor,

@@ -118,6 +118,8 @@ def fetch_rows(
     site: str | None = None,
     routes: Sequence[str] | None = None,
     manufacturing_site: str | None = None,
+    product: str | None = None,
+    case_id: str | None = None,
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
 ) -> list[Sequence[Any]]:
@@ -131,6 +133,10 @@ def fetch_rows(
             stmt = stmt.where(cases.site == site)
         if routes:
             stmt = stmt.where(cases.route.in_(list(routes)))
+        if product is not None:
+            stmt = stmt.where(cases.product == product)
+        if case_id is not None:
+            stmt = stmt.where(cases.id == case_id)
         if manufacturing_site is not None:
             stmt = stmt.where(
                 cases.route.in_(
@@ -199,12 +205,14 @@ def fetch_rows(
     high = collected_to.timestamp() if collected_to else math.inf
     return [
         row
-        for row in _without_voided(session, _driver_rows(session, stmt))
+        for row in _without_voided(session, _driver_rows(session, stmt), case_id)
         if row[FIRST] is not None and low <= row[FIRST] < high
     ]
 
 
-def _without_voided(session: Session, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _without_voided(
+    session: Session, rows: list[tuple[Any, ...]], only: str | None
+) -> list[tuple[Any, ...]]:
     """The rows with the times of the cases that have a voided milestone taken again from
     their valid and amended milestones only.
 
@@ -212,11 +220,10 @@ def _without_voided(session: Session, rows: list[tuple[Any, ...]]) -> list[tuple
     above stays on its covering index (which has no status) and only these cases are redone.
     """
     fix = MILESTONE_CORRECTIONS.c
-    voided = set(
-        session.execute(select_columns(fix.case_id).where(fix.action == "void").distinct())
-        .scalars()
-        .all()
-    )
+    voids = select_columns(fix.case_id).where(fix.action == "void").distinct()
+    if only is not None:
+        voids = voids.where(fix.case_id == only)
+    voided = set(session.execute(voids).scalars().all())
     redo = [row for row in rows if row[0] in voided]
     if not redo:
         return rows
@@ -267,6 +274,7 @@ def fetch(
     *,
     site: str | None = None,
     routes: Sequence[str] | None = None,
+    product: str | None = None,
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
 ) -> list[CaseRow]:
@@ -275,6 +283,7 @@ def fetch(
         session,
         site=site,
         routes=routes,
+        product=product,
         collected_from=collected_from,
         collected_to=collected_to,
     )

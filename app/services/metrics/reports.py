@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,15 +11,16 @@ from sqlmodel import Session, col, select
 from app.errors import Invalid, NotFound
 from app.services.capacity import slots as capacity
 from app.services.delays import routes
+from app.services.metrics import summary
 from app.services.metrics import turnaround as metrics
 from models.principal import Principal, Role
-from models.reference import Product, Site
+from models.reference import Product, Route, Site
 
 MAX_COMPARED = 10
 
 
 def row_filters(actor: Principal) -> dict[str, str] | None:
-    """Filters limiting metrics.fetch_rows to the actor's cases; None when it may see none."""
+    """Filters limiting a summary to the actor's cases; None when it may see none."""
     if actor.role not in (Role.coordinator, Role.manufacturer):
         return {}
     if actor.site is None:
@@ -30,13 +30,42 @@ def row_filters(actor: Principal) -> dict[str, str] | None:
     return {"manufacturing_site": actor.site}
 
 
-def scoped(actor: Principal, rows: list[metrics.CaseRow]) -> list[metrics.CaseRow]:
-    """The rows of the cases the actor's metrics cover (a viewer's cover every site)."""
-    if actor.role == Role.coordinator:
-        return [r for r in rows if r.site == actor.site]
-    if actor.role == Role.manufacturer:
-        return [r for r in rows if r.manufacturing_site == actor.site]
-    return rows
+def scoped_filters(actor: Principal, *, site: str | None, **given: Any) -> summary.Filters | None:
+    """The actor's scope and the filters asked for, or None when nothing can match (a
+    coordinator asking for another site's cases sees none, as for any other case)."""
+    scope = row_filters(actor)
+    if scope is None or (site is not None and scope.get("site", site) != site):
+        return None
+    return summary.Filters(
+        site=scope.get("site", site), manufacturing_site=scope.get("manufacturing_site"), **given
+    )
+
+
+def summaries(
+    session: Session, *, actor: Principal, group_by: str, site: str | None, **given: Any
+) -> list[dict[str, Any]]:
+    """Summaries per group over the actor's cases selected by ``given`` (Filters' fields)."""
+    filters = scoped_filters(actor, site=site, **given)
+    if filters is None:
+        return []
+    return summary.summaries(
+        session, group_by=group_by, filters=filters, targets=metrics.targets(session)
+    )
+
+
+def require_known(
+    session: Session, *, product: str | None, route: str | None, site: str | None
+) -> None:
+    """422 naming the query parameter whose code is not in the reference data."""
+    for name, model, code in (
+        ("product", Product, product),
+        ("route", Route, route),
+        ("site", Site, site),
+    ):
+        if code is not None and session.get(model, code) is None:
+            raise Invalid(
+                f"unknown {name} {code!r}", errors=[{"loc": f"query/{name}", "msg": "unknown"}]
+            )
 
 
 def turnaround_for(
@@ -46,17 +75,23 @@ def turnaround_for(
     group_by: str,
     collected_from: datetime | None,
     collected_to: datetime | None,
+    product: str | None = None,
+    route: str | None = None,
+    site: str | None = None,
 ) -> dict[str, Any]:
-    """V2V and per-leg turnaround per group over the actor's cases collected in a window."""
-    filters = row_filters(actor)
-    rows = (
-        []
-        if filters is None
-        else metrics.fetch_rows(
-            session, collected_from=collected_from, collected_to=collected_to, **filters
-        )
+    """V2V and per-leg turnaround per group over the actor's cases collected in a window,
+    optionally of one product, route or collecting site."""
+    require_known(session, product=product, route=route, site=site)
+    groups = summaries(
+        session,
+        actor=actor,
+        group_by=group_by,
+        site=site,
+        product=product,
+        routes=None if route is None else [route],
+        collected_from=collected_from,
+        collected_to=collected_to,
     )
-    groups = metrics.turnaround(rows, metrics.targets(session), group_by)
     return {"group_by": group_by, "groups": groups}
 
 
@@ -111,12 +146,15 @@ def compare_routes(
         raise Invalid(
             f"unknown product {product!r}", errors=[{"loc": "query/product", "msg": "unknown"}]
         )
-    rows = scoped(actor, metrics.fetch(session, site=site, routes=codes))
-    v2v_targets = metrics.targets(session)
+    found = summaries(
+        session, actor=actor, group_by="route", site=site, routes=codes, product=product
+    )
+    by_route = {g["key"]: g for g in found}
     out: list[dict[str, Any]] = []
     for code in codes:
         model = models[code]
-        observed = metrics.summarise([r for r in rows if r.route == code], v2v_targets)
+        observed = by_route.get(code) or summary.empty(code)
+        observed.pop("key")
         days, predicted = predicted_v2v_days(session, model=model, product=product_row, now=now)
         out.append(
             {
@@ -168,27 +206,29 @@ def month_by_route(
 ) -> list[dict[str, Any]]:
     """Per route: the actor's cases infused since the month began and their V2V median."""
     # V2V never exceeds a few months, so older collections cannot end this month.
-    rows = metrics.fetch(session, collected_from=month_start - timedelta(days=180))
-    rows = [
-        r for r in scoped(actor, rows) if "infused" in r.times and r.times["infused"] >= month_start
-    ]
+    found = summaries(
+        session,
+        actor=actor,
+        group_by="route",
+        site=None,
+        collected_from=month_start - timedelta(days=180),
+        infused_from=month_start,
+    )
+    by_route = {g["key"]: g for g in found}
     targets = metrics.targets(session)
-    by_route: dict[str, list[metrics.CaseRow]] = defaultdict(list)
-    for r in rows:
-        by_route[r.route].append(r)
     models = routes.load_models(session)
     out = []
     for code in sorted(models, key=lambda c: (models[c].kind != "local", c)):
-        summary = metrics.summarise(by_route.get(code, []), targets)
-        v2v = summary["vein_to_vein_d"]
+        entry = by_route.get(code) or summary.empty(code)
+        v2v = entry["vein_to_vein_d"]
         out.append(
             {
                 "route": code,
                 "kind": models[code].kind,
-                "n": summary["n_infused"],
+                "n": entry["n_infused"],
                 "p50": v2v["p50"] if v2v else None,
                 "target": targets.get(code),
-                "on_time_rate": summary["on_time_rate"],
+                "on_time_rate": entry["on_time_rate"],
             }
         )
     return out
@@ -197,16 +237,19 @@ def month_by_route(
 def routes_page(
     session: Session, *, actor: Principal, product: str, now: datetime
 ) -> dict[str, Any]:
-    """Every route compared (local first), the actor's case rows and per-kind turnaround."""
+    """Every route compared (local first), the actor's case rows and per-kind turnaround, all
+    of one product."""
     codes = route_order(session)
     compared = compare_routes(
         session, actor=actor, codes=codes, site=None, product=product, now=now
     )
-    rows = scoped(actor, metrics.fetch(session, routes=codes))
+    filters = scoped_filters(actor, site=None, routes=codes, product=product)
     return {
         "codes": codes,
         "compare": compared,
-        "rows": rows,
-        "by_kind": metrics.turnaround(rows, metrics.targets(session), "route_kind"),
+        "v2v_days": {} if filters is None else summary.v2v_days(session, filters=filters),
+        "by_kind": summaries(
+            session, actor=actor, group_by="route_kind", site=None, routes=codes, product=product
+        ),
         "products": products(session),
     }

@@ -16,6 +16,7 @@ from app.services.access.scope import scoped_case
 from app.services.audit import chain as audit
 from app.services.identity.scan import require_coi
 from app.services.journey.events import check_instant, check_physical_order
+from app.services.metrics import turnaround_rows
 from app.services.shipments import delivery, devices
 from app.services.shipments.device_ids import canonical_list
 from models.case import Case, CaseStatus, Milestone
@@ -133,6 +134,7 @@ def create(
     )
     session.add(shipment)
     session.flush()
+    turnaround_rows.refresh(session, case_id=case.id)
     audit.append(
         session,
         actor=actor,

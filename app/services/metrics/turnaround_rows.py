@@ -1,0 +1,102 @@
+"""The per-case turnaround rows (``case_turnaround``), kept in step with what they summarise.
+
+``refresh`` is the one writer: every use case that changes a row's inputs calls it in its own
+transaction (a milestone recorded or corrected, a cancellation or recollection, a shipment
+created, an excursion written or removed). It recomputes the case's row from its records with
+the same set query a from-scratch computation uses (``case_rows.fetch_rows``), so the
+incremental table and a recomputation cannot mean different things; tests hold one against
+the other after random sequences of changes. Bulk writers (the demo generator, the benchmark
+data, migration 0014) call ``recompute_all``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, delete, insert
+from sqlalchemy import select as select_columns
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from app.services.metrics.case_rows import (
+    AT,
+    CASES,
+    COLUMN,
+    EXCURSION,
+    MILESTONES,
+    SHIPPED,
+    STATUS,
+    fetch_rows,
+    group_key,
+)
+from models.metrics import SPANS, TIMES, CaseTurnaround
+
+TABLE: Table = CaseTurnaround.__table__  # type: ignore[attr-defined]
+OUTCOMES = ("infused", "cancelled")
+CHUNK = 5_000
+
+
+def values(row: Sequence[Any]) -> dict[str, Any]:
+    """A table row's values from a from-scratch row (CaseRow's layout)."""
+    at = {column: row[AT[name]] for column, name in zip(TIMES, MILESTONES, strict=True)}
+    spans = {
+        name: at[end] - at[start] if at[start] is not None and at[end] is not None else None
+        for name, (start, end) in SPANS.items()
+    }
+    status = row[STATUS]
+    return {
+        "case_id": row[0],
+        **{name: row[COLUMN[name]] for name in COLUMN},
+        "month": group_key(row, "month"),
+        **at,
+        **spans,
+        "shipped": bool(row[SHIPPED]),
+        "excursion": bool(row[EXCURSION]),
+        "outcome": status if status in OUTCOMES else None,
+    }
+
+
+def recomputed(session: Session, *, case_id: str | None = None) -> list[dict[str, Any]]:
+    """The rows a from-scratch computation gives (one case's, or every case's)."""
+    return [values(row) for row in fetch_rows(session, case_id=case_id)]
+
+
+def refresh(session: Session, *, case_id: str) -> None:
+    """Bring one case's row in step with its records, in the caller's transaction."""
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers of one case's inputs (an event, an excursion from ingest) take turns here,
+        # so the last to commit recomputed from what the others committed.
+        session.execute(
+            select_columns(CASES.c.id).where(CASES.c.id == case_id).with_for_update(key_share=True)
+        )
+    fresh = recomputed(session, case_id=case_id)
+    if not fresh:
+        session.execute(delete(TABLE).where(TABLE.c.case_id == case_id))
+        return
+    (row,) = fresh
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(TABLE).values(row)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[TABLE.c.case_id],
+            set_={k: stmt.excluded[k] for k in row if k != "case_id"},
+        )
+    )
+
+
+def recompute_all(session: Session) -> int:
+    """Rewrite every row from scratch (bulk writers); the number of rows."""
+    session.flush()
+    rows = recomputed(session)
+    session.execute(delete(TABLE))
+    for start in range(0, len(rows), CHUNK):
+        session.execute(insert(TABLE), rows[start : start + CHUNK])
+    return len(rows)
+
+
+def stored(session: Session) -> list[dict[str, Any]]:
+    """Every stored row as a dict, by case id (what ``recomputed`` is compared with)."""
+    found = session.execute(select_columns(TABLE).order_by(TABLE.c.case_id)).mappings()
+    return [dict(row) for row in found]
