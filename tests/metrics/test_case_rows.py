@@ -1,6 +1,6 @@
 """The per-case turnaround rows kept by the services equal a from-scratch recomputation,
 after any sequence of journey events, corrections, recollections, shipments and excursions;
-migration 0014 fills them from existing records the same way."""
+migration 0015 fills them from existing records the same way."""
 
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ def test_a_row_follows_its_case(api: Api, database: Database) -> None:
     assert third.j.case["id"] not in {r["case_id"] for r in rows}
 
 
-def test_migration_0014_fills_the_table_from_existing_records(
+def test_migration_0015_fills_the_table_from_existing_records(
     api: Api, database: Database, db_url: str
 ) -> None:
     for route in ("KASHIWA-LOCAL", "JP-US-EWR"):
@@ -260,8 +260,8 @@ def test_migration_0014_fills_the_table_from_existing_records(
     before = assert_in_step(database)
     assert len(before) == 3
     database.engine.dispose()
-    command.downgrade(alembic_config(db_url), "0013")
-    assert current_revision(database.engine) == "0013"
+    command.downgrade(alembic_config(db_url), "0014")
+    assert current_revision(database.engine) == "0014"
     upgrade(db_url)
     assert current_revision(database.engine) == head_revision()
     assert assert_in_step(database) == before

@@ -1,7 +1,7 @@
 """case turnaround: one narrow row per collected case, kept in step by the services
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-05 20:52:16.639657
 
 Creates ``case_turnaround`` and fills it from the records as they stand. The rows are
@@ -18,8 +18,8 @@ from alembic import op
 
 import models.base  # noqa: F401  (autogenerate renders UTCDateTime)
 
-revision: str = "0014"
-down_revision: str | None = "0013"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
