@@ -84,7 +84,9 @@ def test_the_panel_lists_todays_and_this_weeks_tasks_in_english(
     assert "Nov 26, 2026 04:00 +09:00" in first.group(0)
     assert f'href="/cases/{later.case["id"]}"' in week and later.coi in week
     assert "Nov 28, 2026 09:00 +09:00" in week
-    assert "Critical alert on" in today and "COI mismatch" in today
+    # An alert's severity is its badge; its line names the kind, the COI, and since when.
+    assert f"COI mismatch on {world['moving'].coi} " in today
+    assert "waiting since" in today
 
 
 def test_the_panel_speaks_japanese_without_the_english_titles(
@@ -99,13 +101,13 @@ def test_the_panel_speaks_japanese_without_the_english_titles(
         f"{world['missed'].coi} " in html
         and "のアフェレーシス（国立がん研究センター東病院）" in html
     )
-    assert "の重大アラート" in html
+    assert f"{world['moving'].coi} " in html and "：COI不一致" in html and "重大" in html
     assert "2026/11/26 04:00 +09:00" in html
     api_titles = [t["title"] for t in api.get("ncc", "/api/v1/tasks").json()["items"]]
     assert api_titles
     for title in api_titles:
         assert title not in html
-    for english in ("Apheresis of", "Overdue", "alert on", "This week", "expected at"):
+    for english in ("Apheresis of", "Overdue", "mismatch on", "This week", "waiting since"):
         assert english not in html
 
 
