@@ -226,3 +226,106 @@ def test_the_contract_documents_every_kind(api: Api) -> None:
         "hold_review",
     ):
         assert f"`{kind}`" in operation["description"], kind
+
+
+def planned(api: Api, *, patient: str, infusion_at: Any, start: Any) -> Journey:
+    """A case registered with its planned infusion, walked with Journey's steps."""
+    r = api.post(
+        "ncc",
+        "/api/v1/cases",
+        {
+            "site": "NCC-EAST",
+            "route": "KASHIWA-LOCAL",
+            "product": "CART-CD19",
+            "patient_ref": patient,
+            "planned_infusion_at": infusion_at.isoformat(),
+        },
+    )
+    assert r.status_code == 201, r.text
+    j = Journey.__new__(Journey)
+    j.__dict__.update(
+        api=api,
+        route="KASHIWA-LOCAL",
+        coord="ncc",
+        site="NCC-EAST",
+        maker="kashiwa",
+        factory="CELLARES-KASHIWA",
+        courier="courier",
+        courier_org="KASHIWA-COLD",
+        case=r.json(),
+        coi=r.json()["coi"],
+        t=start,
+        inbound=None,
+        outbound=None,
+    )
+    return j
+
+
+def test_the_factory_and_qa_see_a_release_due_and_it_goes_once_released(api: Api) -> None:
+    j = Journey(api, patient="MRN-T13", start=NOW - timedelta(days=13))
+    j.schedule()
+    j.step("collected")
+    inbound = j.ship("to_manufacturing", "FRESH_2_8")
+    j.custody(inbound, "picked_up")
+    j.custody(inbound, "delivered")
+    j.step("received_at_manufacturing")
+    j.step("manufacturing_started", coi=False)  # 13 days ago; KASHIWA-LOCAL expects 11
+    for persona in ("kashiwa", "qa"):
+        (release,) = of_kind(tasks(api, persona), "qc_release")
+        assert release["case_id"] == j.case["id"] and release["overdue"] is True
+        assert release["params"]["site"] == "CELLARES-KASHIWA"
+    assert of_kind(tasks(api, "ncc"), "qc_release") == []
+    assert of_kind(tasks(api, "bridgewater"), "qc_release") == []
+    j.step("qc_released", hours=1, coi=False)
+    assert of_kind(tasks(api, "kashiwa"), "qc_release") == []
+    # The product now waits at the factory for its shipment to the hospital.
+    (owed,) = of_kind(tasks(api, "kashiwa"), "pickup")
+    assert owed["params"] == {"direction": "to_site", "unbooked": True}
+
+
+def test_thaw_and_infusion_follow_the_planned_infusion_and_the_thaw_clock(api: Api) -> None:
+    infusion_at = NOW + timedelta(hours=6)
+    j = planned(api, patient="MRN-T14", infusion_at=infusion_at, start=NOW - timedelta(days=12))
+    j.schedule()
+    j.step("collected")
+    inbound = j.ship("to_manufacturing", "FRESH_2_8")
+    j.custody(inbound, "picked_up")
+    j.custody(inbound, "delivered")
+    j.step("received_at_manufacturing")
+    j.step("manufacturing_started", coi=False)
+    j.step("qc_released", hours=24 * 9, coi=False)
+    outbound = j.ship("to_site", "CRYO_LN2")
+    j.custody(outbound, "picked_up")
+    (arrival,) = of_kind(tasks(api, "ncc"), "arrival")  # the product coming home
+    assert arrival["shipment_id"] == outbound["id"]
+    j.custody(outbound, "delivered")
+    j.step("received_at_site")
+
+    items = tasks(api, "ncc")
+    (thaw,) = of_kind(items, "thaw")
+    (infusion,) = of_kind(items, "infusion")
+    # CART-CD19: infusion starts within 30 min of thawing, so thaw 30 min before.
+    assert thaw["due_at"].startswith("2026-11-26T05:30:00")
+    assert infusion["due_at"].startswith("2026-11-26T06:00:00")
+    assert of_kind(tasks(api, "kashiwa"), "thaw") == []
+
+    j.t = NOW - timedelta(minutes=10)
+    j.step("thawed", hours=0)
+    items = tasks(api, "ncc")
+    assert of_kind(items, "thaw") == []
+    # Thawed: the product's own clock wins over the plan (10 min ago + 30 min).
+    (infusion,) = of_kind(items, "infusion")
+    assert infusion["due_at"].startswith("2026-11-26T00:20:00")
+    j.step("infused", hours=0.1)
+    assert of_kind(tasks(api, "ncc"), "infusion") == []
+
+
+def test_a_long_list_is_capped_and_says_so(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services.tasks import listing
+
+    for n in range(3):
+        booked(api, route="KASHIWA-LOCAL", patient=f"MRN-C{n}", at=NOW + (n + 1) * DAY)
+    monkeypatch.setattr(listing, "CAP", 2)
+    body = api.get("ncc", "/api/v1/tasks").json()
+    assert body["truncated"] is True
+    assert [t["due_at"][:10] for t in body["items"]] == ["2026-11-27", "2026-11-28"]
