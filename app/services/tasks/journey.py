@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.services.access.scope import case_scope, shipment_scope
@@ -37,11 +39,50 @@ BEFORE_START = (
 BEFORE_RELEASE = (*BEFORE_START, S.in_manufacturing)
 BEFORE_THAW = (S.released, S.in_transit_to_site, S.at_site)
 OPEN_SHIPMENT = (ShipmentStatus.created.value, ShipmentStatus.in_transit.value)
-CASE_KINDS = frozenset({K.apheresis, K.manufacturing_start, K.qc_release, K.thaw, K.infusion})
 # The step a shipment's pickup and arrival are, by direction.
 PICKED_UP = {"to_manufacturing": "shipped_to_manufacturing", "to_site": "shipped_to_site"}
 # A case waiting for a shipment that nobody has created yet: the pickup is still owed.
 AWAITING_SHIPMENT = {S.collected: Direction.to_manufacturing, S.released: Direction.to_site}
+
+
+# The case states in which each kind of task can arise.
+ARISES: dict[TaskKind, tuple[CaseStatus, ...]] = {
+    K.apheresis: (S.apheresis_scheduled,),
+    K.manufacturing_start: BEFORE_START,
+    K.qc_release: BEFORE_RELEASE,
+    K.thaw: BEFORE_THAW,
+    K.infusion: (*BEFORE_THAW, S.thawed),
+    K.pickup: tuple(AWAITING_SHIPMENT),
+}
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """The columns of a case a task needs (never its patient hash or token)."""
+
+    id: str
+    coi: str
+    site: str
+    route: str
+    product: str
+    status: str
+    apheresis_at: datetime | None
+    planned_infusion_at: datetime | None
+
+
+CASE_COLUMNS = tuple(
+    col(c)
+    for c in (
+        Case.id,
+        Case.coi,
+        Case.site,
+        Case.route,
+        Case.product,
+        Case.status,
+        Case.apheresis_at,
+        Case.planned_infusion_at,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +99,7 @@ class Plan:
         return self.raw[step] if step == self.next_step else self.clamped[step]
 
 
-def _plans(session: Session, cases: dict[str, Case], now: datetime) -> dict[str, Plan]:
+def _plans(session: Session, cases: dict[str, CaseRow], now: datetime) -> dict[str, Plan]:
     models = routes.load_models(session)
     process = routes.process_hours(session)
     ids = list(cases)
@@ -77,18 +118,19 @@ def _plans(session: Session, cases: dict[str, Case], now: datetime) -> dict[str,
     for case_id, case in cases.items():
         actual = times.get(case_id, {})
         model = models[case.route]
-        kw = {
+        kw: dict[str, Any] = {
             "apheresis_at": case.apheresis_at,
             "slot_start_at": slots.get(case_id),
             "process_h": process.get(case.product, 168.0),
             "eta": etas.get(case_id),
         }
+        raw = routes.predict(model, actual, now=FAR_PAST, **kw)
+        # The model only ever moves a past prediction up to now; when none is past, the
+        # clamped chain is the same one.
+        late = any(at < now for step, at in raw.items() if step not in actual)
+        clamped = routes.predict(model, actual, now=now, **kw) if late else raw
         out[case_id] = Plan(
-            model.manufacturing_site,
-            NEXT_MILESTONE.get(case.status),
-            routes.predict(model, actual, now=FAR_PAST, **kw),  # type: ignore[arg-type]
-            routes.predict(model, actual, now=now, **kw),  # type: ignore[arg-type]
-            actual,
+            model.manufacturing_site, NEXT_MILESTONE.get(case.status), raw, clamped, actual
         )
     return out
 
@@ -111,21 +153,21 @@ def derive(
     session: Session, *, actor: Principal, kinds: frozenset[TaskKind], now: datetime
 ) -> list[Draft]:
     """Every journey task of the actor's kinds in its scope, whatever its time."""
-    cases: dict[str, Case] = {}
-    if kinds & CASE_KINDS or K.pickup in kinds:
-        statuses = [s.value for s in (*BEFORE_RELEASE, *BEFORE_THAW, S.thawed)]
-        for case in session.exec(
-            select(Case).where(case_scope(actor), col(Case.status).in_(statuses))
+    cases: dict[str, CaseRow] = {}
+    statuses = sorted({s.value for kind in kinds for s in ARISES.get(kind, ())})
+    if statuses:
+        for row in session.execute(
+            select_columns(*CASE_COLUMNS).where(case_scope(actor), col(Case.status).in_(statuses))
         ):
-            cases[case.id] = case
-    shipments: list[tuple[Shipment, Case]] = []
+            cases[row[0]] = CaseRow(*row)
+    shipments: list[tuple[Shipment, CaseRow]] = []
     if kinds & {K.pickup, K.arrival}:
-        for shipment, case in session.exec(
-            select(Shipment, Case)
+        for shipment, *columns in session.execute(
+            select_columns(Shipment, *CASE_COLUMNS)
             .join(Case, col(Case.id) == col(Shipment.case_id))
             .where(shipment_scope(actor), col(Shipment.status).in_(OPEN_SHIPMENT))
         ):
-            shipments.append((shipment, case))
+            shipments.append((shipment, CaseRow(*columns)))
     if not cases and not shipments:
         return []
     every = {**cases, **{case.id: case for _, case in shipments}}
@@ -149,7 +191,7 @@ def derive(
 
 
 def _case_tasks(
-    case: Case,
+    case: CaseRow,
     plan: Plan,
     kinds: frozenset[TaskKind],
     product: Product | None,
@@ -187,7 +229,7 @@ def _case_tasks(
             yield Draft(K.infusion, due, f"Infuse {coi}", params=site, **base)
 
 
-def _unbooked_pickup(case: Case, direction: str, plan: Plan) -> Draft:
+def _unbooked_pickup(case: CaseRow, direction: str, plan: Plan) -> Draft:
     """A case ready to leave with no shipment created yet: the pickup is still owed."""
     coi = display(case.coi)
     title = f"Create the shipment of {coi} for its pickup"
@@ -204,7 +246,7 @@ def _unbooked_pickup(case: Case, direction: str, plan: Plan) -> Draft:
 def _shipment_tasks(
     actor: Principal,
     shipment: Shipment,
-    case: Case,
+    case: CaseRow,
     plan: Plan,
     kinds: frozenset[TaskKind],
     names: dict[str, str],
