@@ -329,3 +329,40 @@ def test_a_long_list_is_capped_and_says_so(api: Api, monkeypatch: pytest.MonkeyP
     body = api.get("ncc", "/api/v1/tasks").json()
     assert body["truncated"] is True
     assert [t["due_at"][:10] for t in body["items"]] == ["2026-11-27", "2026-11-28"]
+
+
+def test_every_task_of_a_product_on_hold_says_so(api: Api) -> None:
+    infusion_at = NOW + timedelta(hours=6)
+    j = planned(api, patient="MRN-T15", infusion_at=infusion_at, start=NOW - timedelta(days=12))
+    j.schedule()
+    j.step("collected")
+    inbound = j.ship("to_manufacturing", "FRESH_2_8")
+    j.custody(inbound, "picked_up")
+    j.custody(inbound, "delivered")
+    j.step("received_at_manufacturing")
+    j.step("manufacturing_started", coi=False)
+    j.step("qc_released", hours=24 * 9, coi=False)
+    outbound = j.ship("to_site", "CRYO_LN2")
+    j.custody(outbound, "picked_up")
+    j.custody(outbound, "delivered")
+    j.step("received_at_site")
+    hold = {
+        "action": "place",
+        "reason": "seal broken",
+        "signature": {"password_or_key": api.keys["qa"], "meaning": "approval"},
+    }
+    assert api.post("qa", f"/api/v1/cases/{j.case['id']}/hold", hold).status_code == 200
+
+    items = tasks(api, "ncc")
+    for kind in ("thaw", "infusion"):
+        (task,) = of_kind(items, kind)
+        assert task["params"]["on_hold"] is True
+        assert "on hold: do not thaw or infuse" in task["title"]
+    (review,) = of_kind(tasks(api, "qa"), "hold_review")
+    assert review["case_id"] == j.case["id"]
+
+    release = {**hold, "action": "release", "reason": "seal intact on second look"}
+    assert api.post("qa", f"/api/v1/cases/{j.case['id']}/hold", release).status_code == 200
+    (thaw,) = of_kind(tasks(api, "ncc"), "thaw")
+    assert "on_hold" not in thaw["params"] and "on hold" not in thaw["title"]
+    assert of_kind(tasks(api, "qa"), "hold_review") == []

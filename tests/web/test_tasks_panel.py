@@ -146,7 +146,39 @@ def test_each_role_sees_its_own_work_and_links_it_can_open(api: Api, world: dict
     assert "Nothing due today." in other
 
 
+def test_a_shipment_waiting_for_its_courier_is_worded_in_both_languages(api: Api) -> None:
+    j = Journey(api, patient="MRN-P4", start=NOW - timedelta(hours=2))
+    j.schedule()
+    j.step("collected")
+    shipment = j.ship("to_manufacturing", "FRESH_2_8")
+    ncc = Browser(api, "ncc")
+    (line,) = [m.group(0) for m in TASK.finditer(panel(ncc.get("/").text))]
+    assert 'data-kind="pickup"' in line and f'href="/cases/{j.case["id"]}"' in line
+    assert "Pickup of " in line and "National Cancer Center Hospital East" in line
+    ncc.client.cookies.set("v2v_lang", "ja")
+    assert "の集荷（国立がん研究センター東病院 →" in panel(ncc.get("/").text)
+    courier = panel(Browser(api, "courier").get("/").text)
+    assert f'href="/shipments/{shipment["id"]}"' in courier
+
+
 def test_the_panel_refreshes_as_a_live_region(api: Api, world: dict[str, Any]) -> None:
     part = Browser(api, "ncc").get("/?part=tasks", headers={"x-requested-with": "fetch"})
     assert part.status_code == 200
     assert "<html" not in part.text and world["missed"].coi in part.text
+
+
+def test_a_product_on_hold_is_marked_on_each_of_its_lines(api: Api, world: dict[str, Any]) -> None:
+    moving = world["moving"]
+    hold = {
+        "action": "place",
+        "reason": "seal broken",
+        "signature": {"password_or_key": api.keys["qa"], "meaning": "approval"},
+    }
+    assert api.post("qa", f"/api/v1/cases/{moving.case['id']}/hold", hold).status_code == 200
+    factory = Browser(api, "kashiwa")
+    lines = [m.group(0) for m in TASK.finditer(panel(factory.get("/").text))]
+    held = [line for line in lines if moving.coi in line]
+    assert held and all("Do not infuse — product on hold" in line for line in held)
+    assert all("product on hold" not in line for line in lines if moving.coi not in line)
+    factory.client.cookies.set("v2v_lang", "ja")
+    assert "投与禁止 — 製品は保留中です" in panel(factory.get("/").text)

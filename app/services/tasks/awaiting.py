@@ -15,7 +15,7 @@ from app.services.access.scope import case_scope, shipment_scope
 from app.services.alerts.queries import visible
 from app.services.identity.coi import display
 from app.services.journey.holds import ON_HOLD
-from app.services.tasks.rules import QA_ALERT_SEVERITIES, Draft
+from app.services.tasks.rules import QA_ALERT_SEVERITIES, Draft, held, titled
 from app.times import as_utc, from_ms, to_ms
 from models.alert import Alert, AlertStatus
 from models.case import Case, ProductHold
@@ -38,12 +38,14 @@ def alert_condition(actor: Principal) -> ColumnElement[bool]:
     return condition
 
 
-def _cois(session: Session, case_ids: set[str]) -> dict[str, str]:
+def _cases(session: Session, case_ids: set[str]) -> dict[str, tuple[str, str | None]]:
+    """Each case's COI and hold status."""
     if not case_ids:
         return {}
-    return dict(
-        session.exec(select(Case.id, Case.coi).where(col(Case.id).in_(sorted(case_ids)))).all()
+    rows = session.exec(
+        select(Case.id, Case.coi, Case.hold_status).where(col(Case.id).in_(sorted(case_ids)))
     )
+    return {case_id: (coi, hold) for case_id, coi, hold in rows}
 
 
 def alerts(session: Session, *, actor: Principal, before: datetime, limit: int) -> Iterable[Draft]:
@@ -55,16 +57,16 @@ def alerts(session: Session, *, actor: Principal, before: datetime, limit: int) 
         .order_by(col(Alert.created_at), col(Alert.id))
         .limit(limit)
     ).all()
-    cois = _cois(session, {a.case_id or s for a, s in rows if a.case_id or s})
+    cases = _cases(session, {a.case_id or s for a, s in rows if a.case_id or s})
     for alert, shipment_case in rows:
         case_id = alert.case_id or shipment_case
-        coi = cois.get(case_id) if case_id else None
+        coi, hold = cases.get(case_id, (None, None)) if case_id else (None, None)
         words = alert.kind.replace("_", " ")
         subject = f" on {display(coi)}" if coi else ""
         yield Draft(
             K.alert,
             alert.created_at,
-            f"{alert.severity.capitalize()} alert{subject}: {words}",
+            titled(f"{alert.severity.capitalize()} alert{subject}: {words}", hold),
             case_id=case_id,
             shipment_id=alert.shipment_id,
             coi=coi,
@@ -73,6 +75,7 @@ def alerts(session: Session, *, actor: Principal, before: datetime, limit: int) 
                 "alert_kind": alert.kind,
                 "severity": alert.severity,
                 "code": alert.code,
+                **held(hold),
             },
         )
 
@@ -82,7 +85,7 @@ def dispositions(
 ) -> Iterable[Draft]:
     """Closed excursions in scope that no QA signature has dispositioned yet."""
     rows = session.exec(
-        select(Excursion, Shipment.case_id, Case.coi)
+        select(Excursion, Shipment.case_id, Case.coi, Case.hold_status)
         .join(Shipment, col(Shipment.id) == col(Excursion.shipment_id))
         .join(Case, col(Case.id) == col(Shipment.case_id))
         .where(
@@ -94,15 +97,16 @@ def dispositions(
         .order_by(col(Excursion.ended_ms), col(Excursion.id))
         .limit(limit)
     ).all()
-    for exc, case_id, coi in rows:
+    for exc, case_id, coi, hold in rows:
+        title = f"Sign a disposition for the {exc.severity} excursion of {display(coi)}"
         yield Draft(
             K.disposition,
             from_ms(exc.ended_ms if exc.ended_ms is not None else exc.last_ms),
-            f"Sign a disposition for the {exc.severity} excursion of {display(coi)}",
+            titled(title, hold),
             case_id=case_id,
             shipment_id=exc.shipment_id,
             coi=coi,
-            params={"excursion_id": exc.id, "severity": exc.severity},
+            params={"excursion_id": exc.id, "severity": exc.severity, **held(hold)},
         )
 
 

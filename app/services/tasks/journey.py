@@ -21,7 +21,7 @@ from app.services.delays import routes
 from app.services.delays.checks import FAR_PAST
 from app.services.identity.coi import display
 from app.services.journey.pages import NEXT_MILESTONE
-from app.services.tasks.rules import ARRIVALS, PICKUPS, Draft
+from app.services.tasks.rules import ARRIVALS, PICKUPS, Draft, held, titled
 from models.case import Case, CaseStatus, Slot
 from models.principal import Principal
 from models.reference import Product, Site
@@ -68,6 +68,14 @@ class CaseRow:
     status: str
     apheresis_at: datetime | None
     planned_infusion_at: datetime | None
+    hold_status: str | None
+
+    @property
+    def held(self) -> dict[str, Any]:
+        return held(self.hold_status)
+
+    def titled(self, title: str) -> str:
+        return titled(title, self.hold_status)
 
 
 CASE_COLUMNS = tuple(
@@ -81,6 +89,7 @@ CASE_COLUMNS = tuple(
         Case.status,
         Case.apheresis_at,
         Case.planned_infusion_at,
+        Case.hold_status,
     )
 )
 
@@ -200,46 +209,48 @@ def _case_tasks(
     coi = display(case.coi)
     base = {"case_id": case.id, "coi": case.coi}
     status = S(case.status)
-    site = {"site": case.site}
+    site = {"site": case.site, **case.held}
     if K.apheresis in kinds and status == S.apheresis_scheduled and case.apheresis_at:
         title = f"Apheresis of {coi} at {names.get(case.site, case.site)}"
-        yield Draft(K.apheresis, case.apheresis_at, title, params=site, **base)
-    factory = {"site": plan.factory}
+        yield Draft(K.apheresis, case.apheresis_at, case.titled(title), params=site, **base)
+    factory = {"site": plan.factory, **case.held}
     where = names.get(plan.factory, plan.factory)
     if K.manufacturing_start in kinds and status in BEFORE_START:
         title = f"Start manufacturing {coi} at {where}"
         start_at = plan.due("manufacturing_started")
-        yield Draft(K.manufacturing_start, start_at, title, params=factory, **base)
+        yield Draft(K.manufacturing_start, start_at, case.titled(title), params=factory, **base)
     if K.qc_release in kinds and status in BEFORE_RELEASE:
         title = f"QC release of {coi} due at {where}"
-        yield Draft(K.qc_release, plan.due("qc_released"), title, params=factory, **base)
+        due = plan.due("qc_released")
+        yield Draft(K.qc_release, due, case.titled(title), params=factory, **base)
     planned = case.planned_infusion_at
     if K.thaw in kinds and status in BEFORE_THAW and planned is not None:
         lead = timedelta(minutes=product.thaw_to_infusion_start_min if product else 30)
         title = f"Thaw {coi} for its planned infusion"
-        yield Draft(K.thaw, planned - lead, title, params=site, **base)
+        yield Draft(K.thaw, planned - lead, case.titled(title), params=site, **base)
     if K.infusion in kinds and status in (*BEFORE_THAW, S.thawed):
-        due = planned
+        infuse_at = planned
         thawed_at = plan.actual.get("thawed")
         if status == S.thawed and thawed_at is not None and product is not None:
             # The thawed product's own clock: infusion must start within its window.
             window_end = thawed_at + timedelta(minutes=product.thaw_to_infusion_start_min)
-            due = min(due, window_end) if due is not None else window_end
-        if due is not None:
-            yield Draft(K.infusion, due, f"Infuse {coi}", params=site, **base)
+            infuse_at = min(infuse_at, window_end) if infuse_at is not None else window_end
+        if infuse_at is not None:
+            title = case.titled(f"Infuse {coi}")
+            yield Draft(K.infusion, infuse_at, title, params=site, **base)
 
 
 def _unbooked_pickup(case: CaseRow, direction: str, plan: Plan) -> Draft:
     """A case ready to leave with no shipment created yet: the pickup is still owed."""
     coi = display(case.coi)
-    title = f"Create the shipment of {coi} for its pickup"
+    title = case.titled(f"Create the shipment of {coi} for its pickup")
     return Draft(
         K.pickup,
         plan.due(PICKED_UP[direction]),
         title,
         case_id=case.id,
         coi=case.coi,
-        params={"direction": direction, "unbooked": True},
+        params={"direction": direction, "unbooked": True, **case.held},
     )
 
 
@@ -259,12 +270,15 @@ def _shipment_tasks(
         "direction": shipment.direction,
         "origin": shipment.origin,
         "destination": shipment.destination,
+        **case.held,
     }
     direction = shipment.direction
     if shipment.status == ShipmentStatus.created:
         if K.pickup in kinds and direction in PICKUPS.get(actor.role, ()):
             title = f"Pickup of {coi} at {origin} for {destination}"
-            yield Draft(K.pickup, plan.due(PICKED_UP[direction]), title, params=params, **base)
+            due = plan.due(PICKED_UP[direction])
+            yield Draft(K.pickup, due, case.titled(title), params=params, **base)
     elif K.arrival in kinds and direction in ARRIVALS.get(actor.role, ()):
         title = f"{coi} expected at {destination} from {origin}"
-        yield Draft(K.arrival, plan.due(routes.ARRIVAL[direction]), title, params=params, **base)
+        due = plan.due(routes.ARRIVAL[direction])
+        yield Draft(K.arrival, due, case.titled(title), params=params, **base)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.services.journey.holds import ON_HOLD
 from models.principal import Role
 from models.shipment import Direction
 from models.tasks import TaskKind
@@ -46,6 +47,18 @@ ARRIVALS: dict[str, frozenset[str]] = {
 }
 # QA looks at the alerts nobody else may close, or that put a patient's product at stake.
 QA_ALERT_SEVERITIES = ("critical",)
+
+
+HOLD_NOTE = " (product on hold: do not thaw or infuse)"
+
+
+def held(hold_status: str | None) -> dict[str, Any]:
+    """The mark every task of a product on hold carries: nobody thaws or infuses it."""
+    return {"on_hold": True} if hold_status == ON_HOLD else {}
+
+
+def titled(title: str, hold_status: str | None) -> str:
+    return title + HOLD_NOTE if hold_status == ON_HOLD else title
 
 
 @dataclass(frozen=True)
