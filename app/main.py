@@ -40,6 +40,7 @@ from app.routers import (
     readings,
     reference,
     shipments,
+    tasks,
     webhooks,
 )
 from app.services.identity.coi import Keyring
@@ -135,6 +136,7 @@ def create_app(
         fhir,
         epcis,
         courier_feeds,
+        tasks,
     ):
         app.include_router(module.router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     app.include_router(ops.router)

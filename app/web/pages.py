@@ -29,6 +29,7 @@ OVERVIEW_PARTS = {
     "alerts": "_overview_alerts.html",
     "shipments": "_overview_shipments.html",
     "stages": "_overview_stages.html",
+    "tasks": "_overview_tasks.html",
 }
 
 

@@ -21,7 +21,7 @@ from app.deps import NowDep, SessionDep, SettingsDep
 from app.errors import AppError
 from app.services.alerts import messages
 from app.services.reference import names
-from app.web import auth, labels
+from app.web import auth, labels, overview
 from app.web.i18n import LANGUAGES, Lang, choose_language, zone_label
 from app.web.roles import Can
 from models.principal import Principal
@@ -102,6 +102,7 @@ class View:
     lang: Lang
     now: datetime
     own_zone: bool = True  # the zone is the principal's site's (not a case's)
+    alert_badge: int = 0  # open alerts needing the person, shown in the navigation
 
     @property
     def user(self) -> Principal:
@@ -151,6 +152,7 @@ class View:
             "label": label,
             "ref_name": ref_name,
             "alert_text": alert_text,
+            "alert_badge": self.alert_badge,
             "path": path,
             "here": here,
             "here_quoted": quote(here, safe=""),
@@ -169,7 +171,11 @@ def get_view(
     now: NowDep,
 ) -> View:
     zone = default_zone(settings, principal, session)
-    return View(request, principal, Lang(choose_language(request), zone), now)
+    badge = 0
+    # Only whole pages show the navigation: live regions and form posts skip the count.
+    if principal is not None and request.method == "GET" and "part" not in request.query_params:
+        badge = overview.alert_badge(session, principal)
+    return View(request, principal, Lang(choose_language(request), zone), now, alert_badge=badge)
 
 
 ViewDep = Annotated[View, Depends(get_view)]

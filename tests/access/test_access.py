@@ -121,6 +121,8 @@ RULES: dict[tuple[str, str], tuple[set[str], bool]] = {
     ("POST", "/api/v1/integrations/epcis/capture"): (INGEST, False),
     # The case is a query parameter (?case_id=), so its scope is tested in test_epcis.py.
     ("GET", "/api/v1/integrations/epcis/events"): (CASE_READERS, False),
+    # Everyone with work; each sees only its scope's tasks (tests/tasks/test_tasks.py).
+    ("GET", "/api/v1/tasks"): (ALL - {"viewer"}, False),
 }
 # Operations admitted by a token of their own rather than a role: every API key is a 401.
 TOKEN_ONLY = {("GET", "/metrics")}
