@@ -1,0 +1,185 @@
+"""The ingest writer: one thread per database and process, committing readings in groups.
+
+Every ingest path (HTTP, EPCIS, MQTT, courier feeds) hands its unit of work to ``submit``
+and waits for the future. The writer takes whatever has queued up since its last commit,
+runs each unit in a savepoint of one transaction and commits once (group commit), then
+answers each caller: an acknowledgement is only ever sent after the COMMIT that holds it.
+
+Why: ingest used to be serialised per process around one transaction per request, so each
+request queued behind every batch before it, each paying its own commit (an fsync on SQLite).
+One writer keeps the serialisation that protects the GIL (no executemany in several threads
+at once) and shares the commit; a group is bounded (``MAX_GROUP_READINGS``) so a journey
+write waiting for SQLite's writer gate waits for at most one bounded group.
+
+Failure is per caller. A unit that raises an ``AppError`` (401, 403, 422, 429) is answered
+with it, its savepoint rolled back, the rest of the group untouched. Any other error (a lock
+timeout, a deadlock with another process, a failed COMMIT) sends the unit, or every unit of
+a group whose commit failed, back to run alone in a transaction of its own, as before: the
+outcome a caller sees never depends on who shared its group. Deduplication is the unique
+``(device_id, ts_ms)`` key as ever; within a group a later unit sees the earlier ones' rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlmodel import Session
+
+from app.db import Database, savepoint
+from app.errors import AppError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A group stops growing at this many readings (a larger single unit runs alone): at SQLite's
+# measured ~100k readings/s that bounds a group's hold on the writer lock to tens of ms.
+MAX_GROUP_READINGS = 2_000
+MAX_GROUP_UNITS = 64
+# An idle writer thread ends after this long; the next submit starts a new one.
+IDLE_S = 5.0
+
+
+@dataclass(eq=False)
+class _Unit:
+    work: Callable[[Session], Any]
+    size: int
+    future: Future[Any] = field(default_factory=Future)
+    value: Any = None
+    done: bool = False  # ran to its end inside the group's transaction
+    alone: bool = False  # to be run again in a transaction of its own
+
+
+class Writer:
+    """The queue and thread that commit one database's ingest units in groups."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._units: deque[_Unit] = deque()
+        self._cond = threading.Condition()
+        self._running = False
+
+    def submit(self, work: Callable[[Session], T], *, size: int = 1) -> Future[T]:
+        """Queue ``work`` (run with a session in a write transaction, flushing only); its
+        future holds the outcome once the transaction that holds it has committed."""
+        unit = _Unit(work, max(1, size))
+        with self._cond:
+            self._units.append(unit)
+            if self._running:
+                self._cond.notify()
+            else:
+                self._running = True
+                threading.Thread(target=self._loop, name="v2v-ingest-writer", daemon=True).start()
+        return unit.future
+
+    def _loop(self) -> None:
+        group: list[_Unit] = []
+        try:
+            while True:
+                with self._cond:
+                    if not self._units:
+                        self._cond.wait(IDLE_S)
+                    if not self._units:
+                        self._running = False
+                        return
+                    group = self._take()
+                if len(group) == 1:
+                    self._alone(group[0])  # nothing to share: no savepoint
+                elif group:
+                    self._run(group)
+                group = []
+        except BaseException as exc:  # never leave a caller waiting for a dead thread
+            with self._cond:
+                self._running = False
+                group += list(self._units)
+                self._units.clear()
+            for unit in group:
+                if not unit.future.done():
+                    unit.future.set_exception(exc)
+            raise
+
+    def _take(self) -> list[_Unit]:
+        """The units queued now, up to the group's bounds; cancelled ones are dropped (their
+        caller is gone and was never acknowledged, so it will send again)."""
+        group: list[_Unit] = []
+        readings = 0
+        while self._units and len(group) < MAX_GROUP_UNITS:
+            unit = self._units[0]
+            if group and readings + unit.size > MAX_GROUP_READINGS:
+                break
+            self._units.popleft()
+            if unit.future.set_running_or_notify_cancel():
+                group.append(unit)
+                readings += unit.size
+        return group
+
+    def _run(self, group: list[_Unit]) -> None:
+        try:
+            self._together(group)
+        except Exception:  # noqa: BLE001 - the COMMIT (or BEGIN) failed: nothing was kept
+            log.warning("ingest group of %d failed; each runs alone", len(group), exc_info=True)
+            for unit in group:
+                if unit.done:
+                    unit.done, unit.alone, unit.value = False, True, None
+        for unit in group:
+            if unit.done:
+                unit.future.set_result(unit.value)
+        for unit in group:
+            if unit.alone:
+                self._alone(unit)
+
+    def _together(self, group: list[_Unit]) -> None:
+        with self._db.transaction() as session:
+            root = session.begin()
+            for unit in group:
+                try:
+                    with savepoint(session):
+                        unit.value = unit.work(session)
+                    unit.done = True
+                except AppError as exc:  # the caller's own refusal: answer it
+                    unit.future.set_exception(exc)
+                except Exception:  # noqa: BLE001 - retried alone below, its error then answered
+                    unit.alone = True
+                if session.get_transaction() is not root:
+                    # A unit ended the shared transaction (services never commit or roll
+                    # back): what the group wrote before is not certain to be kept.
+                    raise RuntimeError("an ingest unit ended the group's transaction")
+
+    def _alone(self, unit: _Unit) -> None:
+        try:
+            with self._db.transaction() as session:
+                value = unit.work(session)
+        except BaseException as exc:  # noqa: BLE001 - the caller's outcome
+            unit.future.set_exception(exc)
+        else:
+            unit.future.set_result(value)
+
+
+_WRITERS: weakref.WeakKeyDictionary[Database, Writer] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer(db: Database) -> Writer:
+    """This process's ingest writer for ``db``."""
+    with _WRITERS_LOCK:
+        found = _WRITERS.get(db)
+        if found is None:
+            found = _WRITERS[db] = Writer(db)
+        return found
+
+
+def submit(db: Database, work: Callable[[Session], T], *, size: int = 1) -> Future[T]:
+    """Queue an ingest unit of work for ``db``'s writer (see ``Writer.submit``)."""
+    return writer(db).submit(work, size=size)
+
+
+def run(db: Database, work: Callable[[Session], T], *, size: int = 1) -> T:
+    """Run an ingest unit of work through the writer and wait for its committed outcome."""
+    return submit(db, work, size=size).result()
