@@ -35,6 +35,7 @@ from bench import (
     p4_postgres,
     p5_queries,
     p6_sweeps,
+    p7_mix,
     serving,
 )
 from bench.harness import Figure
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         p4_postgres,
         p5_queries,
         p6_sweeps,
+        p7_mix,
     )
 }
 

@@ -225,6 +225,7 @@ def _ship(
         f"/api/v1/cases/{cid}/events",
         {"type": "collected", "occurred_at": collected.isoformat(), "site": SITE, "coi": coi},
     )
+    post(courier, "/api/v1/devices", {"device_id": device_id})  # its courier registers it
     shipment = post(
         coordinator,
         "/api/v1/shipments",
