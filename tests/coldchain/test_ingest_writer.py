@@ -67,7 +67,7 @@ def test_a_group_answers_each_unit_for_itself(api: Api, database: Database) -> N
     first = readings(device, t0, [5.0] * 10, every=1)
     refused = readings(device, t0 + 10 * MIN, [5.0] * 10, every=1)
     flaky = readings(device, t0 + 20 * MIN, [5.0] * 10, every=1)
-    writer = Writer(database)
+    writer = Writer(database, threads=1, budget_s=60)  # one thread, one group
     hold = threading.Event()
     transactions: dict[str, int] = {}
     attempts: list[int] = []
@@ -126,7 +126,7 @@ def test_a_unit_cancelled_before_its_turn_is_not_stored(api: Api, database: Data
     _, ship, t0 = in_transit(api)
     device = ship["device_ids"][0]
     actor = _courier(api, database)
-    writer = Writer(database)
+    writer = Writer(database, threads=1, budget_s=60)  # one thread, one group
     hold, running = threading.Event(), threading.Event()
     busy = writer.submit(lambda _session: running.set() or hold.wait(30))
     assert running.wait(30)
@@ -208,3 +208,27 @@ def test_sqlite_writers_are_served_in_arrival_order() -> None:
     assert gate.acquire(blocking=False)  # free again once the last one left
     assert not gate.acquire(timeout=0.01)  # a timeout gives up without taking it
     gate.release()
+
+
+def test_the_ingest_writer_lets_a_few_people_go_first_then_takes_its_turn() -> None:
+    gate = FairLock()
+    assert gate.acquire()
+    order: list[str] = []
+
+    def writer(name: str, patient: bool) -> None:
+        assert gate.acquire(timeout=30, patient=patient)
+        order.append(name)
+        gate.release()
+
+    threads = []
+    names = ["ingest", "a", "b", "c", "d"]
+    for i, name in enumerate(names):
+        t = threading.Thread(target=writer, args=(name, name == "ingest"))
+        t.start()
+        threads.append(t)
+        while len(gate._waiters) < i + 1:
+            threading.Event().wait(0.001)
+    gate.release()
+    for t in threads:
+        t.join(timeout=30)
+    assert order == ["a", "b", "c", "ingest", "d"]  # passed over PATIENCE times, no more

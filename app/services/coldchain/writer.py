@@ -1,4 +1,5 @@
-"""The ingest writer: one thread per database and process, committing readings in groups.
+"""The ingest writer: per database and process one thread (SQLite) or a few (PostgreSQL),
+committing readings in groups.
 
 Every ingest path (HTTP, EPCIS, MQTT, courier feeds) hands its unit of work to ``submit``
 and waits for the future. The writer takes whatever has queued up since its last commit,
@@ -8,8 +9,9 @@ answers each caller: an acknowledgement is only ever sent after the COMMIT that 
 Why: ingest used to be serialised per process around one transaction per request, so each
 request queued behind every batch before it, each paying its own commit (an fsync on SQLite).
 One writer keeps the serialisation that protects the GIL (no executemany in several threads
-at once) and shares the commit; a group is bounded (``MAX_GROUP_READINGS``) so a journey
-write waiting for SQLite's writer gate waits for at most one bounded group.
+at once) and shares the commit; a group is bounded (``MAX_GROUP_READINGS``) and on SQLite
+waits at the writer gate while a few people's journey writes go first (``patient``), so a
+journey write never waits for more than the group in progress.
 
 Failure is per caller. A unit that raises an ``AppError`` (401, 403, 422, 429) is answered
 with it, its savepoint rolled back, the rest of the group untouched. Any other error (a lock
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +46,15 @@ T = TypeVar("T")
 # measured ~100k readings/s that bounds a group's hold on the writer lock to tens of ms.
 MAX_GROUP_READINGS = 2_000
 MAX_GROUP_UNITS = 64
+# A group takes no more units once it has run this long: on SQLite it holds the one writer
+# lock, and a person's write waits for the group in progress.
+GROUP_BUDGET_S = 0.020
+# SQLite has one writer lock: one writer thread. A PostgreSQL writer spends most of a group
+# waiting for round trips (a dozen statements a unit), and units of different shipments
+# do not lock each other: a few writers overlap those waits. Two groups that lock the same
+# shipments in opposite orders deadlock; PostgreSQL then fails one unit, which runs again
+# alone.
+POSTGRES_WRITERS = 3
 # An idle writer thread ends after this long; the next submit starts a new one.
 IDLE_S = 5.0
 
@@ -58,13 +70,20 @@ class _Unit:
 
 
 class Writer:
-    """The queue and thread that commit one database's ingest units in groups."""
+    """The queue and thread(s) that commit one database's ingest units in groups."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, threads: int | None = None, budget_s: float = GROUP_BUDGET_S
+    ) -> None:
         self._db = db
+        self._budget_s = budget_s
         self._units: deque[_Unit] = deque()
         self._cond = threading.Condition()
-        self._running = False
+        self._running = 0
+        self._idle = 0
+        if threads is None:
+            threads = 1 if db.dialect == "sqlite" else POSTGRES_WRITERS
+        self._threads = threads
 
     def submit(self, work: Callable[[Session], T], *, size: int = 1) -> Future[T]:
         """Queue ``work`` (run with a session in a write transaction, flushing only); its
@@ -72,10 +91,10 @@ class Writer:
         unit = _Unit(work, max(1, size))
         with self._cond:
             self._units.append(unit)
-            if self._running:
+            if self._idle:
                 self._cond.notify()
-            else:
-                self._running = True
+            elif self._running < self._threads:
+                self._running += 1
                 threading.Thread(target=self._loop, name="v2v-ingest-writer", daemon=True).start()
         return unit.future
 
@@ -85,19 +104,24 @@ class Writer:
             while True:
                 with self._cond:
                     if not self._units:
+                        self._idle += 1
                         self._cond.wait(IDLE_S)
+                        self._idle -= 1
                     if not self._units:
-                        self._running = False
+                        self._running -= 1
                         return
-                    group = self._take()
-                if len(group) == 1:
-                    self._alone(group[0])  # nothing to share: no savepoint
-                elif group:
+                first = self._next(0)
+                if first is None:
+                    continue
+                group = [first]
+                if self._units:
                     self._run(group)
+                else:
+                    self._alone(first)  # nothing to share it with: no savepoint
                 group = []
         except BaseException as exc:  # never leave a caller waiting for a dead thread
             with self._cond:
-                self._running = False
+                self._running -= 1
                 group += list(self._units)
                 self._units.clear()
             for unit in group:
@@ -105,20 +129,19 @@ class Writer:
                     unit.future.set_exception(exc)
             raise
 
-    def _take(self) -> list[_Unit]:
-        """The units queued now, up to the group's bounds; cancelled ones are dropped (their
-        caller is gone and was never acknowledged, so it will send again)."""
-        group: list[_Unit] = []
-        readings = 0
-        while self._units and len(group) < MAX_GROUP_UNITS:
-            unit = self._units[0]
-            if group and readings + unit.size > MAX_GROUP_READINGS:
-                break
-            self._units.popleft()
-            if unit.future.set_running_or_notify_cancel():
-                group.append(unit)
-                readings += unit.size
-        return group
+    def _next(self, readings: int) -> _Unit | None:
+        """The next queued unit if it fits beside ``readings`` already in the group; units
+        cancelled while queued are dropped (their caller is gone and was never acknowledged,
+        so it will send again)."""
+        with self._cond:
+            while self._units:
+                unit = self._units[0]
+                if readings and readings + unit.size > MAX_GROUP_READINGS:
+                    return None
+                self._units.popleft()
+                if unit.future.set_running_or_notify_cancel():
+                    return unit
+            return None
 
     def _run(self, group: list[_Unit]) -> None:
         try:
@@ -136,9 +159,14 @@ class Writer:
                 self._alone(unit)
 
     def _together(self, group: list[_Unit]) -> None:
-        with self._db.transaction() as session:
+        """Run ``group``'s unit, then whatever queues meanwhile, in one transaction, until
+        the group's time, size or readings bound; commit once."""
+        readings = 0
+        with self._db.transaction(patient=True) as session:
             root = session.begin()
-            for unit in group:
+            started = time.monotonic()
+            unit: _Unit | None = group[0]
+            while unit is not None:
                 try:
                     with savepoint(session):
                         unit.value = unit.work(session)
@@ -151,10 +179,16 @@ class Writer:
                     # A unit ended the shared transaction (services never commit or roll
                     # back): what the group wrote before is not certain to be kept.
                     raise RuntimeError("an ingest unit ended the group's transaction")
+                readings += unit.size
+                if len(group) >= MAX_GROUP_UNITS or time.monotonic() - started > self._budget_s:
+                    break
+                unit = self._next(readings)
+                if unit is not None:
+                    group.append(unit)
 
     def _alone(self, unit: _Unit) -> None:
         try:
-            with self._db.transaction() as session:
+            with self._db.transaction(patient=True) as session:
                 value = unit.work(session)
         except BaseException as exc:  # noqa: BLE001 - the caller's outcome
             unit.future.set_exception(exc)
