@@ -30,9 +30,6 @@ WRITE_OPTION = "v2v_write"
 # A write that must not wait for SQLite's writer lock: BEGIN IMMEDIATE fails at once with
 # "database is locked" instead of waiting out the busy timeout (see Database.session).
 NOWAIT_OPTION = "v2v_nowait"
-# A background write (the ingest writer's groups) that lets people's writes go first at the
-# SQLite writer gate, within bounds (``FairLock.PATIENCE``).
-PATIENT_OPTION = "v2v_patient"
 
 
 def normalize_url(url: str) -> str:
@@ -83,8 +80,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
             return
         nowait = options.get(NOWAIT_OPTION, False)
         driver: GatedConnection = conn.connection.driver_connection
-        patient = options.get(PATIENT_OPTION, False)
-        if not gate.acquire(blocking=not nowait, timeout=busy_timeout_ms / 1000, patient=patient):
+        if not gate.acquire(blocking=not nowait, timeout=busy_timeout_ms / 1000):
             raise sqlite3.OperationalError("database is locked")
         driver.gate = gate  # released by the driver connection's commit or rollback
         cursor = driver.cursor()
@@ -155,31 +151,21 @@ class Database:
         self._nowait_engine = self.engine.execution_options(
             **{WRITE_OPTION: True, NOWAIT_OPTION: True}
         )
-        self._patient_engine = self.engine.execution_options(
-            **{WRITE_OPTION: True, PATIENT_OPTION: True}
-        )
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def session(
-        self, *, write: bool = False, nowait: bool = False, patient: bool = False
-    ) -> Session:
+    def session(self, *, write: bool = False, nowait: bool = False) -> Session:
         """A session; ``write`` takes SQLite's writer lock at the first statement, waiting up
-        to the busy timeout for it, or not at all with ``nowait``, or letting people's writes
-        go first with ``patient`` (SQLite only)."""
-        engine = self._write_engine if write else self.engine
-        if nowait:
-            engine = self._nowait_engine
-        elif patient:
-            engine = self._patient_engine
+        to the busy timeout for it, or not at all with ``nowait`` (SQLite only)."""
+        engine = self._nowait_engine if nowait else self._write_engine if write else self.engine
         return Session(engine, expire_on_commit=False)
 
     @contextmanager
-    def transaction(self, *, patient: bool = False) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
         """A write session committed on success and rolled back on error (jobs, CLI)."""
-        with self.session(write=True, patient=patient) as session:
+        with self.session(write=True) as session:
             try:
                 yield session
                 session.commit()
