@@ -4,10 +4,16 @@ SQLite runs in WAL mode with foreign keys on, a busy timeout, and ``synchronous=
 acknowledged write survives a power cut. Write transactions on SQLite open with
 ``BEGIN IMMEDIATE``: they take the single writer lock up front and wait for it (busy
 timeout) instead of failing with "database is locked" when a read snapshot goes stale.
+
+Within one process, SQLite writers first queue for a first-come first-served gate (one per
+database file, ``app.sqlite_gate``) and only then take SQLite's lock, so they are served in
+arrival order instead of by SQLite's sleeping busy handler; the busy timeout still
+arbitrates between processes.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +23,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+
+from app.sqlite_gate import GatedConnection, gate_for
 
 WRITE_OPTION = "v2v_write"
 # A write that must not wait for SQLite's writer lock: BEGIN IMMEDIATE fails at once with
@@ -41,9 +49,14 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    gate = gate_for(database if database and database != ":memory:" else url)
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        connect_args={
+            "check_same_thread": False,
+            "timeout": busy_timeout_ms / 1000,
+            "factory": GatedConnection,
+        },
         pool_size=pool_size,
         max_overflow=pool_size,
     )
@@ -64,16 +77,24 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
         options = conn.get_execution_options()
         if not options.get(WRITE_OPTION, False):
             conn.exec_driver_sql("BEGIN")
-        elif options.get(NOWAIT_OPTION, False):
-            cursor = conn.connection.driver_connection.cursor()
-            try:
+            return
+        nowait = options.get(NOWAIT_OPTION, False)
+        driver: GatedConnection = conn.connection.driver_connection
+        if not gate.acquire(blocking=not nowait, timeout=busy_timeout_ms / 1000):
+            raise sqlite3.OperationalError("database is locked")
+        driver.gate = gate  # released by the driver connection's commit or rollback
+        cursor = driver.cursor()
+        try:
+            if nowait:
                 cursor.execute("PRAGMA busy_timeout=0")
-                cursor.execute("BEGIN IMMEDIATE")
-            finally:
+            cursor.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            driver.free()
+            raise
+        finally:
+            if nowait:
                 cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-                cursor.close()
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            cursor.close()
 
     return engine
 
@@ -85,17 +106,40 @@ def on_commit(session: Session, action: Callable[[], None]) -> None:
 
 
 _ON_COMMIT = "v2v_on_commit"
+_IN_SAVEPOINT = "v2v_in_savepoint"
 
 
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
+    if session.info.get(_IN_SAVEPOINT):  # a savepoint released: the commit is still to come
+        return
     for action in session.info.pop(_ON_COMMIT, ()):
         action()
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_on_commit(session: Session) -> None:
+    if session.info.get(_IN_SAVEPOINT):  # ``savepoint`` drops what its block registered
+        return
     session.info.pop(_ON_COMMIT, None)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A block of the session's transaction that rolls back alone on error, with whatever
+    it registered through ``on_commit`` (SQLAlchemy fires its commit and rollback events for
+    savepoints too). Not reentrant: savepoints opened inside the block are left as they are.
+    """
+    kept = list(session.info.get(_ON_COMMIT, ()))
+    session.info[_IN_SAVEPOINT] = True
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        session.info[_ON_COMMIT] = kept
+        raise
+    finally:
+        session.info.pop(_IN_SAVEPOINT, None)
 
 
 class Database:

@@ -35,6 +35,7 @@ from bench import (
     p4_postgres,
     p5_queries,
     p6_sweeps,
+    p7_mix,
     p8_turnaround,
     serving,
 )
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         p4_postgres,
         p5_queries,
         p6_sweeps,
+        p7_mix,
         p8_turnaround,
     )
 }

@@ -78,7 +78,28 @@ def demo_cohort(url: str, cases: int) -> str:
     return f"{cases} demo cases (v2v demo --no-readings)"
 
 
-def run(
+@dataclass
+class MixRun:
+    """What one run of the mix measured: latencies per operation, CPU, counts, trouble."""
+
+    backend: str
+    split: bool
+    echo_alone: list[float]
+    alone_s: float
+    ledger: Ledger
+    elapsed: float
+    cpu: float  # server CPU seconds (all processes) during the mix
+    problems: list[str]
+
+    @property
+    def calls(self) -> int:
+        return sum(len(v) for v in self.ledger.latencies.values())
+
+    def readings(self) -> dict[str, int]:
+        return {op: self.ledger.counts[f"readings via {op}"] for op in self.ledger.latencies}
+
+
+def measure(
     url: str,
     keys: dict[str, str],
     *,
@@ -86,8 +107,8 @@ def run(
     seconds: float,
     mix: Mix,
     split: bool = False,
-) -> list[str]:
-    """Serve, measure echo alone, then the mix; the report's lines.
+) -> MixRun:
+    """Serve, measure echo alone, then the mix.
 
     `split`: the couriers' readings go to a second uvicorn process of their own (as an nginx
     location for /api/v1/readings would send them), everything else to the first.
@@ -141,26 +162,40 @@ def run(
         elapsed = time.monotonic() - t0
         cpu = sum(s.cpu_seconds() for s in servers) - cpu0
         problems = trouble(list(logdir.glob("uvicorn-*.log")))
+    return MixRun(backend, split, echo_alone, alone_s, ledger, elapsed, cpu, problems)
+
+
+def run(
+    url: str,
+    keys: dict[str, str],
+    *,
+    backend: str,
+    seconds: float,
+    mix: Mix,
+    split: bool = False,
+) -> list[str]:
+    """Serve, measure echo alone, then the mix; the report's lines."""
+    m = measure(url, keys, backend=backend, seconds=seconds, mix=mix, split=split)
     shape = (
         "two uvicorn processes, readings to one, the rest to the other"
         if split
         else "one uvicorn process"
     )
-    readings = {op: ledger.counts[f"readings via {op}"] for op in ledger.latencies}
+    readings = m.readings()
     total = sum(readings.values())
-    c = ledger.counts
+    c = m.ledger.counts
     transport = c["refused connections"] + c["dropped mid-request"] + c["timeouts"]
-    calls = sum(len(v) for v in ledger.latencies.values())
     return [
         f"load {backend}: {shape} (bench.server:app), {seconds:.0f} s, {mix.describe()}",
-        *latency_table({"echo POST /bench/echo, alone": echo_alone}, alone_s),
-        *latency_table(ledger.latencies, elapsed, readings=readings),
-        f"  total {calls / elapsed:,.0f} calls/s and {total / elapsed:,.0f} readings/s; server CPU "
-        f"{cpu / elapsed:.0%} of one core{' (both)' if split else ''}; "
-        f"{len(ledger.errors)} errors, {transport} transport errors, "
-        f"{len(problems)} server log lines with an error",
-        *[f"  ! {e}" for e in ledger.errors[:10]],
-        *[f"  ! {p}" for p in problems[:10]],
+        *latency_table({"echo POST /bench/echo, alone": m.echo_alone}, m.alone_s),
+        *latency_table(m.ledger.latencies, m.elapsed, readings=readings),
+        f"  total {m.calls / m.elapsed:,.0f} calls/s and {total / m.elapsed:,.0f} readings/s; "
+        f"server CPU {m.cpu / m.elapsed:.0%} of one core{' (both)' if split else ''}; "
+        f"{m.calls / m.cpu:,.0f} calls per CPU second; "
+        f"{len(m.ledger.errors)} errors, {transport} transport errors, "
+        f"{len(m.problems)} server log lines with an error",
+        *[f"  ! {e}" for e in m.ledger.errors[:10]],
+        *[f"  ! {p}" for p in m.problems[:10]],
     ]
 
 

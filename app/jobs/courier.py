@@ -11,14 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 import httpx
 
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
-from app.services.coldchain import ingest as readings
-from app.services.coldchain import rides
+from app.services.coldchain import rides, writer
 from app.services.interop import courier as feeds
 from integrations import courier as couriers
 
@@ -73,16 +73,19 @@ def _poll_feed(
                 )
             return processed
         try:
-            with readings.transaction(db) as session:
-                outcome = feeds.apply_page(
-                    session,
+            outcome = writer.run(
+                db,
+                partial(
+                    feeds.apply_page,
                     courier=code,
                     sent_cursor=cursor,
                     page=page,
                     now=now,
                     future_tolerance_s=settings.future_tolerance_s,
                     bounds=rides.LateBounds.of(settings),
-                )
+                ),
+                size=limit,
+            )
         except Exception as exc:  # noqa: BLE001 - one feed's failure must not stop the others
             log.exception("courier feed %s: storing a page failed (cursor unchanged)", code)
             with db.transaction() as session:

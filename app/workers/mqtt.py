@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -24,7 +25,7 @@ from app.clock import Clock
 from app.db import Database
 from app.errors import AppError
 from app.services.coldchain import ingest as readings
-from app.services.coldchain import rides
+from app.services.coldchain import rides, writer
 from app.services.interop import mqtt as mqtt_ingest
 from integrations.mqtt import (
     AUTH_PROPERTY,
@@ -216,16 +217,19 @@ class MqttWorker:
                 f" from principal {refused.who}" if refused.who else "",
             )
             return {"status": "refused", "code": refused.code, "reason": refused.reason}
-        with readings.transaction(self._db) as session:
-            return mqtt_ingest.ingest_message(
-                session,
+        return writer.run(
+            self._db,
+            partial(
+                mqtt_ingest.ingest_message,
                 actor=principal,
                 device_id=device_id,
                 items=items,
                 now=now,
                 future_tolerance_s=self._future_tolerance_s,
                 bounds=self._bounds,
-            )
+            ),
+            size=len(items),
+        )
 
     def _authenticate(self, device_id: str, authorization: str | None, now: datetime) -> Principal:
         key = bearer_key(authorization)

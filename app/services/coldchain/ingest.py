@@ -8,20 +8,16 @@ statement (no ORM object per reading) and fed to the excursion detector of its s
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from app.db import Database, Raw, on_commit
+from app.db import Raw, on_commit
+from app.errors import AppError
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import evaluate as ingest_eval
@@ -37,53 +33,12 @@ from app.telemetry import READINGS
 from models.principal import Principal
 
 MAX_BATCH = reading_batch.MAX_BATCH
-# One batch at a time per process, held by every ingest path (HTTP, MQTT) around its write
-# transaction: executemany in a thread while the event loop validates other batches convoys
-# on the GIL, and SQLite has one writer anyway. Scale with processes.
-INGEST_LOCK = threading.Lock()
 OPTIONAL = reading_batch.OPTIONAL
 ALLOWED_KEYS = reading_batch.ALLOWED_KEYS
 COLUMNS = reading_store.COLUMNS
 FUTURE = reading_batch.FUTURE
 UNKNOWN_DEVICE = "unknown device, or not one of your organisation's"
 _NO_EXTRAS = reading_batch.NO_EXTRAS
-
-
-T = TypeVar("T")
-
-
-@contextmanager
-def transaction(db: Database) -> Iterator[Session]:
-    """The ingest unit of work of every path (HTTP, EPCIS, MQTT, courier feeds): this
-    process's ingest lock around one write transaction, committed when the block succeeds."""
-    with INGEST_LOCK, db.transaction() as session:
-        yield session
-
-
-def run_if_free(db: Database, work: Callable[[Session], T]) -> T | None:
-    """Run ``work`` in the ingest unit of work at once if neither this process nor another
-    holds the SQLite writer; None (nothing done) if either does, so the caller can wait in
-    a worker thread instead of blocking its event loop."""
-    if not INGEST_LOCK.acquire(blocking=False):
-        return None
-    try:
-        with db.session(write=True, nowait=True) as session:
-            try:
-                session.connection()  # BEGIN IMMEDIATE, failing at once if taken
-            except (OperationalError, sqlite3.OperationalError) as exc:
-                # Raised by the begin hook itself, the driver's error comes through unwrapped.
-                if "database is locked" in str(exc):
-                    return None
-                raise
-            try:
-                out = work(session)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            return out
-    finally:
-        INGEST_LOCK.release()
 
 
 @dataclass
@@ -96,6 +51,61 @@ class IngestResult:
         self.rejected.append({"index": index, "reason": reason})
 
 
+@dataclass
+class Prepared:
+    """A JSON batch decoded outside the write transaction: its valid items as columns (and
+    their indexes in the body, None when all are valid) and the items already rejected; or
+    the refusal of the whole body, raised only once the caller is authenticated."""
+
+    columns: Columns
+    indexes: list[int] | None
+    result: IngestResult
+    refused: AppError | None = None
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+
+def prepare_json(body: bytes, *, now: datetime, future_tolerance_s: int = 300) -> Prepared:
+    """Decode and validate a JSON batch body (no database): whole at C speed when every
+    item is valid, else item by item, saying which are not and why."""
+    columns = reading_batch.decode(body)
+    if columns is not None:
+        return Prepared(columns, None, IngestResult())
+    try:
+        items = reading_batch.items(body)
+    except AppError as refused:
+        return Prepared(Columns([], [], [], []), [], IngestResult(), refused)
+    result = IngestResult()
+    columns, indexes = _parse(items, result, now=now, future_tolerance_s=future_tolerance_s)
+    return Prepared(columns, indexes, result)
+
+
+def store_prepared(
+    session: Session,
+    *,
+    actor: Principal,
+    prepared: Prepared,
+    now: datetime,
+    future_tolerance_s: int = 300,
+    bounds: LateBounds = DEFAULT_BOUNDS,
+) -> IngestResult:
+    """Attach, store and evaluate a prepared batch (flushes; caller commits)."""
+    if prepared.refused is not None:
+        raise prepared.refused
+    result = IngestResult(rejected=list(prepared.result.rejected))
+    return _ingest_columns(
+        session,
+        actor=actor,
+        columns=prepared.columns,
+        indexes=prepared.indexes,
+        result=result,
+        now=now,
+        future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
+    )
+
+
 def ingest_json(
     session: Session,
     *,
@@ -106,45 +116,11 @@ def ingest_json(
     bounds: LateBounds = DEFAULT_BOUNDS,
 ) -> IngestResult:
     """Ingest a JSON batch body: whole at C speed when valid, else item by item."""
-    result = ingest_body(
+    prepared = prepare_json(body, now=now, future_tolerance_s=future_tolerance_s)
+    return store_prepared(
         session,
         actor=actor,
-        body=body,
-        now=now,
-        future_tolerance_s=future_tolerance_s,
-        bounds=bounds,
-    )
-    if result is None:  # some item is invalid: say which, store the rest
-        result = ingest(
-            session,
-            actor=actor,
-            items=reading_batch.items(body),
-            now=now,
-            future_tolerance_s=future_tolerance_s,
-            bounds=bounds,
-        )
-    return result
-
-
-def ingest_body(
-    session: Session,
-    *,
-    actor: Principal,
-    body: bytes,
-    now: datetime,
-    future_tolerance_s: int = 300,
-    bounds: LateBounds = DEFAULT_BOUNDS,
-) -> IngestResult | None:
-    """Ingest a JSON body whose items are all valid; None if any is not (use ``ingest``)."""
-    columns = reading_batch.decode(body)
-    if columns is None:
-        return None
-    return _ingest_columns(
-        session,
-        actor=actor,
-        columns=columns,
-        indexes=None,
-        result=IngestResult(),
+        prepared=prepared,
         now=now,
         future_tolerance_s=future_tolerance_s,
         bounds=bounds,
@@ -162,6 +138,23 @@ def ingest(
 ) -> IngestResult:
     """Validate, attach, store and evaluate a batch of readings (flushes; caller commits)."""
     result = IngestResult()
+    columns, indexes = _parse(items, result, now=now, future_tolerance_s=future_tolerance_s)
+    return _ingest_columns(
+        session,
+        actor=actor,
+        columns=columns,
+        indexes=indexes,
+        result=result,
+        now=now,
+        future_tolerance_s=future_tolerance_s,
+        bounds=bounds,
+    )
+
+
+def _parse(
+    items: list[Any], result: IngestResult, *, now: datetime, future_tolerance_s: int
+) -> tuple[Columns, list[int]]:
+    """The valid items as columns with their indexes; the others rejected into ``result``."""
     now_ms = int(now.timestamp() * 1000)
     columns = Columns([], [], [], [])
     indexes: list[int] = []
@@ -177,16 +170,7 @@ def ingest(
         columns.temps.append(measures[0])
         extras = measures[1:]
         columns.extras.append(None if extras == _NO_EXTRAS else extras)
-    return _ingest_columns(
-        session,
-        actor=actor,
-        columns=columns,
-        indexes=indexes,
-        result=result,
-        now=now,
-        future_tolerance_s=future_tolerance_s,
-        bounds=bounds,
-    )
+    return columns, indexes
 
 
 def _ingest_columns(

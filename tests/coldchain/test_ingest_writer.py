@@ -1,0 +1,210 @@
+"""The ingest writer commits concurrent units in one transaction and answers each for itself:
+a refused unit leaves nothing behind and costs the others nothing, a unit failing on a
+database error is run again alone, a resend inside the same group is a duplicate, and
+only what was committed is counted. Many callers at once through HTTP get exactly what
+they would get one by one. SQLite writers in a process are served in arrival order."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from app.db import Database
+from app.errors import Conflict
+from app.services.access import principals
+from app.services.coldchain import ingest
+from app.services.coldchain.writer import Writer
+from app.sqlite_gate import FairLock
+from app.telemetry import READINGS
+from models.principal import Principal
+from tests.coldchain.test_readings import in_transit, readings
+from tests.conftest import NOW, Api
+
+MIN = timedelta(minutes=1)
+
+
+def _stored(database: Database, device: str) -> list[int]:
+    with database.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT ts_ms FROM reading WHERE device_id = :d ORDER BY ts_ms"), {"d": device}
+        )
+        return [int(r[0]) for r in rows]
+
+
+def _counted() -> float:
+    return READINGS._value.get()  # the process-wide counter: compared before and after
+
+
+def _courier(api: Api, database: Database) -> Principal:
+    with database.session() as session:
+        found = principals.authenticate(
+            session,
+            api_key=api.keys["courier"],
+            secret_key=api.settings.secret_key.get_secret_value(),
+            now=NOW,
+        )
+    assert found is not None
+    return found
+
+
+def _store(actor: Principal, items: list[dict[str, Any]]) -> Any:
+    def work(session: Session) -> ingest.IngestResult:
+        return ingest.ingest(session, actor=actor, items=items, now=NOW)
+
+    return work
+
+
+def test_a_group_answers_each_unit_for_itself(api: Api, database: Database) -> None:
+    _, ship, t0 = in_transit(api)
+    device = ship["device_ids"][0]
+    actor = _courier(api, database)
+    first = readings(device, t0, [5.0] * 10, every=1)
+    refused = readings(device, t0 + 10 * MIN, [5.0] * 10, every=1)
+    flaky = readings(device, t0 + 20 * MIN, [5.0] * 10, every=1)
+    writer = Writer(database, threads=1, budget_s=60)  # one thread, one group
+    hold = threading.Event()
+    transactions: dict[str, int] = {}
+    attempts: list[int] = []
+
+    running = threading.Event()
+
+    def blocker(_session: Session) -> None:
+        running.set()
+        assert hold.wait(30)
+
+    def tracked(name: str, work: Any) -> Any:
+        def run(session: Session) -> Any:
+            transactions[name] = id(session.get_transaction())
+            return work(session)
+
+        return run
+
+    def refusing(session: Session) -> None:
+        _store(actor, refused)(session)  # written, then refused: must leave nothing
+        raise Conflict("refused after writing")
+
+    def failing_once(session: Session) -> ingest.IngestResult:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("a database hiccup")
+        return ingest.ingest(session, actor=actor, items=flaky, now=NOW)
+
+    before = _counted()
+    busy = writer.submit(blocker)  # the writer works on this while the others queue
+    assert running.wait(30)
+    futures: dict[str, Future[Any]] = {
+        "first": writer.submit(tracked("first", _store(actor, first)), size=10),
+        "refused": writer.submit(tracked("refused", refusing), size=10),
+        "flaky": writer.submit(failing_once, size=10),
+        "resend": writer.submit(tracked("resend", _store(actor, first)), size=10),
+    }
+    hold.set()
+    busy.result(timeout=30)
+    assert futures["first"].result(timeout=30).accepted == 10
+    with pytest.raises(Conflict):
+        futures["refused"].result(timeout=30)
+    assert futures["flaky"].result(timeout=30).accepted == 10
+    resend = futures["resend"].result(timeout=30)
+    assert (resend.accepted, resend.duplicates) == (0, 10)
+    assert len(attempts) == 2  # once in the group, once alone
+    # One transaction held the group; the refused unit's readings went with its savepoint.
+    assert transactions["first"] == transactions["refused"] == transactions["resend"]
+    start_ms = int(t0.timestamp() * 1000)
+    assert _stored(database, device) == [
+        start_ms + i * 60_000 for i in [*range(10), *range(20, 30)]
+    ]
+    assert _counted() - before == 20  # the refused unit's ten were never counted
+
+
+def test_a_unit_cancelled_before_its_turn_is_not_stored(api: Api, database: Database) -> None:
+    _, ship, t0 = in_transit(api)
+    device = ship["device_ids"][0]
+    actor = _courier(api, database)
+    writer = Writer(database, threads=1, budget_s=60)  # one thread, one group
+    hold, running = threading.Event(), threading.Event()
+    busy = writer.submit(lambda _session: running.set() or hold.wait(30))
+    assert running.wait(30)
+    gone = writer.submit(_store(actor, readings(device, t0, [5.0])))
+    kept = writer.submit(_store(actor, readings(device, t0 + MIN, [5.0])))
+    assert gone.cancel()  # the caller hung up before its turn: never acknowledged
+    hold.set()
+    busy.result(timeout=30)
+    assert kept.result(timeout=30).accepted == 1
+    assert _stored(database, device) == [int((t0 + MIN).timestamp() * 1000)]
+
+
+def test_many_callers_at_once_get_what_each_would_alone(api: Api, database: Database) -> None:
+    trips = [in_transit(api, patient=f"MRN-W{i}") for i in range(3)]
+    bodies: list[tuple[str, list[dict[str, Any]]]] = []
+    for _, ship, t0 in trips:
+        device = ship["device_ids"][0]
+        batch = readings(device, t0, [5.0 + i / 10 for i in range(20)], every=1)
+        bodies += [("courier", batch), ("courier", batch[:1])]  # a batch, a resent reading
+    bad = [*bodies[0][1][:2], {"device_id": "x", "ts": "soon", "temp_c": 5}]
+    bodies += [("courier", bad), ("nobody", bodies[2][1])]
+    answers: list[Any] = [None] * len(bodies)
+    start = threading.Barrier(len(bodies))
+
+    def send(i: int) -> None:
+        persona, items = bodies[i]
+        start.wait(10)
+        if persona == "nobody":
+            answers[i] = api.client.post(
+                "/api/v1/readings",
+                json={"readings": items},
+                headers={"authorization": "Bearer v2v_nope_nope"},
+            )
+        else:
+            answers[i] = api.post(persona, "/api/v1/readings", {"readings": items})
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert answers[-1].status_code == 401
+    outcomes = [a.json() for a in answers[:-1]]
+    for a in answers[:-1]:
+        assert a.status_code == 200, a.text
+    # Per device the batch and its first reading resent, in whichever order they ran; the
+    # bad body carries two of the first device's readings beside its one bad item.
+    mine = [[0, 1, 6], [2, 3], [4, 5]]
+    for k, indexes in enumerate(mine):
+        accepted = sum(outcomes[i]["accepted"] for i in indexes)
+        duplicates = sum(outcomes[i]["duplicates"] for i in indexes)
+        assert (accepted, duplicates) == (20, 3 if k == 0 else 1)
+        assert len(_stored(database, trips[k][1]["device_ids"][0])) == 20
+    assert [r["index"] for r in outcomes[6]["rejected"]] == [2]
+
+
+def test_sqlite_writers_are_served_in_arrival_order() -> None:
+    gate = FairLock()
+    assert gate.acquire()
+    order: list[int] = []
+
+    def writer(i: int) -> None:
+        assert gate.acquire(timeout=30)
+        order.append(i)
+        gate.release()
+
+    threads = []
+    for i in range(5):
+        t = threading.Thread(target=writer, args=(i,))
+        t.start()
+        threads.append(t)
+        while len(gate._waiters) < i + 1:  # queued behind the holder, in this order
+            threading.Event().wait(0.001)
+    assert not gate.acquire(blocking=False)
+    gate.release()
+    for t in threads:
+        t.join(timeout=30)
+    assert order == [0, 1, 2, 3, 4]
+    assert gate.acquire(blocking=False)  # free again once the last one left
+    assert not gate.acquire(timeout=0.01)  # a timeout gives up without taking it
+    gate.release()
