@@ -114,7 +114,7 @@ def _japanese(page: Any, served: Served, shot: Shot) -> None:
     assert page.locator("html").get_attribute("lang") == "ja"
     assert page.get_by_role("heading", name="概要").is_visible()
     assert page.get_by_role("heading", name="未確認のアラート").is_visible()
-    assert page.get_by_role("heading", name="輸送中の出荷").is_visible()
+    assert page.get_by_role("heading", name="輸送中の便").is_visible()
     assert "Asia/Tokyo (UTC+09:00)" in page.locator("#zone").inner_text()
     times = page.locator("main time").all_inner_texts()
     assert times and all(t.endswith("+09:00") for t in times)

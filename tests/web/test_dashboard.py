@@ -276,7 +276,7 @@ def test_japanese_labels_and_jst_times(api: Api, world: dict[str, Any]) -> None:
     ja = Browser(api, "qa", **{"Accept-Language": "ja-JP,ja;q=0.9,en;q=0.5"})
     page = ja.get("/").text
     assert '<html lang="ja">' in page
-    for label in ("概要", "未確認のアラート", "輸送中の出荷", "工程別の症例数", "ログアウト"):
+    for label in ("概要", "未確認のアラート", "輸送中の便", "工程別の症例数", "ログアウト"):
         assert label in page, label
     assert "Asia/Tokyo (UTC+09:00)" in page
     times = re.findall(r"<time datetime=\"([^\"]+)\">([^<]+)</time>", page)

@@ -50,8 +50,8 @@ _LEG_EN = {
 }
 _STEP_JA = {
     **_MILESTONE_JA,
-    "shipment to_manufacturing": "製造施設への出荷登録",
-    "shipment to_site": "病院への出荷登録",
+    "shipment to_manufacturing": "製造施設への輸送登録",
+    "shipment to_site": "病院への輸送登録",
     "custody picked_up": "集荷",
     "custody handoff": "引き渡し",
     "custody delivered": "配達",
@@ -105,7 +105,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             f"{'closed' if p['closed'] else 'ongoing'}"
         ),
         lambda p, tz: (
-            f"出荷 {_ship(p)}（{p['profile']}）で{_ja(_EXCURSION_JA, p['excursion_kind'])}の"
+            f"輸送 {_ship(p)}（{p['profile']}）で{_ja(_EXCURSION_JA, p['excursion_kind'])}の"
             f"温度逸脱：最高 {p['peak_c']:.1f} °C、{p['duration_min']:.0f} 分、"
             f"{'終了' if p['closed'] else '継続中'}"
         ),
@@ -119,7 +119,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             "re-assesses"
         ),
         lambda p, tz: (
-            f"遅れて届いた記録が署名済みの温度逸脱 {p['refers_to_id']}（出荷 {_ship(p)}、"
+            f"遅れて届いた記録が署名済みの温度逸脱 {p['refers_to_id']}（輸送 {_ship(p)}、"
             f"{p['profile']}）を変えます：現在 {_ja(_EXCURSION_JA, p['excursion_kind'])}、最高 "
             f"{p['peak_c']:.1f} °C、{p['duration_min']:.0f} 分（署名時：最高 "
             f"{p['signed_peak_c']:.1f} °C）。QA の再評価まで製品は保留です"
@@ -131,7 +131,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             f"total (budget {p['budget_min']:.0f} min)"
         ),
         lambda p, tz: (
-            f"出荷 {_ship(p)} の温度範囲外の累計が {p['out_of_range_min']:.0f} 分に達しました"
+            f"輸送 {_ship(p)} の温度範囲外の累計が {p['out_of_range_min']:.0f} 分に達しました"
             f"（許容 {p['budget_min']:.0f} 分）"
         ),
     ),
@@ -141,7 +141,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             f"(limit {p['limit_c']:.1f} °C)"
         ),
         lambda p, tz: (
-            f"出荷 {_ship(p)} の平均キネティック温度が {p['mkt_c']:.2f} °C です"
+            f"輸送 {_ship(p)} の平均キネティック温度が {p['mkt_c']:.2f} °C です"
             f"（上限 {p['limit_c']:.1f} °C）"
         ),
     ),
@@ -151,7 +151,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             f"(limit {p['limit_min']:.0f} min)"
         ),
         lambda p, tz: (
-            f"出荷 {_ship(p)} から {p['silent_min']:.0f} 分間測定値が届いていません"
+            f"輸送 {_ship(p)} から {p['silent_min']:.0f} 分間測定値が届いていません"
             f"（上限 {p['limit_min']:.0f} 分）"
         ),
     ),
@@ -162,7 +162,7 @@ CATALOGUE: dict[str, tuple[Template, Template]] = {
             f"{p['hold_h']:.0f} h hold time"
         ),
         lambda p, tz: (
-            f"出荷 {_ship(p)} のドライシッパー：経過 {p['elapsed_h']:.0f} 時間 + 残り "
+            f"輸送 {_ship(p)} のドライシッパー：経過 {p['elapsed_h']:.0f} 時間 + 残り "
             f"{p['remaining_h']:.0f} 時間が保冷時間 {p['hold_h']:.0f} 時間の "
             f"{p['safe_pct']:.0f}% を超えます"
         ),
