@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import NOW, Api
 from tests.helpers import ROUTE_PARTIES, Journey, register
 from tests.metrics.test_metrics import v2v_days
+from tests.metrics.test_metrics import walk_to_infusion as walk
 from tests.web.test_dashboard import Browser
 
 CD19, BCMA = "CART-CD19", "CART-BCMA"
@@ -41,25 +42,6 @@ def product_journey(
     )
     j.coi, j.inbound, j.outbound = j.case["coi"], None, None
     return j
-
-
-def walk(j: Journey, release_h: float) -> None:
-    """The same steps as test_metrics.walk, so v2v_days(release_h) is each case's V2V."""
-    profile = "FRESH_2_8" if j.route != "JP-US-EWR" else "CRYO_LN2"
-    j.schedule()
-    j.step("collected", hours=1)
-    s = j.ship("to_manufacturing", profile)
-    j.custody(s, "picked_up")
-    j.custody(s, "delivered", hours=2)
-    j.step("received_at_manufacturing")
-    j.step("manufacturing_started", hours=5, coi=False)
-    j.step("qc_released", hours=release_h, coi=False)
-    o = j.ship("to_site", "CRYO_LN2")
-    j.custody(o, "picked_up")
-    j.custody(o, "delivered", hours=3)
-    j.step("received_at_site")
-    j.step("thawed", hours=20)
-    j.step("infused", hours=0.5)
 
 
 @pytest.fixture

@@ -19,7 +19,14 @@ JST = ZoneInfo("Asia/Tokyo")
 def walk(api: Api, route: str, patient: str, start: datetime, release_h: float) -> Journey:
     """A case to infusion, with its start→release time chosen."""
     j = Journey(api, route=route, patient=patient, start=start)
-    profile = "FRESH_2_8" if route == "KASHIWA-LOCAL" else "CRYO_LN2"
+    walk_to_infusion(j, release_h)
+    return j
+
+
+def walk_to_infusion(j: Journey, release_h: float) -> None:
+    """The journey's steps to infusion at fixed leg times, start→release ``release_h``: its
+    V2V is ``v2v_days(release_h)``."""
+    profile = "CRYO_LN2" if j.route == "JP-US-EWR" else "FRESH_2_8"
     j.schedule()
     j.step("collected", hours=1)
     s = j.ship("to_manufacturing", profile)
@@ -34,7 +41,6 @@ def walk(api: Api, route: str, patient: str, start: datetime, release_h: float) 
     j.step("received_at_site")
     j.step("thawed", hours=20)
     j.step("infused", hours=0.5)
-    return j
 
 
 def v2v_days(release_h: float) -> float:

@@ -22,23 +22,14 @@ from sqlmodel import Session, col, select
 
 from app.errors import Conflict
 from app.services.audit.manifest import lines_digest
+from app.services.coldchain import store as reading_store
 from app.times import from_ms
 from models.audit import AuditEntry
 
 FORMAT = "v2v-reading-archive/1"
 ARCHIVED = "readings.archived"
-FIELDS = (
-    "shipment_id",
-    "device_id",
-    "ts_ms",
-    "temp_c",
-    "lat",
-    "lon",
-    "humidity_pct",
-    "shock_g",
-    "light_lux",
-    "battery_pct",
-)
+# The reading columns a dossier keeps: all of ``reading`` but its arrival time.
+FIELDS = tuple(c for c in reading_store.COLUMNS if c != "received_ms")
 # Column types of a dossier's ``readings`` table: declared, not guessed from the first rows,
 # so a value reads back exactly as it was hashed (a guessed TEXT column would turn 35.6 into
 # '35.6').
