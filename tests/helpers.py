@@ -171,6 +171,19 @@ class Journey:
             self.api.post(self.courier, f"/api/v1/shipments/{shipment['id']}/custody", body)
         )
 
+    def wrong_scan(self, shipment: dict[str, Any]) -> None:
+        """A courier scans another case's label at a handoff: refused (409), and a critical
+        COI-mismatch alert is raised."""
+        body = {
+            "action": "handoff",
+            "occurred_at": iso(self.at(hours=0)),
+            "from_party": "a",
+            "to_party": "b",
+            "coi": "CHJ100126999999",
+        }
+        r = self.api.post(self.courier, f"/api/v1/shipments/{shipment['id']}/custody", body)
+        assert r.status_code == 409, r.text
+
     def to_infusion(self) -> dict[str, Any]:
         """The whole happy path, from scheduling to infusion."""
         profile_in = "FRESH_2_8" if self.route == "KASHIWA-LOCAL" else "CRYO_LN2"

@@ -143,15 +143,7 @@ def test_open_alerts_reach_the_roles_that_act_on_them_and_stay_in_scope(api: Api
     j.step("collected")
     shipment = j.ship("to_manufacturing", "FRESH_2_8")
     j.custody(shipment, "picked_up")
-    wrong = {
-        "action": "handoff",
-        "occurred_at": NOW.isoformat(),
-        "from_party": "a",
-        "to_party": "b",
-        "coi": "CHJ100126999999",
-    }
-    r = api.post("courier", f"/api/v1/shipments/{shipment['id']}/custody", wrong)
-    assert r.status_code == 409  # a COI mismatch: a critical alert
+    j.wrong_scan(shipment)  # a COI mismatch: a critical alert
     for persona in ("ncc", "kashiwa", "courier", "qa", "admin"):
         alerts = of_kind(tasks(api, persona), "alert")
         assert [a["params"]["alert_kind"] for a in alerts] == ["coi_mismatch"], persona

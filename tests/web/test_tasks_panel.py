@@ -45,15 +45,7 @@ def world(api: Api) -> dict[str, Any]:
     moving.step("collected")
     shipment = moving.ship("to_manufacturing", "FRESH_2_8")
     moving.custody(shipment, "picked_up")
-    wrong = {
-        "action": "handoff",
-        "occurred_at": NOW.isoformat(),
-        "from_party": "a",
-        "to_party": "b",
-        "coi": "CHJ100126999999",
-    }
-    r = api.post("courier", f"/api/v1/shipments/{shipment['id']}/custody", wrong)
-    assert r.status_code == 409
+    moving.wrong_scan(shipment)  # a COI mismatch: a critical alert
     (alert,) = api.get("ncc", "/api/v1/alerts?status=open").json()["items"]
     return {
         "missed": missed,
