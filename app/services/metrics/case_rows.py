@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Double, Table, and_, cast, exists, extract, func
+from sqlalchemy import Double, Table, and_, bindparam, cast, exists, extract, func
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
@@ -125,6 +125,38 @@ def fetch_rows(
 ) -> list[Sequence[Any]]:
     """Collected cases as plain rows in CaseRow's layout, from one set query."""
     postgresql = session.get_bind().dialect.name == "postgresql"
+    if case_id is not None and not (site or routes or manufacturing_site or product):
+        # One case (every write's refresh): the statement is compiled once per dialect.
+        found = _one_case_rows(session, case_id)
+    else:
+        stmt = _statement(
+            postgresql,
+            site=site,
+            routes=routes,
+            manufacturing_site=manufacturing_site,
+            product=product,
+            case_id=case_id,
+        )
+        found = _driver_rows(session, stmt)
+    low = collected_from.timestamp() if collected_from else -math.inf
+    high = collected_to.timestamp() if collected_to else math.inf
+    return [
+        row
+        for row in _without_voided(session, found, case_id)
+        if row[FIRST] is not None and low <= row[FIRST] < high
+    ]
+
+
+def _statement(
+    postgresql: bool,
+    *,
+    site: str | None = None,
+    routes: Sequence[str] | None = None,
+    manufacturing_site: str | None = None,
+    product: str | None = None,
+    case_id: Any = None,
+) -> Any:
+    """The set query behind ``fetch_rows`` (``case_id`` may be a bound parameter)."""
     c, r, st, m = CASES.c, ROUTES.c, SITES.c, MILESTONE_TABLE.c
     sh, ex = SHIPMENTS.c, EXCURSIONS.c
 
@@ -200,14 +232,36 @@ def fetch_rows(
     )
     if pivot is not None:
         stmt = stmt.join(pivot, pivot.c.case_id == c.id)
-    stmt = scoped(stmt, c)
-    low = collected_from.timestamp() if collected_from else -math.inf
-    high = collected_to.timestamp() if collected_to else math.inf
-    return [
-        row
-        for row in _without_voided(session, _driver_rows(session, stmt), case_id)
-        if row[FIRST] is not None and low <= row[FIRST] < high
-    ]
+    return scoped(stmt, c)
+
+
+_ONE_CASE: dict[str, Any] = {}  # dialect+driver -> the compiled one-case statement
+
+
+def _one_case_rows(session: Session, case_id: str) -> list[tuple[Any, ...]]:
+    """``fetch_rows`` for one case from a statement compiled once per dialect.
+
+    Compiling the set query costs several times what running it for one case does, and every
+    journey write refreshes its case's row, so the compiled form is kept and only the case id
+    is bound per call.
+    """
+    dialect = session.get_bind().dialect
+    key = f"{dialect.name}+{dialect.driver}"
+    cached = _ONE_CASE.get(key)
+    if cached is None:
+        stmt = _statement(dialect.name == "postgresql", case_id=bindparam("one_case_id", value=""))
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        cached = (str(compiled), compiled.positiontup, compiled.construct_params())
+        _ONE_CASE[key] = cached
+    sql, positions, defaults = cached
+    params = {**defaults, "one_case_id": case_id}
+    args: Any = params if positions is None else [params[k] for k in positions]
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _without_voided(
