@@ -56,8 +56,9 @@ class CaseTurnaround(SQLModel, table=True):
     """
 
     __tablename__ = "case_turnaround"
-    # SQLite reads each route's percentiles of a span off these (LIMIT 2 OFFSET k in order),
-    # and counts by route walking the last one, which holds every column a summary reads.
+    # A summary with a time window walks the covering "summary" index, which holds every
+    # column it reads (summaries without one read ``case_turnaround_cell``). The (route,
+    # span) indexes served an earlier SQLite percentile walk; they are no longer read.
     __table_args__ = (
         *(Index(f"ix_case_turnaround_route_{span}", "route", span) for span in SPANS),
         Index("ix_case_turnaround_summary", "route", *SUMMARY_COLUMNS),
