@@ -7,12 +7,16 @@ loads each page as NCC East's coordinator would. Each figure is the median of 5 
 
 - the worklist, a case page and the slot calendar after a first visit (the browser has the
   scripts and styles cached, as on a coordinator's second click), goal 300 ms;
-- the first chart page in a browser with an empty cache (plotly.js fetched, unpacked and
-  run), goal 600 ms.
+- the first chart page in a browser with an empty cache, goal 600 ms to its first chart drawn;
+- the route comparison in a browser with an empty cache, for comparison: its two charts
+  are still drawn by plotly.js (4.8 MB, fetched after the load event), not one of the goals.
 
 "Load" is the page's load event (navigation start to the end of ``load``, Navigation Timing).
-plotly.js is fetched after that event, so for chart pages the time the last chart was drawn
-is printed beside it: that is when the coordinator sees the trace.
+A chart is "drawn" at the first animation frame after the one in which its box (a plotly
+``[data-chart]`` div or a server-drawn ``.chart-svg``) holds an ``<svg>`` with a size: that
+frame has been painted. One script watches from the start of the document, the same for
+both kinds, and stamps the first chart and the last one (performance.now(), from
+navigation start, like the load figure).
 """
 
 from __future__ import annotations
@@ -43,37 +47,72 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 RUNS = 5
 WARM_GOAL_MS = 300.0
 COLD_CHART_GOAL_MS = 600.0
+FIRST_CHART = "first chart page (cold cache)"
 LOAD_MS = """() => { const n = performance.getEntriesByType('navigation')[0];
   return n.loadEventEnd - n.startTime; }"""
-CHARTS_DRAWN_MS = """() => new Promise(done => {
-  const charts = [...document.querySelectorAll('[data-chart]')];
-  const check = () => charts.every(c => c.querySelector('.main-svg'))
-    ? done(performance.now()) : requestAnimationFrame(check);
-  check(); })"""
+# Runs before the page's own scripts (an init script): each animation frame it looks for
+# drawn charts, and stamps them one frame later, once the frame that showed them is painted.
+WATCH_CHARTS = """(() => {
+  const marks = window.__charts = { first: null, all: null, count: 0 };
+  const drawn = box => { const svg = box.querySelector('svg');
+    if (!svg) { return false; } const r = svg.getBoundingClientRect();
+    return r.width > 0 && r.height > 0; };
+  let seenFirst = false, seenAll = false;
+  const frame = now => {
+    if (seenFirst && marks.first === null) { marks.first = now; }
+    if (seenAll && marks.all === null) { marks.all = now; return; }
+    const boxes = [...document.querySelectorAll('[data-chart], .chart-svg')];
+    const done = boxes.filter(drawn).length;
+    marks.count = boxes.length;
+    seenFirst = seenFirst || done > 0;
+    seenAll = done > 0 && done === boxes.length && document.readyState !== 'loading';
+    if (document.readyState === 'complete' && boxes.length === 0) { return; }
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+})()"""
+CHARTS_DRAWN = "() => window.__charts.all !== null && window.__charts"
 
 
 @dataclass(frozen=True)
 class Timing:
+    """Page loads, and for chart pages when the first and the last chart were drawn. The
+    goal applies to the load, or with on_chart to the first chart drawn."""
+
     name: str
-    goal_ms: float
+    goal_ms: float | None
     load_ms: list[float]
+    first_chart_ms: list[float]
     charts_ms: list[float]
+    on_chart: bool = False
 
     @property
     def median(self) -> float:
-        return statistics.median(self.load_ms)
+        return statistics.median(self.first_chart_ms if self.on_chart else self.load_ms)
+
+    @property
+    def ok(self) -> bool:
+        return self.goal_ms is None or self.median <= self.goal_ms
 
     def line(self) -> str:
-        verdict = "ok" if self.median <= self.goal_ms else "MISSED"
-        charts = (
-            f"; charts drawn at {statistics.median(self.charts_ms):6.0f} ms"
-            if self.charts_ms
-            else ""
+        what = "first chart drawn" if self.on_chart else "load"
+        goal = (
+            f"(goal ≤ {self.goal_ms:.0f} ms: {'ok' if self.ok else 'MISSED'})"
+            if self.goal_ms is not None
+            else "(for comparison, no goal)"
         )
-        runs = ", ".join(f"{v:.0f}" for v in self.load_ms)
+        extra = [] if not self.on_chart else [f"load {statistics.median(self.load_ms):.0f} ms"]
+        if self.charts_ms:
+            if not self.on_chart:
+                extra.append(f"first chart {statistics.median(self.first_chart_ms):.0f} ms")
+            extra.append(f"all charts {statistics.median(self.charts_ms):.0f} ms")
+        runs = ", ".join(
+            f"{v:.0f}" for v in (self.first_chart_ms if self.on_chart else self.load_ms)
+        )
         return (
-            f"{self.name:<34} {self.median:6.0f} ms  (goal ≤ {self.goal_ms:.0f} ms: {verdict})"
-            f"{charts}\n{'':<34} runs: {runs}"
+            f"{self.name:<34} {what} {self.median:6.0f} ms {goal}"
+            + (f"; {', '.join(extra)}" if extra else "")
+            + f"\n{'':<34} runs ({what}): {runs}"
         )
 
 
@@ -133,16 +172,29 @@ def login(browser: Any, base: str, key: str) -> Any:
     return state
 
 
-def measure(page: Any, url: str) -> tuple[float, float | None]:
+def measure(page: Any, url: str) -> tuple[float, float | None, float | None]:
+    """The load, first-chart and all-charts times (ms from navigation start) of one visit."""
     page.goto(url, wait_until="load")
     load = float(page.evaluate(LOAD_MS))
-    if page.locator("[data-chart]").count() == 0:
-        return load, None
-    return load, float(page.evaluate(CHARTS_DRAWN_MS))
+    marks = page.wait_for_function(CHARTS_DRAWN, timeout=60_000) if _charted(page) else None
+    if marks is None:
+        return load, None, None
+    drawn = marks.json_value()
+    return load, float(drawn["first"]), float(drawn["all"])
+
+
+def _charted(page: Any) -> bool:
+    return bool(page.locator("[data-chart], .chart-svg").count())
+
+
+def _context(browser: Any, base: str, state: Any) -> Any:
+    context = browser.new_context(base_url=base, storage_state=state)
+    context.add_init_script(WATCH_CHARTS)
+    return context
 
 
 def warm(browser: Any, base: str, state: Any, name: str, url: str) -> Timing:
-    context = browser.new_context(base_url=base, storage_state=state)
+    context = _context(browser, base, state)
     try:
         page = context.new_page()
         measure(page, url)  # the first visit fills the cache; it is not counted
@@ -152,19 +204,31 @@ def warm(browser: Any, base: str, state: Any, name: str, url: str) -> Timing:
     return _timing(name, WARM_GOAL_MS, runs)
 
 
-def cold_chart(browser: Any, base: str, state: Any, url: str) -> Timing:
+def cold(browser: Any, base: str, state: Any, name: str, url: str, goal: float | None) -> Timing:
     runs = []
     for _ in range(RUNS):
-        context = browser.new_context(base_url=base, storage_state=state)  # an empty cache
+        context = _context(browser, base, state)  # an empty cache
         try:
             runs.append(measure(context.new_page(), url))
         finally:
             context.close()
-    return _timing("first chart page (cold cache)", COLD_CHART_GOAL_MS, runs)
+    return _timing(name, goal, runs, on_chart=True)
 
 
-def _timing(name: str, goal: float, runs: list[tuple[float, float | None]]) -> Timing:
-    return Timing(name, goal, [r[0] for r in runs], [r[1] for r in runs if r[1] is not None])
+def _timing(
+    name: str,
+    goal: float | None,
+    runs: list[tuple[float, float | None, float | None]],
+    on_chart: bool = False,
+) -> Timing:
+    return Timing(
+        name,
+        goal,
+        [r[0] for r in runs],
+        [r[1] for r in runs if r[1] is not None],
+        [r[2] for r in runs if r[2] is not None],
+        on_chart,
+    )
 
 
 def run(cases: int, log: Callable[[str], None] = print) -> list[Timing]:
@@ -184,10 +248,20 @@ def run(cases: int, log: Callable[[str], None] = print) -> list[Timing]:
             try:
                 admin = login(browser, server.base, keys["admin"])
                 ncc = login(browser, server.base, keys["ncc"])
-                # The chart page first, while no browser has plotly.js in its cache; the server
-                # has already packed it once (its first request is not a browser's cost).
+                # The chart pages first, in browsers with empty caches; the server has already
+                # packed plotly.js once (its first request is not a browser's cost).
                 httpx.get(server.base + PLOTLY, headers={"Accept-Encoding": "gzip"}, timeout=30)
-                results = [cold_chart(browser, server.base, ncc, pages["case"])]
+                results = [
+                    cold(browser, server.base, ncc, FIRST_CHART, pages["case"], COLD_CHART_GOAL_MS),
+                    cold(
+                        browser,
+                        server.base,
+                        ncc,
+                        "routes page (plotly, cold cache)",
+                        "/routes",
+                        None,
+                    ),
+                ]
                 results.append(
                     warm(browser, server.base, admin, f"worklist ({cases:,} cases)", "/cases")
                 )
@@ -207,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmedian of {RUNS} loads, headless chromium on this machine (load average {load}):")
     for timing in results:
         print(timing.line())
-    return 0 if all(t.median <= t.goal_ms for t in results) else 1
+    return 0 if all(t.ok for t in results) else 1
 
 
 if __name__ == "__main__":

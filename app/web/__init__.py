@@ -51,7 +51,8 @@ def session_options(settings: Settings) -> dict[str, Any]:
     """Session cookie options; also checks the dashboard settings and loads the catalogues."""
     ZoneInfo(settings.dashboard_timezone)  # an unknown zone fails at start-up, not per page
     catalogues()
-    names.japanese()  # the seed files' Japanese names, read once
+    names.japanese()  # the seed files' Japanese and English names, read once
+    names.english()
     return _session_options(settings)
 
 

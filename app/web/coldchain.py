@@ -14,13 +14,15 @@ from app.services.delays import routes
 from app.services.identity.coi import display
 from app.services.shipments import lifecycle as shipments
 from app.services.shipments import pages as shipment_pages
+from app.web import trace_svg
 from app.web.i18n import Lang
 from models.case import Case
 from models.reference import Profile
 from models.shipment import Shipment
 
-TRACE_POINTS = 500
-CRYO_SPAN_C = 20.0  # how far below a cryogenic profile's ceiling its band is drawn
+# One bucket per pixel column or so, and under SQLite's compound-select limit (traces.py).
+TRACE_POINTS = 480
+CRYO_SPAN_C = 20.0  # how far below a cryogenic profile's ceiling the chart reaches at least
 
 
 def chart(
@@ -30,48 +32,28 @@ def chart(
     lang: Lang,
     points: int = TRACE_POINTS,
 ) -> dict[str, Any]:
-    """Plotly inputs: min/mean/max per bucket (from the API's trace), band and excursions."""
+    """The trace drawn as inline SVG (min/max per bucket from the API's trace, the band and
+    the excursions), with the figures its caption names."""
     trace = trace_window(
         session, shipment_id=shipment.id, from_at=None, to_at=None, max_points=points
     )
     rows = trace["points"]
     excs = excursions.of_shipment(session, shipment_id=shipment.id)
-    lows = [p["min_c"] for p in rows]
-    highs = [p["max_c"] for p in rows]
-    floor = profile.min_c
-    if floor is None:
-        floor = min([*lows, profile.max_c]) - CRYO_SPAN_C if lows else profile.max_c - CRYO_SPAN_C
-    last_t = rows[-1]["t"] if rows else None
-    _ = lang.gettext
-    return {
-        "x": [lang.local_naive(p["t"]) for p in rows],
-        "min": lows,
-        "max": highs,
-        "mean": [p["mean_c"] for p in rows],
-        "band": [floor, profile.max_c],
-        "excursions": [
-            {
-                "id": e.id,
-                "x0": lang.local_naive(e.started_at),
-                "x1": lang.local_naive(e.ended_at or last_t or e.started_at),
-                "severity": e.severity,
-                "peak": e.peak_c,
-            }
-            for e in excs
-        ],
-        "labels": {
-            "mean": _("Mean"),
-            "range": _("Min–max per interval"),
-            "band": _("Allowed range"),
-            "excursion": _("Excursion"),
-            "axis_t": _("Time (%(zone)s)", zone=lang.zone.key),
-            "axis_c": _("Temperature (°C)"),
-        },
-        # plotly.js names months in English; Japanese pages get numeric dates instead.
-        "tickformat": "%m/%d %H:%M" if lang.code == "ja" else "",
-        "bucket_s": trace["bucket_s"],
-        "n": sum(p["n"] for p in rows),
-    }
+    # A cryogenic profile has only a ceiling: the chart reaches some way below it.
+    floor = None if profile.min_c is not None else profile.max_c - CRYO_SPAN_C
+    spans = [trace_svg.Span(e.started_at, e.ended_at, e.severity, e.peak_c) for e in excs]
+    n = sum(p["n"] for p in rows)
+    svg = trace_svg.render(
+        rows,
+        bucket_s=trace["bucket_s"],
+        band=(profile.min_c, profile.max_c),
+        spans=spans,
+        lang=lang,
+        ident=f"trace-{shipment.id}",
+        floor_c=floor,
+        readings=n,
+    )
+    return {"svg": svg, "excursions": len(spans), "bucket_s": trace["bucket_s"], "n": n}
 
 
 def build(session: Session, shipment: Shipment, *, now: datetime, lang: Lang) -> dict[str, Any]:

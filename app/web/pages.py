@@ -21,7 +21,7 @@ from models.reference import Site
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 router.include_router(vendor.router)
-env.globals["plotly_js"] = vendor.URL  # base.html names it; dashboard.js loads it on demand
+env.globals["plotly_js"] = vendor.URL  # base.html names it; dashboard.js loads it for /routes
 Part = Annotated[str | None, Query(max_length=20, pattern="^[a-z_]+$")]
 Id = Annotated[str, Path(max_length=64)]
 
@@ -68,7 +68,7 @@ def case_page(case_id: Id, view: ViewDep, session: SessionDep, part: Part = None
     # The traces only for the whole page: a live region's poll never draws them.
     charts = {
         s.id: coldchain_view.chart(
-            session, s, shipment_pages.profile_of(session, shipment=s), local.lang, 300
+            session, s, shipment_pages.profile_of(session, shipment=s), local.lang
         )
         for s in data["shipments"]
         if s.picked_up_at is not None and part is None

@@ -80,7 +80,7 @@ def page_list(served: Served, ids: dict[str, str]) -> list[tuple[str, str, str, 
         ("ncc", "overview", "/", "#stages"),
         ("ncc", "worklist", "/cases", "#worklist"),
         ("ncc", "register", "/register", "form"),
-        ("ncc", "case", f"/cases/{hot}", f"#chart-{ship} .main-svg"),
+        ("ncc", "case", f"/cases/{hot}", f"#chart-{ship} svg.trace"),
         ("ncc", "case-steps", f"/cases/{ids['scheduled']}/steps", "#next-actions"),
         ("ncc", "calendar", f"/cases/{ids['registered']}/schedule", "#calendar"),
         ("ncc", "step-collected", f"/cases/{ids['scheduled']}/steps/collected", "form"),
@@ -90,7 +90,7 @@ def page_list(served: Served, ids: dict[str, str]) -> list[tuple[str, str, str, 
             f"/cases/{ids['scheduled']}/shipments/new?direction=to_manufacturing",
             "form",
         ),
-        ("ncc", "shipment", f"/shipments/{ship}", f"#chart-{ship} .main-svg"),
+        ("ncc", "shipment", f"/shipments/{ship}", f"#chart-{ship} svg.trace"),
         ("ncc", "alerts", "/alerts", "#alert-list"),
         ("ncc", "routes", "/routes", "#chart-legs .main-svg"),
         ("ncc", "not-found", "/no/such/page", "#error-detail"),
@@ -130,6 +130,8 @@ def test_every_page_in_both_languages_stays_on_this_origin(
         page.locator(ready).first.wait_for()
         assert page.locator("html").get_attribute("lang") == lang, name
         shot(page, f"pages-{lang}-{name}")
+        if ready.endswith("svg.trace"):  # the temperature chart on its own, to look at
+            page.locator(ready).screenshot(path=str(ARTIFACTS / f"pages-{lang}-{name}-chart.png"))
     expected = {"not-found": 404, "forbidden": 403}
     assert {n: s for n, s in statuses.items() if s != 200} == expected
     assert offline.blocked == [], "a page asked another origin"

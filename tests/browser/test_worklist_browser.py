@@ -87,7 +87,7 @@ def test_coordinator_scans_a_coi_and_opens_the_held_case(
     heading = page.locator("h1").bounding_box()
     assert box is not None and heading is not None and box["y"] < heading["y"] < 900
     assert page.locator("#records li[data-milestone-id]").count() >= 1
-    page.locator(".main-svg").first.wait_for()
+    assert page.locator("svg.trace").first.is_visible()
     shot(page, f"21-case-{lang}")
     outside = [u for u in requested if not u.startswith((served.url, "data:"))]
     assert outside == []

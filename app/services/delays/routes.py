@@ -238,21 +238,27 @@ def transit_eta(
     return picked_up_at + timedelta(hours=model.transit_h(legs))
 
 
-def shipment_eta(
-    session: Session, *, shipment: Any, model: RouteModel, now: datetime
-) -> datetime | None:
-    """When a shipment in transit should arrive: from its last position, else from pickup."""
+def predicted_arrival(session: Session, *, shipment: Any, model: RouteModel) -> datetime | None:
+    """When a shipment in transit should have arrived or will, from its last position, else
+    from pickup; in the past when it is late."""
     if shipment.status != "in_transit" or shipment.picked_up_at is None:
         return None
     state = session.get(ShipmentState, shipment.id)
-    eta = transit_eta(
+    return transit_eta(
         model,
         direction=shipment.direction,
         picked_up_at=shipment.picked_up_at,
         position=_position(state.last_lat, state.last_lon) if state is not None else None,
         newest_ms=state.newest_ts_ms if state is not None else None,
     )
-    return max(eta, now)
+
+
+def shipment_eta(
+    session: Session, *, shipment: Any, model: RouteModel, now: datetime
+) -> datetime | None:
+    """When a shipment in transit should arrive, never before now (the API's ``eta``)."""
+    eta = predicted_arrival(session, shipment=shipment, model=model)
+    return None if eta is None else max(eta, now)
 
 
 def live_etas(session: Session, cases: dict[str, RouteModel]) -> dict[str, dict[str, datetime]]:

@@ -59,7 +59,7 @@ class InTransit:
     last_t: datetime | None
     last_c: float | None
     since: timedelta
-    eta: datetime | None
+    eta: datetime | None  # the predicted arrival, in the past when the shipment is late
     signal: str  # ok | watch | alarm
     reasons: list[str]
     on_hold: bool = False  # the case's product is on hold: do not infuse
@@ -127,7 +127,7 @@ def in_transit(session: Session, *, actor: Principal, now: datetime) -> list[InT
                 last_t=last_t,
                 last_c=float(last_c) if isinstance(last_c, int | float) else None,
                 since=since,
-                eta=routes.shipment_eta(session, shipment=s, model=models[case.route], now=now),
+                eta=routes.predicted_arrival(session, shipment=s, model=models[case.route]),
                 signal=signal,
                 reasons=reasons,
                 on_hold=case.hold_status == "on_hold",

@@ -1,6 +1,7 @@
-/* vein2vein dashboard: draws the charts (plotly.js, served locally and loaded only on pages
-   that have one), refreshes the live regions ([data-live]) every data-refresh seconds without
-   reloading the page, and puts the keyboard focus back where the person was after an action
+/* vein2vein dashboard: draws the route comparison's charts (plotly.js, served locally and
+   loaded only on pages that have one; temperature traces come drawn as SVG by the server and
+   a live region's refresh brings the new drawing), refreshes the live regions ([data-live])
+   every data-refresh seconds without reloading the page, and puts the keyboard focus back where the person was after an action
    that reloads the page (Acknowledge, a signed disposition, a hold). */
 (function () {
   "use strict";
@@ -13,36 +14,6 @@
   // No toolbar: its eight buttons per chart sat in the keyboard's tab order between the
   // page's real controls. Dragging still zooms and a double click resets.
   var CONFIG = { responsive: true, displaylogo: false, displayModeBar: false };
-
-  function legendSwatch(name, colour) {
-    return { x: [null], y: [null], mode: "markers", name: name, hoverinfo: "skip",
-      marker: { symbol: "square", size: 12, color: colour } };
-  }
-
-  function temperature(el, d) {
-    var shapes = [{ type: "rect", name: "band", xref: "paper", x0: 0, x1: 1, yref: "y",
-      y0: d.band[0], y1: d.band[1], fillcolor: "rgba(27,94,32,0.12)", line: { width: 0 }, layer: "below" }];
-    d.excursions.forEach(function (e) {
-      shapes.push({ type: "rect", name: "excursion-" + e.id, xref: "x", x0: e.x0, x1: e.x1, yref: "paper",
-        y0: 0, y1: 1, fillcolor: e.severity === "critical" ? "rgba(163,18,26,0.30)" : "rgba(211,47,47,0.22)",
-        line: { width: 0 }, layer: "below" });
-    });
-    var traces = [
-      { x: d.x, y: d.min, mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
-      { x: d.x, y: d.max, mode: "lines", fill: "tonexty", fillcolor: "rgba(11,92,173,0.18)",
-        line: { width: 0 }, name: d.labels.range },
-      { x: d.x, y: d.mean, mode: "lines", line: { color: "#0b3d7a", width: 2 }, name: d.labels.mean },
-      legendSwatch(d.labels.band, "rgba(27,94,32,0.35)"),
-      legendSwatch(d.labels.excursion, "rgba(211,47,47,0.5)")
-    ];
-    var layout = { height: 320, margin: { l: 60, r: 12, t: 8, b: 40 }, shapes: shapes,
-      xaxis: { title: { text: d.labels.axis_t }, tickformat: d.tickformat },
-      yaxis: { title: { text: d.labels.axis_c } },
-      legend: { orientation: "h", y: 1.12 }, hovermode: "x unified" };
-    return window.Plotly.react(el, traces, layout, CONFIG).then(function () {
-      el.dataset.shaded = String(d.excursions.length);
-    });
-  }
 
   function distribution(el, d) {
     var traces = d.routes.map(function (r) {
@@ -66,7 +37,9 @@
     return window.Plotly.react(el, traces, layout, CONFIG);
   }
 
-  var DRAW = { temperature: temperature, distribution: distribution, legs: legs };
+  // The temperature traces come drawn from the server (inline SVG); only the route
+  // comparison's charts are drawn here.
+  var DRAW = { distribution: distribution, legs: legs };
 
   var plotlyLoading = null;
 
