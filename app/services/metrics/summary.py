@@ -1,10 +1,4 @@
-"""Turnaround summaries read from the cells' totals, or with a time window from
-``case_turnaround`` (one narrow row per case).
-
-Without a time window every filter and grouping is a cell attribute, so a summary adds up
-its cells' totals (``case_turnaround_cell``) and reads each percentile off the cells' sorted
-values by selection across them (``kth``), without sorting or fetching every case's. With
-one, it reads the per-case rows:
+"""Turnaround summaries read from ``case_turnaround`` alone (one narrow row per case).
 
 The figures are those ``turnaround.summarise`` defines over from-scratch rows (tests hold the
 two against each other). PostgreSQL computes everything in one grouped query, percentiles
@@ -18,9 +12,8 @@ index sort one column per group in memory.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,10 +25,10 @@ from sqlmodel import Session
 
 from app.services.delays.targets import LEGS
 from app.services.metrics.case_rows import _driver_rows
-from app.services.metrics.turnaround_rows import CELLS, SUMS, TABLE, unpack
+from app.services.metrics.turnaround import quantile
+from app.services.metrics.turnaround_rows import TABLE
 
 T = TABLE.c
-C = CELLS.c
 # (output name, span column, hours per unit): the whole V2V in days, then each leg.
 MEASURES = (
     ("vein_to_vein_d", "vein_to_vein_s", 24.0),
@@ -56,12 +49,21 @@ class Filters:
     collected_to: datetime | None = None
     infused_from: datetime | None = None
 
-    def untimed(self) -> bool:
-        """Whether only cell attributes are restricted (no time window)."""
-        return all(v is None for v in (self.collected_from, self.collected_to, self.infused_from))
+    def by_route_only(self) -> bool:
+        """Whether only the route is restricted (what the (route, span) indexes can check)."""
+        return all(
+            v is None
+            for v in (
+                self.site,
+                self.product,
+                self.manufacturing_site,
+                self.collected_from,
+                self.collected_to,
+                self.infused_from,
+            )
+        )
 
-    def attributes(self, table: Any) -> list[ColumnElement[bool]]:
-        """The conditions on a case's attributes, over a table's columns of those names."""
+    def where(self) -> ColumnElement[bool]:
         found: list[ColumnElement[bool]] = [true()]
         for name, value in (
             ("site", self.site),
@@ -69,13 +71,9 @@ class Filters:
             ("manufacturing_site", self.manufacturing_site),
         ):
             if value is not None:
-                found.append(table.c[name] == value)
+                found.append(T[name] == value)
         if self.routes is not None:
-            found.append(table.c.route.in_(list(self.routes)))
-        return found
-
-    def where(self) -> ColumnElement[bool]:
-        found = self.attributes(TABLE)
+            found.append(T.route.in_(list(self.routes)))
         if self.collected_from is not None:
             found.append(T.collected_s >= self.collected_from.timestamp())
         if self.collected_to is not None:
@@ -186,8 +184,6 @@ def summaries(
     session: Session, *, group_by: str, filters: Filters, targets: dict[str, float | None]
 ) -> list[dict[str, Any]]:
     """One summary per group (key order) over the cases the filters select."""
-    if filters.untimed():
-        return _from_cells(session, group_by, filters, targets)
     key = T[group_by]
     if session.get_bind().dialect.name == "postgresql":
         return _postgresql(session, key, filters, targets)
@@ -240,8 +236,34 @@ def _sqlite_quantiles(
 ) -> dict[tuple[Any, str], tuple[float, float]]:
     """Each group's p50 and p90 of each measure."""
     picks: dict[tuple[Any, str], tuple[float, float]] = {}
-    # The spans in one fetch, each group's sorted in memory; only the two values around a
-    # percentile are converted.
+    if group_by == "route" and filters.by_route_only():
+        # Walk each (route, span) index in the span's order: LIMIT 2 OFFSET k reads the
+        # k-th value and the next one without fetching any other.
+        for row in groups:
+            for name, span, per in MEASURES:
+                n = int(row[f"{name}:n"])
+                if not n:
+                    picks[(row["key"], name)] = (math.nan, math.nan)
+                    continue
+                value = _value(span, per)
+                found = []
+                for p in QUANTILES:
+                    h = (n - 1) * p
+                    lo = math.floor(h)
+                    pair = session.execute(
+                        select_columns(value)
+                        .where(filters.where(), key == row["key"], T[span].is_not(None))
+                        .order_by(T[span])
+                        .limit(2)
+                        .offset(lo)
+                    ).scalars()
+                    values = [float(v) for v in pair]
+                    pair_sorted = values if len(values) == 2 else values * 2
+                    found.append(quantile(pair_sorted, h - lo) if n > 1 else values[0])
+                picks[(row["key"], name)] = (found[0], found[1])
+        return picks
+    # Other groupings, or filters the indexes cannot check: the spans in one fetch, each
+    # group's sorted in memory; only the two values around a percentile are converted.
     stmt = select_columns(key, *(T[span] for _, span, _ in MEASURES)).where(filters.where())
     columns: dict[Any, list[list[float]]] = defaultdict(lambda: [[] for _ in MEASURES])
     for k, *spans in _driver_rows(session, stmt):
@@ -280,114 +302,3 @@ def v2v_days(session: Session, *, filters: Filters) -> dict[str, list[float]]:
     for route, days in _driver_rows(session, stmt):
         out[route].append(round(days, 2))
     return {route: sorted(days) for route, days in out.items()}
-
-
-def _from_cells(
-    session: Session, group_by: str, filters: Filters, targets: dict[str, float | None]
-) -> list[dict[str, Any]]:
-    """Summaries added up from the selected cells' totals, per group."""
-    groups: dict[str, list[Mapping[Any, Any]]] = defaultdict(list)
-    stmt = select_columns(CELLS).where(*filters.attributes(CELLS))
-    names = list(CELLS.c.keys())
-    for values in _driver_rows(session, stmt, binary=True):
-        cell = dict(zip(names, values, strict=True))
-        groups[str(cell[group_by])].append(cell)
-    limits = {code: v * 86400.0 for code, v in targets.items() if v is not None}
-    out = []
-    for key, cells in sorted(groups.items()):
-        runs = {span: [unpack(cell[span]) for cell in cells] for _, span, _ in MEASURES}
-        v2v = runs["vein_to_vein_s"]
-        timed = [
-            (limits[c["route"]], run)
-            for c, run in zip(cells, v2v, strict=True)
-            if c["route"] in limits
-        ]
-        row = {
-            "key": key,
-            "n": sum(c["n"] for c in cells),
-            "n_infused": sum(len(run) for run in v2v),
-            "on_time": sum(bisect_right(run, limit) for limit, run in timed),
-            "with_target": sum(len(run) for _, run in timed),
-            **{
-                name: sum(c[name] for c in cells)
-                for name in ("cancelled", "closed", "shipped", "excursions")
-            },
-        }
-        stats: dict[str, dict[str, float] | None] = {}
-        for name, span, per in MEASURES:
-            found = [run for run in runs[span] if run]
-            count = sum(len(run) for run in found)
-            if not count:
-                stats[name] = None
-                continue
-            unit = 3600.0 * per
-            stats[name] = _stats(
-                count,
-                sum(c[SUMS[span]] for c in cells) / 3600.0 / per,
-                min(run[0] for run in found) / 3600.0 / per,
-                max(run[-1] for run in found) / 3600.0 / per,
-                *_merged_quantiles(found, count, unit),
-            )
-        out.append(_shape(row, stats))
-    return out
-
-
-def _merged_quantiles(runs: Sequence[Sequence[float]], n: int, unit: float) -> tuple[float, float]:
-    """p50 and p90 of sorted runs of spans in seconds, in the unit (as ``_pick``)."""
-    found = []
-    for p in QUANTILES:
-        h = (n - 1) * p
-        lo = math.floor(h)
-        a, b = (v / unit for v in neighbours(runs, lo))
-        found.append(a + (h - lo) * (b - a))
-    return (found[0], found[1])
-
-
-SMALL = 2048  # values left in play when selection sorts them
-
-
-def neighbours(runs: Sequence[Sequence[float]], k: int) -> tuple[float, float]:
-    """The k-th and (k+1)-th smallest (from 0; the k-th twice if it is the largest) of the
-    values of some non-empty sorted runs, without merging them.
-
-    Each round takes the weighted median of the runs' middle values still in play as a
-    pivot, counts the values below and up to it by bisection, and drops every value on the
-    pivot's wrong side (a quarter or more of those in play); ties stay exact, as the
-    dropped values are strictly below or above the k-th.
-    """
-    if len(runs) == 1:
-        (run,) = runs
-        return run[k], run[min(k + 1, len(run) - 1)]
-    lo = [0] * len(runs)
-    hi = [len(run) for run in runs]
-    left = sum(hi)
-    while left > SMALL:
-        middles = sorted(
-            (run[(low + h) // 2], h - low)
-            for run, low, h in zip(runs, lo, hi, strict=True)
-            if low < h
-        )
-        weight, i = middles[0][1], 0
-        while 2 * weight < left:
-            i += 1
-            weight += middles[i][1]
-        pivot = middles[i][0]
-        below = [bisect_left(run, pivot, low, h) for run, low, h in zip(runs, lo, hi, strict=True)]
-        if sum(below) > k:
-            hi = below
-        else:
-            upto = [
-                bisect_right(run, pivot, low, h) for run, low, h in zip(runs, lo, hi, strict=True)
-            ]
-            if sum(upto) > k:  # the k-th is the pivot
-                lo, hi = below, upto
-                break
-            lo = upto
-        left = sum(h - low for low, h in zip(lo, hi, strict=True))
-    rest = sorted(v for run, low, h in zip(runs, lo, hi, strict=True) for v in run[low:h])
-    at = k - sum(lo)
-    if at + 1 < len(rest):
-        return rest[at], rest[at + 1]
-    # The next is the least of those dropped above (none: the k-th is the largest).
-    above = [run[h] for run, h in zip(runs, hi, strict=True) if h < len(run)]
-    return rest[at], min(above, default=rest[at])
