@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, bindparam, delete, insert
 from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -76,14 +76,24 @@ def refresh(session: Session, *, case_id: str) -> None:
         session.execute(delete(TABLE).where(TABLE.c.case_id == case_id))
         return
     (row,) = fresh
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(TABLE).values(row)
-    session.execute(
-        stmt.on_conflict_do_update(
+    session.execute(_upsert(session.get_bind().dialect.name, tuple(row)), row)
+
+
+_UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _upsert(dialect_name: str, columns: tuple[str, ...]) -> Any:
+    """The insert-or-update of one row, built once per dialect (every journey write runs it)."""
+    found = _UPSERTS.get((dialect_name, columns))
+    if found is None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        stmt = dialect.insert(TABLE).values({k: bindparam(k) for k in columns})
+        found = stmt.on_conflict_do_update(
             index_elements=[TABLE.c.case_id],
-            set_={k: stmt.excluded[k] for k in row if k != "case_id"},
+            set_={k: stmt.excluded[k] for k in columns if k != "case_id"},
         )
-    )
+        _UPSERTS[(dialect_name, columns)] = found
+    return found
 
 
 def recompute_all(session: Session) -> int:
