@@ -254,14 +254,7 @@ def _one_case_rows(session: Session, case_id: str) -> list[tuple[Any, ...]]:
         cached = (str(compiled), compiled.positiontup, compiled.construct_params())
         _ONE_CASE[key] = cached
     sql, positions, defaults = cached
-    params = {**defaults, "one_case_id": case_id}
-    args: Any = params if positions is None else [params[k] for k in positions]
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, args)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+    return _run_sql(session, sql, positions, {**defaults, "one_case_id": case_id})
 
 
 def _without_voided(
@@ -311,13 +304,17 @@ def _driver_rows(session: Session, stmt: Any) -> list[tuple[Any, ...]]:
     compiled = stmt.compile(
         dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
     )
-    params = compiled.construct_params()
-    args: Any = (
-        params if compiled.positiontup is None else [params[k] for k in compiled.positiontup]
-    )
+    return _run_sql(session, str(compiled), compiled.positiontup, compiled.construct_params())
+
+
+def _run_sql(
+    session: Session, sql: str, positions: Sequence[str] | None, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Compiled SQL run on the session's own driver connection; the driver's tuples."""
+    args: Any = params if positions is None else [params[k] for k in positions]
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(str(compiled), args)
+        cursor.execute(sql, args)
         return list(cursor.fetchall())
     finally:
         cursor.close()
