@@ -218,7 +218,7 @@ def _refusal(exc: AppError, view: View, new_index: int) -> dict[str, str]:
     """The service's refusal beside its field: a short reason, then the service's words."""
     _ = view.lang.gettext
     if not exc.errors:
-        return {"form": f"{_('Not saved.')} ({exc.detail})"}
+        return {"form": _("Not saved.") + f" ({exc.detail})"}
     errors: dict[str, str] = {}
     for e in exc.errors:
         loc = [int(p) if p.isdigit() else p for p in str(e["loc"]).split("/")[1:]]

@@ -174,9 +174,10 @@ def _axes(scale: Scale, step: float, lang: Lang) -> list[str]:
         _text((X0 + X1) / 2, HEIGHT - 8, _("Time (%(zone)s)", zone=zone), text_anchor="middle")
     )
     mid = (Y0 + Y1) / 2
+    title = escape(_("Temperature (°C)"))  # outside the f-string, where pybabel finds it
     out.append(
         f'<text x="14" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 14 {mid:.1f})">'
-        f"{escape(_('Temperature (°C)'))}</text>"
+        f"{title}</text>"
     )
     return out
 
@@ -261,9 +262,9 @@ def describe(
         band=allowed,
     )
     if not spans:
-        return f"{text} {_('No excursion.')}"
+        return text + " " + _("No excursion.")
     listed = "; ".join(_span_text(s, lang, end) for s in spans)
-    return f"{text} {_('Excursions: %(list)s.', list=listed)}"
+    return text + " " + _("Excursions: %(list)s.", list=listed)
 
 
 def render(

@@ -328,6 +328,28 @@ def test_charts_use_the_locally_served_plotly(api: Api, world: dict[str, Any]) -
     assert "KASHIWA-LOCAL" in legs["routes"] and legs["legs"]
 
 
+def test_no_message_is_marked_inside_an_f_string() -> None:
+    """pybabel does not look inside f-strings: a message marked there is never extracted,
+    and `make messages` then drops its translation from the catalog."""
+    import ast
+
+    from app.web.i18n import TRANSLATIONS
+
+    hidden = []
+    for path in sorted(TRANSLATIONS.parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            for inner in ast.walk(node):
+                if (
+                    isinstance(inner, ast.Call)
+                    and isinstance(inner.func, ast.Name)
+                    and inner.func.id in {"_", "N_", "gettext"}
+                ):
+                    hidden.append(f"{path.name}:{inner.lineno}")
+    assert hidden == [], "mark these outside the f-string"
+
+
 def test_every_message_has_a_japanese_translation() -> None:
     from babel.messages.extract import extract_from_dir
     from babel.messages.pofile import read_po
