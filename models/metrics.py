@@ -137,6 +137,9 @@ class TurnaroundCellDirty(SQLModel, table=True):
     """
 
     __tablename__ = "case_turnaround_cell_dirty"
+    # Readers look each stored cell up here (is it logged?): a handful of entries, or a
+    # few thousand between folds on a busy day.
+    __table_args__ = (Index("ix_case_turnaround_cell_dirty", "route", "site", "product", "month"),)
 
     id: int | None = Field(default=None, primary_key=True)
     route: str = Field(max_length=32)

@@ -71,6 +71,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_case_turnaround_cell_dirty")),
     )
     op.create_index(
+        "ix_case_turnaround_cell_dirty",
+        "case_turnaround_cell_dirty",
+        ["route", "site", "product", "month"],
+    )
+    op.create_index(
         "ix_case_turnaround_cell", "case_turnaround", ["route", "site", "product", "month"]
     )
     from sqlmodel import Session
@@ -84,5 +89,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_case_turnaround_cell", table_name="case_turnaround")
+    op.drop_index("ix_case_turnaround_cell_dirty", table_name="case_turnaround_cell_dirty")
     op.drop_table("case_turnaround_cell_dirty")
     op.drop_table("case_turnaround_cell")
