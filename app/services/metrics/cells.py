@@ -125,6 +125,11 @@ def _same_cell(table: Table, other: Table) -> ColumnElement[bool]:
     return and_(*(table.c[k] == other.c[k] for k in CELL))
 
 
+def _any_of(table: Table, keys: Sequence[Key]) -> ColumnElement[bool]:
+    """A table's rows in some cells (one equality per key column: the cell index serves)."""
+    return or_(*(and_(*(table.c[k] == v for k, v in zip(CELL, key, strict=True))) for key in keys))
+
+
 def _lock(session: Session, *, wait: bool) -> bool:
     """The folders' turn (PostgreSQL; SQLite's writer lock already serialises them)."""
     if session.get_bind().dialect.name != "postgresql":
@@ -141,10 +146,8 @@ def _rows_of(session: Session, keys: Sequence[Key]) -> dict[Key, list[Mapping[An
     columns = [TABLE.c[k] for k in CELL_INPUTS]
     for start in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[start : start + KEYS_PER_QUERY]
-        where = or_(
-            *(and_(*(TABLE.c[k] == v for k, v in zip(CELL, key, strict=True))) for key in chunk)
-        )
-        for row in session.execute(select_columns(*columns).where(where)).mappings():
+        stmt = select_columns(*columns).where(_any_of(TABLE, chunk))
+        for row in session.execute(stmt).mappings():
             found[key_of(row)].append(row)
     return found
 
@@ -166,16 +169,7 @@ def fold(session: Session, *, limit: int = FOLD_LIMIT) -> int:
     rows = _rows_of(session, keys)
     for start in range(0, len(keys), KEYS_PER_QUERY):
         chunk = keys[start : start + KEYS_PER_QUERY]
-        session.execute(
-            delete(CELLS).where(
-                or_(
-                    *(
-                        and_(*(CELLS.c[k] == v for k, v in zip(CELL, key, strict=True)))
-                        for key in chunk
-                    )
-                )
-            )
-        )
+        session.execute(delete(CELLS).where(_any_of(CELLS, chunk)))
     fresh = [cell_values(key, rows[key]) for key in keys if rows[key]]
     if fresh:
         session.execute(insert(CELLS), fresh)
