@@ -173,17 +173,22 @@ def fold(session: Session, *, limit: int = FOLD_LIMIT) -> int:
     fresh = [cell_values(key, rows[key]) for key in keys if rows[key]]
     if fresh:
         session.execute(insert(CELLS), fresh)
-    ids = [entry[0] for entry in entries]
-    for start in range(0, len(ids), 900):
-        session.execute(delete(DIRTY).where(d.id.in_(ids[start : start + 900])))
+    _forget(session, [entry[0] for entry in entries])
     return len(keys)
 
 
+def _forget(session: Session, ids: Sequence[int]) -> None:
+    """Delete these log entries (and no other)."""
+    for start in range(0, len(ids), 900):
+        session.execute(delete(DIRTY).where(DIRTY.c.id.in_(ids[start : start + 900])))
+
+
 def rebuild(session: Session) -> int:
-    """Rewrite every cell from the rows and clear the log up to what was read first (bulk
-    writers after ``recompute_all``'s rows, migration 0016); the number of cells."""
+    """Rewrite every cell from the rows and drop the log entries read first (bulk writers
+    after ``recompute_all``'s rows, migration 0016); the number of cells. Exactly those ids,
+    not every id up to the largest: on PostgreSQL a smaller id may commit later."""
     _lock(session, wait=True)
-    last = session.execute(select_columns(func.max(DIRTY.c.id))).scalar()
+    ids = list(session.execute(select_columns(DIRTY.c.id)).scalars())
     cells: dict[Key, list[Mapping[Any, Any]]] = defaultdict(list)
     for row in session.execute(select_columns(*(TABLE.c[k] for k in CELL_INPUTS))).mappings():
         cells[key_of(row)].append(row)
@@ -191,8 +196,7 @@ def rebuild(session: Session) -> int:
     values = [cell_values(key, rows) for key, rows in sorted(cells.items())]
     for start in range(0, len(values), 500):
         session.execute(insert(CELLS), values[start : start + 500])
-    if last is not None:
-        session.execute(delete(DIRTY).where(DIRTY.c.id <= last))
+    _forget(session, ids)
     return len(values)
 
 
