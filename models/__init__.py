@@ -10,7 +10,7 @@ from models.audit import AuditEntry
 from models.coldchain import Device, Excursion, Reading, ShipmentState
 from models.courier_feed import CourierFeed
 from models.delay import CaseDelayCheck
-from models.metrics import CaseTurnaround
+from models.metrics import CaseTurnaround, TurnaroundCell, TurnaroundCellDirty
 from models.case import Case, CoiSequence, Milestone, MilestoneCorrection, ProductHold, Slot
 from models.notification import AlertEscalation, Notification, NotificationPrefs, OnCall
 from models.principal import IdempotencyRecord, Principal, WebSession
@@ -49,6 +49,8 @@ __all__ = [
     "ShipmentState",
     "Site",
     "Slot",
+    "TurnaroundCell",
+    "TurnaroundCellDirty",
     "Webhook",
     "WebhookDelivery",
     "WebSession",

@@ -1,6 +1,8 @@
 """The per-case turnaround rows kept by the services equal a from-scratch recomputation,
 after any sequence of journey events, corrections, recollections, shipments and excursions;
-migration 0015 fills them from existing records the same way."""
+migration 0015 fills them from existing records the same way. The cells as readers see them
+(stored, or recomputed while logged as changed) are what the rows add up to, before and
+after any fold; migration 0016 fills them."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from hypothesis import strategies as st
 
 from app.db import Database
 from app.jobs import sweeps
+from app.jobs.turnaround import fold_cells
 from app.migrations import alembic_config, current_revision, head_revision, upgrade
-from app.services.metrics import turnaround_rows
+from app.services.metrics import cells, turnaround_rows
+from models.metrics import SPANS
 from tests.conftest import NOW, Api
 from tests.helpers import Journey, event, iso
 
@@ -36,7 +40,35 @@ def table_and_recomputation(database: Database) -> tuple[list[Any], list[Any]]:
 def assert_in_step(database: Database) -> list[Any]:
     stored, fresh = table_and_recomputation(database)
     assert stored == fresh
+    # The cells a reader adds up are the totals of their rows, folded or not.
+    found: dict[tuple[Any, ...], list[Any]] = {}
+    for row in stored:
+        found.setdefault(cells.key_of(row), []).append(row)
+    want = [as_read(cells.cell_values(key, rows)) for key, rows in sorted(found.items())]
+    with database.session() as session:
+        assert [as_read(c) for c in cells.current(session, [], [])] == want
     return stored
+
+
+def as_read(cell: dict[str, Any]) -> dict[str, Any]:
+    """A cell with its spans as lists (stored ones come packed, read ones as arrays)."""
+    return {
+        k: list(cells.unpack(v) if isinstance(v, bytes) else v) if k in SPANS else v
+        for k, v in cell.items()
+    }
+
+
+def assert_folded(database: Database) -> None:
+    """After a fold: no log left, and the stored cells are their rows' totals."""
+    fold_cells(database, now=NOW)
+    stored = assert_in_step(database)
+    found: dict[tuple[Any, ...], list[Any]] = {}
+    for row in stored:
+        found.setdefault(cells.key_of(row), []).append(row)
+    with database.session() as session:
+        assert cells.logged(session) == 0
+        kept = cells.stored_cells(session)
+    assert kept == [cells.cell_values(key, rows) for key, rows in sorted(found.items())]
 
 
 class Walker:
@@ -175,7 +207,7 @@ COLD = {"FRESH_2_8": 5.0, "CRYO_LN2": -190.0}
 operation = st.tuples(
     st.sampled_from([0, 0, 0, 1, 2]),  # mostly one case, so it gets far
     st.sampled_from(
-        ["advance"] * 6 + ["cancel", "fail", "amend", "void", "hot", "warm", "late", "new"]
+        ["advance"] * 6 + ["cancel", "fail", "amend", "void", "hot", "warm", "late", "new", "fold"]
     ),
 )
 
@@ -189,7 +221,7 @@ operation = st.tuples(
     ops=[(0, "advance")] * 4
     + [(0, "warm"), (0, "late"), (0, "hot"), (0, "amend"), (0, "advance"), (0, "void")]
     + [(1, "advance")] * 7
-    + [(1, "fail"), (1, "advance"), (1, "amend"), (2, "advance"), (2, "cancel")],
+    + [(0, "fold"), (1, "fail"), (1, "advance"), (1, "amend"), (2, "advance"), (2, "cancel")],
     routes=list(ROUTES),
 )
 def test_the_table_equals_a_recomputation_after_any_sequence(
@@ -213,7 +245,10 @@ def test_the_table_equals_a_recomputation_after_any_sequence(
             sweeps.reevaluate_marked(database, now=NOW)
         elif op == "new":
             walkers[index] = Walker(api, w.j.route)
+        elif op == "fold":
+            assert_folded(database)
         assert_in_step(database)
+    assert_folded(database)
 
 
 def test_a_row_follows_its_case(api: Api, database: Database) -> None:
@@ -265,6 +300,9 @@ def test_migration_0015_fills_the_table_from_existing_records(
     upgrade(db_url)
     assert current_revision(database.engine) == head_revision()
     assert assert_in_step(database) == before
+    with database.session() as session:
+        assert cells.logged(session) == 0
+    assert_folded(database)  # 0016 wrote the cells: a fold finds nothing to change
 
 
 @pytest.mark.parametrize("route", ["KASHIWA-LOCAL"])
@@ -273,4 +311,7 @@ def test_bulk_recompute_rewrites_every_row(api: Api, database: Database, route: 
     before = assert_in_step(database)
     with database.transaction() as session:
         assert turnaround_rows.recompute_all(session) == 1
+    with database.session() as session:
+        assert cells.logged(session) == 0  # the cells rewritten with the rows
     assert assert_in_step(database) == before
+    assert_folded(database)

@@ -1,19 +1,26 @@
-"""Turnaround summaries read from ``case_turnaround`` alone (one narrow row per case).
+"""Turnaround summaries: without a time window from the cells' totals, with one from
+``case_turnaround`` (one narrow row per case).
+
+Without a time window every filter and grouping is a cell attribute, so a summary adds up
+its cells' totals (``cells.current``: the stored ones, and those awaiting a fold recomputed
+from their rows) and reads each percentile off the cells' sorted values by selection across
+them (``kth.neighbours``), without sorting or fetching every case's. With one, it reads the
+per-case rows:
 
 The figures are those ``turnaround.summarise`` defines over from-scratch rows (tests hold the
 two against each other). PostgreSQL computes everything in one grouped query, percentiles
 with ``percentile_cont`` (linear interpolation between order statistics, as
 ``turnaround.quantile``). SQLite has no percentile function: counts and rates come from one
-grouped query and each percentile is read off an index walk (``LIMIT 2 OFFSET k`` in the
-value's order within the group), so no value list is fetched; groupings without such an
-index sort one column per group in memory.
+grouped query, and each group's values of a span are sorted in memory (only the two values
+around a percentile are converted).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,8 +31,10 @@ from sqlalchemy.dialects.postgresql import array
 from sqlmodel import Session
 
 from app.services.delays.targets import LEGS
+from app.services.metrics import cells as stored_cells
 from app.services.metrics.case_rows import _driver_rows
-from app.services.metrics.turnaround import quantile
+from app.services.metrics.cells import CELLS, SUMS
+from app.services.metrics.kth import neighbours
 from app.services.metrics.turnaround_rows import TABLE
 
 T = TABLE.c
@@ -49,21 +58,12 @@ class Filters:
     collected_to: datetime | None = None
     infused_from: datetime | None = None
 
-    def by_route_only(self) -> bool:
-        """Whether only the route is restricted (what the (route, span) indexes can check)."""
-        return all(
-            v is None
-            for v in (
-                self.site,
-                self.product,
-                self.manufacturing_site,
-                self.collected_from,
-                self.collected_to,
-                self.infused_from,
-            )
-        )
+    def untimed(self) -> bool:
+        """Whether only cell attributes are restricted (no time window)."""
+        return all(v is None for v in (self.collected_from, self.collected_to, self.infused_from))
 
-    def where(self) -> ColumnElement[bool]:
+    def attributes(self, table: Any) -> list[ColumnElement[bool]]:
+        """The conditions on a case's attributes, over a table's columns of those names."""
         found: list[ColumnElement[bool]] = [true()]
         for name, value in (
             ("site", self.site),
@@ -71,9 +71,13 @@ class Filters:
             ("manufacturing_site", self.manufacturing_site),
         ):
             if value is not None:
-                found.append(T[name] == value)
+                found.append(table.c[name] == value)
         if self.routes is not None:
-            found.append(T.route.in_(list(self.routes)))
+            found.append(table.c.route.in_(list(self.routes)))
+        return found
+
+    def where(self) -> ColumnElement[bool]:
+        found = self.attributes(TABLE)
         if self.collected_from is not None:
             found.append(T.collected_s >= self.collected_from.timestamp())
         if self.collected_to is not None:
@@ -184,6 +188,8 @@ def summaries(
     session: Session, *, group_by: str, filters: Filters, targets: dict[str, float | None]
 ) -> list[dict[str, Any]]:
     """One summary per group (key order) over the cases the filters select."""
+    if filters.untimed():
+        return _from_cells(session, group_by, filters, targets)
     key = T[group_by]
     if session.get_bind().dialect.name == "postgresql":
         return _postgresql(session, key, filters, targets)
@@ -236,34 +242,8 @@ def _sqlite_quantiles(
 ) -> dict[tuple[Any, str], tuple[float, float]]:
     """Each group's p50 and p90 of each measure."""
     picks: dict[tuple[Any, str], tuple[float, float]] = {}
-    if group_by == "route" and filters.by_route_only():
-        # Walk each (route, span) index in the span's order: LIMIT 2 OFFSET k reads the
-        # k-th value and the next one without fetching any other.
-        for row in groups:
-            for name, span, per in MEASURES:
-                n = int(row[f"{name}:n"])
-                if not n:
-                    picks[(row["key"], name)] = (math.nan, math.nan)
-                    continue
-                value = _value(span, per)
-                found = []
-                for p in QUANTILES:
-                    h = (n - 1) * p
-                    lo = math.floor(h)
-                    pair = session.execute(
-                        select_columns(value)
-                        .where(filters.where(), key == row["key"], T[span].is_not(None))
-                        .order_by(T[span])
-                        .limit(2)
-                        .offset(lo)
-                    ).scalars()
-                    values = [float(v) for v in pair]
-                    pair_sorted = values if len(values) == 2 else values * 2
-                    found.append(quantile(pair_sorted, h - lo) if n > 1 else values[0])
-                picks[(row["key"], name)] = (found[0], found[1])
-        return picks
-    # Other groupings, or filters the indexes cannot check: the spans in one fetch, each
-    # group's sorted in memory; only the two values around a percentile are converted.
+    # The spans in one fetch, each group's sorted in memory; only the two values around a
+    # percentile are converted.
     stmt = select_columns(key, *(T[span] for _, span, _ in MEASURES)).where(filters.where())
     columns: dict[Any, list[list[float]]] = defaultdict(lambda: [[] for _ in MEASURES])
     for k, *spans in _driver_rows(session, stmt):
@@ -302,3 +282,61 @@ def v2v_days(session: Session, *, filters: Filters) -> dict[str, list[float]]:
     for route, days in _driver_rows(session, stmt):
         out[route].append(round(days, 2))
     return {route: sorted(days) for route, days in out.items()}
+
+
+def _from_cells(
+    session: Session, group_by: str, filters: Filters, targets: dict[str, float | None]
+) -> list[dict[str, Any]]:
+    """Summaries added up from the selected cells' totals, per group."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    found = stored_cells.current(session, filters.attributes(CELLS), filters.attributes(TABLE))
+    for cell in found:
+        groups[str(cell[group_by])].append(cell)
+    limits = {code: v * 86400.0 for code, v in targets.items() if v is not None}
+    out = []
+    for key, group in sorted(groups.items()):
+        v2v = [cell["vein_to_vein_s"] for cell in group]
+        timed = [
+            (limits[c["route"]], run)
+            for c, run in zip(group, v2v, strict=True)
+            if c["route"] in limits
+        ]
+        row = {
+            "key": key,
+            "n": sum(c["n"] for c in group),
+            "n_infused": sum(len(run) for run in v2v),
+            "on_time": sum(bisect_right(run, limit) for limit, run in timed),
+            "with_target": sum(len(run) for _, run in timed),
+            **{
+                name: sum(c[name] for c in group)
+                for name in ("cancelled", "closed", "shipped", "excursions")
+            },
+        }
+        stats: dict[str, dict[str, float] | None] = {}
+        for name, span, per in MEASURES:
+            runs = [c[span] for c in group if len(c[span])]
+            count = sum(len(run) for run in runs)
+            if not count:
+                stats[name] = None
+                continue
+            unit = 3600.0 * per
+            stats[name] = _stats(
+                count,
+                sum(c[SUMS[span]] for c in group) / 3600.0 / per,
+                min(run[0] for run in runs) / 3600.0 / per,
+                max(run[-1] for run in runs) / 3600.0 / per,
+                *_merged_quantiles(runs, count, unit),
+            )
+        out.append(_shape(row, stats))
+    return out
+
+
+def _merged_quantiles(runs: Sequence[Sequence[float]], n: int, unit: float) -> tuple[float, float]:
+    """p50 and p90 of sorted runs of spans in seconds, in the unit (as ``_pick``)."""
+    found = []
+    for p in QUANTILES:
+        h = (n - 1) * p
+        lo = math.floor(h)
+        a, b = (v / unit for v in neighbours(runs, lo))
+        found.append(a + (h - lo) * (b - a))
+    return (found[0], found[1])

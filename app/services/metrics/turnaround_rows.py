@@ -7,6 +7,10 @@ the same set query a from-scratch computation uses (``case_rows.fetch_rows``), s
 incremental table and a recomputation cannot mean different things; tests hold one against
 the other after random sequences of changes. Bulk writers (the demo generator, the benchmark
 data, migration 0014) call ``recompute_all``.
+
+A change to a row also logs the cells (``metrics.cells``) the row leaves and enters, an
+append that never waits on another writer; the cells' stored totals are rewritten later, by a
+fold, and readers recompute logged cells from their rows meanwhile.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from app.services.metrics import cells
 from app.services.metrics.case_rows import (
     AT,
     CASES,
@@ -71,12 +76,19 @@ def refresh(session: Session, *, case_id: str) -> None:
         session.execute(
             select_columns(CASES.c.id).where(CASES.c.id == case_id).with_for_update(key_share=True)
         )
+    before = session.execute(select_columns(TABLE).where(TABLE.c.case_id == case_id)).first()
+    old = None if before is None else dict(before._mapping)
     fresh = recomputed(session, case_id=case_id)
     if not fresh:
-        session.execute(delete(TABLE).where(TABLE.c.case_id == case_id))
+        if old is not None:
+            session.execute(delete(TABLE).where(TABLE.c.case_id == case_id))
+            cells.mark(session, [cells.key_of(old)])
         return
     (row,) = fresh
+    if row == old:
+        return  # nothing changed: no write, no cell to redo
     session.execute(_upsert(session.get_bind().dialect.name, tuple(row)), row)
+    cells.mark(session, [cells.key_of(row)] + ([] if old is None else [cells.key_of(old)]))
 
 
 _UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -97,12 +109,13 @@ def _upsert(dialect_name: str, columns: tuple[str, ...]) -> Any:
 
 
 def recompute_all(session: Session) -> int:
-    """Rewrite every row from scratch (bulk writers); the number of rows."""
+    """Rewrite every row from scratch, then every cell (bulk writers); the number of rows."""
     session.flush()
     rows = recomputed(session)
     session.execute(delete(TABLE))
     for start in range(0, len(rows), CHUNK):
         session.execute(insert(TABLE), rows[start : start + CHUNK])
+    cells.rebuild(session)
     return len(rows)
 
 
