@@ -58,10 +58,8 @@ class CaseTurnaround(SQLModel, table=True):
 
     __tablename__ = "case_turnaround"
     # A summary with a time window walks the covering "summary" index, which holds every
-    # column it reads (summaries without one read ``case_turnaround_cell``). The (route,
-    # span) indexes served an earlier SQLite percentile walk; they are no longer read.
+    # column it reads (summaries without one read ``case_turnaround_cell``).
     __table_args__ = (
-        *(Index(f"ix_case_turnaround_route_{span}", "route", span) for span in SPANS),
         Index("ix_case_turnaround_summary", "route", *SUMMARY_COLUMNS),
         # A cell's rows, read to recompute a cell (``cells.fold``, and readers of dirty cells).
         Index("ix_case_turnaround_cell", "route", "site", "product", "month"),

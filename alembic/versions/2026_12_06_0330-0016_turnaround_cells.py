@@ -6,7 +6,9 @@ Create Date: 2026-12-06 03:30:00.000000
 
 Creates ``case_turnaround_cell`` (a cache of each cell's totals, rewritten by folds),
 ``case_turnaround_cell_dirty`` (the cells whose rows changed since, appended to by writers)
-and the index a cell's rows are read by, and fills the cells from ``case_turnaround`` by the
+and the index a cell's rows are read by, drops the six (route, span) indexes of
+``case_turnaround`` (an earlier SQLite percentile walk read them; nothing does now, and every
+row change wrote them), and fills the cells from ``case_turnaround`` by the
 rule the services keep them with (``cells.rebuild``, imported, not copied).
 """
 
@@ -78,6 +80,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_case_turnaround_cell", "case_turnaround", ["route", "site", "product", "month"]
     )
+    for span in SPANS:
+        op.drop_index(f"ix_case_turnaround_route_{span}_s", table_name="case_turnaround")
     from sqlmodel import Session
 
     from app.services.metrics.cells import rebuild
@@ -88,6 +92,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for span in SPANS:
+        op.create_index(
+            f"ix_case_turnaround_route_{span}_s", "case_turnaround", ["route", f"{span}_s"]
+        )
     op.drop_index("ix_case_turnaround_cell", table_name="case_turnaround")
     op.drop_index("ix_case_turnaround_cell_dirty", table_name="case_turnaround_cell_dirty")
     op.drop_table("case_turnaround_cell_dirty")
