@@ -19,7 +19,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Table, insert, text
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid
@@ -30,6 +31,12 @@ from models.principal import Principal
 
 # An arbitrary constant naming the audit chain's advisory lock on PostgreSQL.
 AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
+# Every journey step appends: its statements are built once (SQLAlchemy then caches their
+# compiled form) and the entry is inserted without an ORM object to track.
+_TABLE: Table = AuditEntry.__table__  # type: ignore[attr-defined]
+_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_LAST = select_columns(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
+_INSERT = insert(_TABLE)
 
 
 # Far below the interpreter's recursion limit; input is capped shallower at the edge.
@@ -119,50 +126,31 @@ def append(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     reason: str | None = None,
-) -> AuditEntry:
+) -> None:
     """Append one entry to the chain (flushes; the caller's transaction commits it)."""
+    session.flush()  # what the entry records is written before it, as the chain says
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-    last = session.exec(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(col(AuditEntry.seq).desc()).limit(1)
-    ).first()
+        session.execute(_LOCK, {"k": AUDIT_LOCK_KEY})
+    last = session.execute(_LAST).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     actor_name = actor.name if isinstance(actor, Principal) else actor
     actor_id = actor.id if isinstance(actor, Principal) else None
-    before_j, after_j = jsonable(before), jsonable(after)
     keys = current_keys()
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        actor=actor_name,
-        actor_id=actor_id,
-        action=action,
-        entity=entity,
-        entity_id=entity_id,
-        before=before_j,
-        after=after_j,
-        reason=reason,
-        prev_hash=prev_hash,
-        kid=keys.active_kid,
-        hash=entry_hash(
-            key=keys.active_secret,
-            kid=keys.active_kid,
-            seq=seq,
-            at=at,
-            actor=actor_name,
-            actor_id=actor_id,
-            action=action,
-            entity=entity,
-            entity_id=entity_id,
-            before=before_j,
-            after=after_j,
-            reason=reason,
-            prev_hash=prev_hash,
-        ),
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    content = {
+        "seq": seq,
+        "at": at,
+        "actor": actor_name,
+        "actor_id": actor_id,
+        "action": action,
+        "entity": entity,
+        "entity_id": entity_id,
+        "before": jsonable(before),
+        "after": jsonable(after),
+        "reason": reason,
+        "prev_hash": prev_hash,
+    }
+    digest = entry_hash(key=keys.active_secret, kid=keys.active_kid, **content)
+    session.execute(_INSERT, {**content, "kid": keys.active_kid, "hash": digest})
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, union_all
 from sqlmodel import Session, col, select
 
 from app.errors import Forbidden, IllegalTransition, Invalid
@@ -72,18 +72,21 @@ def check_instant(*, occurred_at: datetime, now: datetime, future_tolerance_s: i
 
 def last_physical_at(session: Session, case_id: str) -> datetime | None:
     """The latest physical milestone of the case: journey events and custody scans."""
-    latest_event = session.exec(
-        select(func.max(Milestone.occurred_at)).where(
-            Milestone.case_id == case_id, Milestone.status != "voided"
-        )
-    ).one()
-    latest_custody = session.exec(
-        select(func.max(CustodyEvent.occurred_at))
-        .join(Shipment, col(Shipment.id) == col(CustodyEvent.shipment_id))
-        .where(Shipment.case_id == case_id)
-    ).one()
-    found = [as_utc(t) for t in (latest_event, latest_custody) if t is not None]
-    return max(found) if found else None
+    latest = session.execute(_LAST_PHYSICAL, {"case_id": case_id}).scalar()
+    return None if latest is None else as_utc(latest)
+
+
+# One statement for both kinds, built once: every journey event and custody scan checks it.
+_LAST_EVENT = select(func.max(Milestone.occurred_at).label("at")).where(
+    Milestone.case_id == bindparam("case_id"), Milestone.status != "voided"
+)
+_LAST_SCAN = (
+    select(func.max(CustodyEvent.occurred_at).label("at"))
+    .join(Shipment, col(Shipment.id) == col(CustodyEvent.shipment_id))
+    .where(Shipment.case_id == bindparam("case_id"))
+)
+_BOTH = union_all(_LAST_EVENT, _LAST_SCAN).subquery()
+_LAST_PHYSICAL = select(func.max(_BOTH.c.at))
 
 
 def check_physical_order(session: Session, *, case: Case, occurred_at: datetime) -> None:
