@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,8 +117,8 @@ def clock() -> FrozenClock:
     return FrozenClock(NOW)
 
 
-@pytest.fixture
-def settings(db_url: str) -> Settings:
+def make_settings(db_url: str) -> Settings:
+    """The settings of the ``settings`` fixture for this database."""
     return Settings(
         database_url=db_url,
         env="test",
@@ -126,6 +126,11 @@ def settings(db_url: str) -> Settings:
         scheduler_enabled=False,
         metrics_token=METRICS_TOKEN,
     )
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return make_settings(db_url)
 
 
 @pytest.fixture
@@ -205,3 +210,71 @@ def api(app: Any, database: Database, settings: Settings) -> Iterator[Api]:
         backend = "sqlite" if database.dialect == "sqlite" else "postgres"
         helper.keys.update(TEMPLATE_KEYS[backend])
         yield helper
+
+
+@dataclass
+class Snapshot:
+    """A seeded database state built once (per module and backend) through the API.
+
+    Each test still gets its own copy (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE``
+    on PostgreSQL), so what one test writes no other test sees: the same fresh state it
+    would have built for itself, without rebuilding it through the API every time.
+    """
+
+    backend: str
+    source: str  # the SQLite file, or the PostgreSQL database copied from
+    data: dict[str, Any]
+    keys: dict[str, str]
+
+    def copy(self, tmp_path: Path) -> Iterator[str]:
+        """Yield the URL of a fresh copy, dropped afterwards (for a ``db_url`` fixture)."""
+        if self.backend == "sqlite":
+            path = tmp_path / "v2v.sqlite3"
+            shutil.copy(self.source, path)
+            yield f"sqlite:///{path}"
+            return
+        name = f"v2v_t_{_worker()}_{uuid.uuid4().hex[:10]}"
+        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{self.source}"')
+        try:
+            yield _pg_url(name)
+        finally:
+            _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def snapshot(
+    request: pytest.FixtureRequest, build: Callable[[Api], dict[str, Any]]
+) -> Iterator[Snapshot]:
+    """Build a Snapshot on ``request.param``'s backend: a copy of the template, an app on
+    the frozen clock as the ``api`` fixture makes it, and ``build(api)`` run once."""
+    backend: str = request.param
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        source = str(tmp_path_factory.mktemp("snapshot") / "snapshot.sqlite3")
+        shutil.copy(template, source)
+        url = f"sqlite:///{source}"
+    else:
+        template_name: str = request.getfixturevalue("pg_template")
+        source = f"v2v_s_{_worker()}_{uuid.uuid4().hex[:10]}"
+        _pg_exec(f'CREATE DATABASE "{source}" TEMPLATE "{template_name}"')
+        url = _pg_url(source)
+    try:
+        settings = make_settings(url)
+        db = Database(url, pool_size=5)
+        try:
+            app = create_app(settings, clock=FrozenClock(NOW), database=db)
+            with TestClient(app, raise_server_exceptions=False) as client:
+                helper = Api(client, db, settings)
+                helper.keys.update(TEMPLATE_KEYS[backend])
+                data = build(helper)
+                keys = dict(helper.keys)
+        finally:
+            db.dispose()
+        yield Snapshot(backend, source, data, keys)
+    finally:
+        if backend == "postgres":
+            _pg_exec(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
+
+
+# The backends of ``db_url``, for module-scoped fixtures that build a Snapshot.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
