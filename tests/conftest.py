@@ -7,6 +7,7 @@ PostgreSQL: a template database is migrated and seeded once; each test gets
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import uuid
@@ -94,10 +95,13 @@ def pg_template() -> Iterator[str]:
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh seeded database URL, once per backend."""
-    if request.param == "sqlite":
+# The backends every database test runs on.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def fresh_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a fresh copy of the seeded template, dropped afterwards."""
+    if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "v2v.sqlite3"
         shutil.copy(template, path)
@@ -110,6 +114,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield _pg_url(name)
     finally:
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh seeded database URL, once per backend."""
+    yield from fresh_db(request, request.param, tmp_path)
 
 
 @pytest.fixture
@@ -227,7 +237,7 @@ class Snapshot:
     keys: dict[str, str]
 
     def copy(self, tmp_path: Path) -> Iterator[str]:
-        """Yield the URL of a fresh copy, dropped afterwards (for a ``db_url`` fixture)."""
+        """Yield the URL of a fresh copy, dropped afterwards."""
         if self.backend == "sqlite":
             path = tmp_path / "v2v.sqlite3"
             shutil.copy(self.source, path)
@@ -240,13 +250,16 @@ class Snapshot:
         finally:
             _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def drop(self) -> None:
+        if self.backend == "postgres":
+            _pg_exec(f'DROP DATABASE IF EXISTS "{self.source}" WITH (FORCE)')
 
-def snapshot(
-    request: pytest.FixtureRequest, build: Callable[[Api], dict[str, Any]]
-) -> Iterator[Snapshot]:
-    """Build a Snapshot on ``request.param``'s backend: a copy of the template, an app on
-    the frozen clock as the ``api`` fixture makes it, and ``build(api)`` run once."""
-    backend: str = request.param
+
+def build_snapshot(
+    request: pytest.FixtureRequest, backend: str, build: Callable[[Api], dict[str, Any]]
+) -> Snapshot:
+    """A copy of the template, an app on the frozen clock as the ``api`` fixture makes it,
+    and ``build(api)`` run once in it."""
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
@@ -258,6 +271,7 @@ def snapshot(
         source = f"v2v_s_{_worker()}_{uuid.uuid4().hex[:10]}"
         _pg_exec(f'CREATE DATABASE "{source}" TEMPLATE "{template_name}"')
         url = _pg_url(source)
+    snap = Snapshot(backend, source, {}, {})
     try:
         settings = make_settings(url)
         db = Database(url, pool_size=5)
@@ -266,15 +280,59 @@ def snapshot(
             with TestClient(app, raise_server_exceptions=False) as client:
                 helper = Api(client, db, settings)
                 helper.keys.update(TEMPLATE_KEYS[backend])
-                data = build(helper)
-                keys = dict(helper.keys)
+                snap.data = build(helper)
+                snap.keys = dict(helper.keys)
         finally:
             db.dispose()
-        yield Snapshot(backend, source, data, keys)
-    finally:
-        if backend == "postgres":
-            _pg_exec(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
+    except BaseException:
+        snap.drop()
+        raise
+    return snap
 
 
-# The backends of ``db_url``, for module-scoped fixtures that build a Snapshot.
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+class Seeded:
+    """A module's seeded state on one backend, built on first use (see ``seeded``)."""
+
+    def __init__(self, backend: str, fixture: str, build: Callable[[Api], dict[str, Any]]) -> None:
+        self.backend = backend
+        self.fixture = fixture
+        self.build = build
+        self.snapshot: Snapshot | None = None
+
+    def db_url(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+        """A copy of the seeded state for a test that asks for the fixture, else a fresh
+        copy of the template (exactly what the conftest's ``db_url`` gives)."""
+        if self.fixture not in request.fixturenames:
+            yield from fresh_db(request, self.backend, tmp_path)
+            return
+        if self.snapshot is None:
+            self.snapshot = build_snapshot(request, self.backend, self.build)
+        yield from self.snapshot.copy(tmp_path)
+
+    def data(self, api: Api) -> dict[str, Any]:
+        """What ``build`` returned, and the API keys it made, for the test's ``api``."""
+        assert self.snapshot is not None, f"{self.fixture} needs the module's db_url"
+        api.keys.update(self.snapshot.keys)
+        return copy.deepcopy(self.snapshot.data)
+
+    def close(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.drop()
+
+
+def seeded(fixture: str, build: Callable[[Api], dict[str, Any]]) -> Any:
+    """A module-scoped fixture (one per backend, it parametrizes the module's tests) holding
+    the state ``build(api)`` makes, built once per module, backend and worker. A module
+    that uses it defines ``db_url`` as ``seeded.db_url(request, tmp_path)`` and the fixture
+    named ``fixture`` as ``seeded.data(api)``: each test asking for that fixture gets its
+    own copy of the built state; the module's other tests get the usual fresh database."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def holder(request: pytest.FixtureRequest) -> Iterator[Seeded]:
+        state = Seeded(request.param, fixture, build)
+        try:
+            yield state
+        finally:
+            state.close()
+
+    return holder

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from models.principal import Role
-from tests.conftest import BACKENDS, Api, Snapshot, snapshot
+from tests.conftest import Api, Seeded, seeded
 from tests.helpers import Journey
 
 # Every person's role. Device keys (a logger's credential) are in none of these sets: they
@@ -203,22 +203,18 @@ def build_world(api: Api) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def world_snapshot(request: pytest.FixtureRequest) -> Iterator[Snapshot]:
-    """The world, built through the API once per module and backend."""
-    yield from snapshot(request, build_world)
+world_seed = seeded("world", build_world)
 
 
 @pytest.fixture
-def db_url(world_snapshot: Snapshot, tmp_path: Path) -> Iterator[str]:
-    """Each test's own copy of the world (what it writes, no other test sees)."""
-    yield from world_snapshot.copy(tmp_path)
+def db_url(request: pytest.FixtureRequest, world_seed: Seeded, tmp_path: Path) -> Iterator[str]:
+    """A test with the world gets its own copy of it (what it writes, no other test sees)."""
+    yield from world_seed.db_url(request, tmp_path)
 
 
 @pytest.fixture
-def world(api: Api, world_snapshot: Snapshot) -> dict[str, Any]:
-    api.keys.update(world_snapshot.keys)
-    return dict(world_snapshot.data)
+def world(api: Api, world_seed: Seeded) -> dict[str, Any]:
+    return world_seed.data(api)
 
 
 def _body(path: str, persona: str | None, w: dict[str, Any]) -> dict[str, Any]:
