@@ -34,7 +34,7 @@ run: $(VENV)/.run-deps
 	$(BIN)/v2v serve
 
 test: $(VENV)/.dev-deps
-	$(BIN)/python -m pytest -n 2 --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=10 $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .

@@ -7,10 +7,11 @@ PostgreSQL: a template database is migrated and seeded once; each test gets
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,10 +95,13 @@ def pg_template() -> Iterator[str]:
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh seeded database URL, once per backend."""
-    if request.param == "sqlite":
+# The backends every database test runs on.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def fresh_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of a fresh copy of the seeded template, dropped afterwards."""
+    if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "v2v.sqlite3"
         shutil.copy(template, path)
@@ -112,13 +116,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh seeded database URL, once per backend."""
+    yield from fresh_db(request, request.param, tmp_path)
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(NOW)
 
 
-@pytest.fixture
-def settings(db_url: str) -> Settings:
+def make_settings(db_url: str) -> Settings:
+    """The settings of the ``settings`` fixture for this database."""
     return Settings(
         database_url=db_url,
         env="test",
@@ -126,6 +136,11 @@ def settings(db_url: str) -> Settings:
         scheduler_enabled=False,
         metrics_token=METRICS_TOKEN,
     )
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return make_settings(db_url)
 
 
 @pytest.fixture
@@ -205,3 +220,119 @@ def api(app: Any, database: Database, settings: Settings) -> Iterator[Api]:
         backend = "sqlite" if database.dialect == "sqlite" else "postgres"
         helper.keys.update(TEMPLATE_KEYS[backend])
         yield helper
+
+
+@dataclass
+class Snapshot:
+    """A seeded database state built once (per module and backend) through the API.
+
+    Each test still gets its own copy (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE``
+    on PostgreSQL), so what one test writes no other test sees: the same fresh state it
+    would have built for itself, without rebuilding it through the API every time.
+    """
+
+    backend: str
+    source: str  # the SQLite file, or the PostgreSQL database copied from
+    data: dict[str, Any]
+    keys: dict[str, str]
+
+    def copy(self, tmp_path: Path) -> Iterator[str]:
+        """Yield the URL of a fresh copy, dropped afterwards."""
+        if self.backend == "sqlite":
+            path = tmp_path / "v2v.sqlite3"
+            shutil.copy(self.source, path)
+            yield f"sqlite:///{path}"
+            return
+        name = f"v2v_t_{_worker()}_{uuid.uuid4().hex[:10]}"
+        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{self.source}"')
+        try:
+            yield _pg_url(name)
+        finally:
+            _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop(self) -> None:
+        if self.backend == "postgres":
+            _pg_exec(f'DROP DATABASE IF EXISTS "{self.source}" WITH (FORCE)')
+
+
+def build_snapshot(
+    request: pytest.FixtureRequest, backend: str, build: Callable[[Api], dict[str, Any]]
+) -> Snapshot:
+    """A copy of the template, an app on the frozen clock as the ``api`` fixture makes it,
+    and ``build(api)`` run once in it."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        source = str(tmp_path_factory.mktemp("snapshot") / "snapshot.sqlite3")
+        shutil.copy(template, source)
+        url = f"sqlite:///{source}"
+    else:
+        template_name: str = request.getfixturevalue("pg_template")
+        source = f"v2v_s_{_worker()}_{uuid.uuid4().hex[:10]}"
+        _pg_exec(f'CREATE DATABASE "{source}" TEMPLATE "{template_name}"')
+        url = _pg_url(source)
+    snap = Snapshot(backend, source, {}, {})
+    try:
+        settings = make_settings(url)
+        db = Database(url, pool_size=5)
+        try:
+            app = create_app(settings, clock=FrozenClock(NOW), database=db)
+            with TestClient(app, raise_server_exceptions=False) as client:
+                helper = Api(client, db, settings)
+                helper.keys.update(TEMPLATE_KEYS[backend])
+                snap.data = build(helper)
+                snap.keys = dict(helper.keys)
+        finally:
+            db.dispose()
+    except BaseException:
+        snap.drop()
+        raise
+    return snap
+
+
+class Seeded:
+    """A module's seeded state on one backend, built on first use (see ``seeded``)."""
+
+    def __init__(self, backend: str, fixture: str, build: Callable[[Api], dict[str, Any]]) -> None:
+        self.backend = backend
+        self.fixture = fixture
+        self.build = build
+        self.snapshot: Snapshot | None = None
+
+    def db_url(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+        """A copy of the seeded state for a test that asks for the fixture, else a fresh
+        copy of the template (exactly what the conftest's ``db_url`` gives)."""
+        if self.fixture not in request.fixturenames:
+            yield from fresh_db(request, self.backend, tmp_path)
+            return
+        if self.snapshot is None:
+            self.snapshot = build_snapshot(request, self.backend, self.build)
+        yield from self.snapshot.copy(tmp_path)
+
+    def data(self, api: Api) -> dict[str, Any]:
+        """What ``build`` returned, and the API keys it made, for the test's ``api``."""
+        assert self.snapshot is not None, f"{self.fixture} needs the module's db_url"
+        api.keys.update(self.snapshot.keys)
+        return copy.deepcopy(self.snapshot.data)
+
+    def close(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.drop()
+
+
+def seeded(fixture: str, build: Callable[[Api], dict[str, Any]]) -> Any:
+    """A module-scoped fixture (one per backend, it parametrizes the module's tests) holding
+    the state ``build(api)`` makes, built once per module, backend and worker. A module
+    that uses it defines ``db_url`` as ``seeded.db_url(request, tmp_path)`` and the fixture
+    named ``fixture`` as ``seeded.data(api)``: each test asking for that fixture gets its
+    own copy of the built state; the module's other tests get the usual fresh database."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def holder(request: pytest.FixtureRequest) -> Iterator[Seeded]:
+        state = Seeded(request.param, fixture, build)
+        try:
+            yield state
+        finally:
+            state.close()
+
+    return holder

@@ -6,12 +6,14 @@ new route without a rule here fails ``test_every_operation_has_a_rule``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from models.principal import Role
-from tests.conftest import Api
+from tests.conftest import Api, Seeded, seeded
 from tests.helpers import Journey
 
 # Every person's role. Device keys (a logger's credential) are in none of these sets: they
@@ -152,8 +154,7 @@ def test_every_operation_has_a_rule(api: Api) -> None:
     assert set(RULES) - ops == set(), "rules for operations that no longer exist"
 
 
-@pytest.fixture
-def world(api: Api) -> dict[str, Any]:
+def build_world(api: Api) -> dict[str, Any]:
     """A local case in transit with a shipment and a COI-mismatch alert."""
     j = Journey(api)
     j.schedule()
@@ -200,6 +201,20 @@ def world(api: Api) -> dict[str, Any]:
         "milestone_id": 1,
         "courier": "KASHIWA-COLD",
     }
+
+
+world_seed = seeded("world", build_world)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, world_seed: Seeded, tmp_path: Path) -> Iterator[str]:
+    """A test with the world gets its own copy of it (what it writes, no other test sees)."""
+    yield from world_seed.db_url(request, tmp_path)
+
+
+@pytest.fixture
+def world(api: Api, world_seed: Seeded) -> dict[str, Any]:
+    return world_seed.data(api)
 
 
 def _body(path: str, persona: str | None, w: dict[str, Any]) -> dict[str, Any]:

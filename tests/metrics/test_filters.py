@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, Seeded, seeded
 from tests.helpers import ROUTE_PARTIES, Journey, register
 from tests.metrics.test_metrics import v2v_days
 from tests.metrics.test_metrics import walk_to_infusion as walk
@@ -44,8 +47,7 @@ def product_journey(
     return j
 
 
-@pytest.fixture
-def products(api: Api) -> None:
+def build_products(api: Api) -> dict[str, Any]:
     base = NOW - timedelta(days=150)
     for i, (route, product, days) in enumerate(COHORT):
         j = product_journey(
@@ -59,6 +61,21 @@ def products(api: Api) -> None:
     c.schedule()
     c.step("collected")
     c.step("cancelled", coi=False)
+    return {}
+
+
+products_seed = seeded("products", build_products)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, products_seed: Seeded, tmp_path: Path) -> Iterator[str]:
+    """A test with the products gets its own copy of them (what it writes, no other test sees)."""
+    yield from products_seed.db_url(request, tmp_path)
+
+
+@pytest.fixture
+def products(api: Api, products_seed: Seeded) -> None:
+    products_seed.data(api)
 
 
 def v2v(*, route: str | None = None, product: str | None = None) -> list[float]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from app.db import Database
 from app.jobs import delays
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, Seeded, seeded
 from tests.helpers import Journey, event, iso
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -47,8 +50,7 @@ def v2v_days(release_h: float) -> float:
     return (1 + 2 + 1 + 5 + release_h + 1 + 3 + 1 + 20 + 0.5) / 24
 
 
-@pytest.fixture
-def cohort(api: Api) -> dict[str, list[float]]:
+def build_cohort(api: Api) -> dict[str, list[float]]:
     base = NOW - timedelta(days=200)
     local = [24 * 10, 24 * 11, 24 * 17]
     overseas = [24 * 30, 24 * 34]
@@ -65,6 +67,20 @@ def cohort(api: Api) -> dict[str, list[float]]:
     f.schedule()
     f.step("collected")
     return {"local": [v2v_days(h) for h in local], "overseas": [v2v_days(h) for h in overseas]}
+
+
+cohort_seed = seeded("cohort", build_cohort)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, cohort_seed: Seeded, tmp_path: Path) -> Iterator[str]:
+    """A test with the cohort gets its own copy of it (what it writes, no other test sees)."""
+    yield from cohort_seed.db_url(request, tmp_path)
+
+
+@pytest.fixture
+def cohort(api: Api, cohort_seed: Seeded) -> dict[str, Any]:
+    return cohort_seed.data(api)
 
 
 def _expected(values: list[float]) -> dict[str, float]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from app.db import Database
 from models.alert import Alert
 from models.principal import Principal, Role
 from tests.coldchain.test_readings import in_transit, post, readings
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, Seeded, seeded
 from tests.helpers import Journey
 
 COI_RE = re.compile(r"CH[A-NP-Z1-9][A-NP-Z0-9]{2}[0-9]{4}[A-Z0-9]{6}")
@@ -49,15 +51,14 @@ class Browser:
         return self.client.post(url, data={"csrf_token": self.csrf(page), **data})
 
 
-@pytest.fixture
-def world(api: Api, database: Database) -> dict[str, Any]:
+def build_world(api: Api) -> dict[str, Any]:
     """An NCC East case in transit with an excursion, and an infused case on each route."""
     j, shipment, t0 = in_transit(api, patient="MRN-WEB-1")
     device = shipment["device_ids"][0]
     post(api, "courier", readings(device, t0, [5.0, 5.2, 12.5, 13.0, 12.0, 5.5, 5.1]))
     for route, patient in (("KASHIWA-LOCAL", "MRN-WEB-2"), ("JP-US-EWR", "MRN-WEB-3")):
         Journey(api, route=route, patient=patient, start=NOW - timedelta(days=60)).to_infusion()
-    with database.session() as session:
+    with api.database.session() as session:
         alert = session.exec(select(Alert).where(Alert.shipment_id == shipment["id"])).first()
     assert alert is not None
     return {
@@ -66,6 +67,20 @@ def world(api: Api, database: Database) -> dict[str, Any]:
         "shipment_id": shipment["id"],
         "alert_id": alert.id,
     }
+
+
+world_seed = seeded("world", build_world)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, world_seed: Seeded, tmp_path: Path) -> Iterator[str]:
+    """A test with the world gets its own copy of it (what it writes, no other test sees)."""
+    yield from world_seed.db_url(request, tmp_path)
+
+
+@pytest.fixture
+def world(api: Api, world_seed: Seeded) -> dict[str, Any]:
+    return world_seed.data(api)
 
 
 def test_every_page_renders_for_a_coordinator(api: Api, world: dict[str, Any]) -> None:

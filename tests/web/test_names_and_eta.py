@@ -12,7 +12,12 @@ from app.services.delays import routes
 from app.web.i18n import Lang
 from models.shipment import Shipment
 from tests.conftest import NOW, Api
-from tests.web.test_dashboard import Browser, world  # noqa: F401  (the fixture)
+from tests.web.test_dashboard import (  # noqa: F401  (the fixtures)
+    Browser,
+    db_url,
+    world,
+    world_seed,
+)
 
 
 def test_a_late_shipment_shows_its_predicted_arrival_marked_late(

@@ -13,7 +13,12 @@ from zoneinfo import ZoneInfo
 from app.web import trace_svg
 from app.web.i18n import Lang
 from tests.conftest import Api
-from tests.web.test_dashboard import Browser, world  # noqa: F401  (the fixture)
+from tests.web.test_dashboard import (  # noqa: F401  (the fixtures)
+    Browser,
+    db_url,
+    world,
+    world_seed,
+)
 
 NS = "{http://www.w3.org/2000/svg}"
 TOKYO = ZoneInfo("Asia/Tokyo")

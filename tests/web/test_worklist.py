@@ -4,12 +4,14 @@ the viewer's scope, the stage filters the overview links to, paging, HTML 404s."
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.services.identity.coi import check_char, display
-from tests.conftest import Api
+from tests.conftest import Api, Seeded, seeded
 from tests.helpers import Journey, register
 from tests.web.test_dashboard import Browser
 
@@ -21,8 +23,7 @@ def listed(page: Any) -> list[str]:
     return ROW_RE.findall(page.text)
 
 
-@pytest.fixture
-def cases(api: Api) -> dict[str, Any]:
+def build_cases(api: Api) -> dict[str, Any]:
     """Two NCC East cases (one collected), and one of the University of Tokyo Hospital."""
     first = Journey(api, patient="MRN-WL-1")
     first.schedule()
@@ -32,6 +33,20 @@ def cases(api: Api) -> dict[str, Any]:
         api, route="TOKYO-KASHIWA", patient="MRN-WL-3", persona="utokyo", site="UTOKYO-HOSP"
     )
     return {"first": first.case, "second": second, "other": other}
+
+
+cases_seed = seeded("cases", build_cases)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, cases_seed: Seeded, tmp_path: Path) -> Iterator[str]:
+    """A test with the cases gets its own copy of them (writes stay private)."""
+    yield from cases_seed.db_url(request, tmp_path)
+
+
+@pytest.fixture
+def cases(api: Api, cases_seed: Seeded) -> dict[str, Any]:
+    return cases_seed.data(api)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,12 @@ import pytest
 
 from app.web.vendor import PLOTLY_JS, URL
 from tests.conftest import Api
-from tests.web.test_dashboard import Browser, world  # noqa: F401  (the fixture)
+from tests.web.test_dashboard import (  # noqa: F401  (the fixtures)
+    Browser,
+    db_url,
+    world,
+    world_seed,
+)
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.I)
 
