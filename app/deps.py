@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from app.config import Settings, is_loopback
 from app.db import Database
@@ -130,14 +130,46 @@ def require_roles(*roles: Role) -> Any:
     return Depends(check)
 
 
+Loaded = TypeVar("Loaded", bound=SQLModel)
+
+
+def scoped_record(
+    request: Request, session: Session, load: Callable[[Session, bool], Loaded]
+) -> Loaded:
+    """A record in the caller's scope (404 otherwise), for a read or, locked, for a write.
+
+    On SQLite a write locks the whole database (``BEGIN IMMEDIATE`` behind the writer gate)
+    from its first statement to its commit, so a dependency must not be that statement: the
+    lock would be held while FastAPI hops back to the event loop and waits for a worker
+    thread to run the handler (a queue every other writer then waits behind; with every
+    worker thread waiting for the gate, the holder would wait for a thread until the busy
+    timeout). The scope check runs in a short read session instead, and the record joins
+    the request's session expired: its first use in the handler reloads it, inside the write
+    transaction, under the lock. PostgreSQL locks the row alone (``FOR NO KEY UPDATE``) in
+    the request's transaction, which blocks only writers of the same record.
+    """
+    if request.method in READ_METHODS:
+        return load(session, False)
+    db = get_db(request)
+    if db.dialect != "sqlite":
+        return load(session, True)
+    with db.session() as read:
+        found = load(read, False)
+    session.add(found)
+    session.expire(found)
+    return found
+
+
 def load_case(
     case_id: Annotated[str, Path(max_length=64)],
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require_roles(*CASE_READERS)],
 ) -> Case:
-    lock = request.method not in READ_METHODS
-    return scoped_case(session, principal=principal, case_id=case_id, lock=lock)
+    def load(s: Session, lock: bool) -> Case:
+        return scoped_case(s, principal=principal, case_id=case_id, lock=lock)
+
+    return scoped_record(request, session, load)
 
 
 ScopedCase = Annotated[Case, Depends(load_case)]
@@ -149,8 +181,10 @@ def load_shipment(
     session: SessionDep,
     principal: Annotated[Principal, require_roles(*SHIPMENT_READERS)],
 ) -> Shipment:
-    lock = request.method not in READ_METHODS
-    return scoped_shipment(session, principal=principal, shipment_id=shipment_id, lock=lock)
+    def load(s: Session, lock: bool) -> Shipment:
+        return scoped_shipment(s, principal=principal, shipment_id=shipment_id, lock=lock)
+
+    return scoped_record(request, session, load)
 
 
 ScopedShipment = Annotated[Shipment, Depends(load_shipment)]

@@ -9,6 +9,7 @@ with an OperationOutcome instead, as FHIR requires.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -231,15 +232,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 _RETRYABLE_SQLSTATES = {"40P01", "40001", "55P03"}
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    if getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+def _retryable(exc: Exception) -> bool:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
         return True
-    return "database is locked" in str(exc.orig)
+    return "database is locked" in str(orig)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and _retryable(exc):
-        log.warning("transient database contention: %s", type(exc.orig).__name__)
+    # The SQLite writer gate's timeout surfaces unwrapped, as sqlite3's own error.
+    if _retryable(exc):
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        log.warning("transient database contention: %s", type(orig).__name__)
         return _respond(
             request,
             503,
@@ -267,6 +271,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(sqlite3.OperationalError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from app.deps import NowDep, SessionDep, SettingsDep, committing, require_roles
+from app.deps import NowDep, SessionDep, SettingsDep, committing, require_roles, scoped_record
 from app.pagination import CursorQuery, IntId, LimitQuery
 from app.services import alerts
 from app.services.access.scope import ALERT_WATCHERS
@@ -29,9 +29,13 @@ Watcher = Annotated[Principal, require_roles(*ALERT_WATCHERS)]
 Resolver = Annotated[Principal, require_roles(*RESOLVERS)]
 
 
-def load_alert(alert_id: IntId, session: SessionDep, principal: Resolver) -> Alert:
+def load_alert(
+    alert_id: IntId, request: Request, session: SessionDep, principal: Resolver
+) -> Alert:
     """The alert in the resolver's scope (404 otherwise), before the body is judged."""
-    return scoped_alert(session, actor=principal, alert_id=alert_id)
+    return scoped_record(
+        request, session, lambda s, _lock: scoped_alert(s, actor=principal, alert_id=alert_id)
+    )
 
 
 ResolvableAlert = Annotated[Alert, Depends(load_alert)]
