@@ -42,6 +42,8 @@ UPLOADERS = 4
 CONCURRENT_REPS = 3
 CONCURRENT_BATCHES = 12  # per uploader and repetition
 P99_GOAL_S = 0.5
+# Issue #16: at least as fast as the raw executemany of all columns (was 0.75x).
+RATIO_GOAL = 1.0
 STEPS = 3 + REPS + CONCURRENT_REPS
 
 
@@ -123,7 +125,7 @@ def _throughput(
         median(ours),
         median(theirs),
         "readings/s",
-        at_least=0.75,
+        at_least=RATIO_GOAL,
         note=(
             f"CPU per batch: server {1000 * server_cpu / n:.0f} ms, "
             f"raw executemany {1000 * ref_cpu / n:.0f} ms; raw executemany with the app's "

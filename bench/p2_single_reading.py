@@ -28,6 +28,8 @@ TITLE = "P2 single-reading POSTs"
 CLIENTS = 4
 REPS = 5
 SECONDS = 2.0
+# Issue #16 raised the one-client goal from 0.5x to 0.75x of the echo; 4 clients keep 0.5x.
+GOALS = {"1": 0.75, "n": 0.5}
 WARM_UP = 200
 # Bodies are serialised before the clock starts; a trial ends early if a client runs out.
 SEQUENTIAL_BODIES = 3_000
@@ -86,7 +88,7 @@ def run(step: Step) -> list[Figure]:
             median(rates[ours]),
             median(rates[echo]),
             "req/s",
-            at_least=0.5,
+            at_least=GOALS[clients],
             note=(
                 f"server CPU per request: reading {1000 * median(cpu[ours]):.2f} ms, "
                 f"echo {1000 * median(cpu[echo]):.2f} ms"

@@ -30,6 +30,8 @@ from bench.world import Batch, World, build_world
 
 ID = "p4"
 TITLE = "P4 PostgreSQL batch ingest"
+# Issue #16: at least 0.8x of psycopg COPY of the same rows (was 0.5x).
+RATIO_GOAL = 0.8
 LOGGERS = 8
 REPS = 7
 BATCHES_PER_REP = 8
@@ -90,7 +92,7 @@ def run(step: Step) -> list[Figure]:
             median(ours),
             median(theirs),
             "readings/s",
-            at_least=0.5,
+            at_least=RATIO_GOAL,
             note=f"server CPU per batch {per_batch_ms:.0f} ms (PostgreSQL's not counted)",
         )
     ]

@@ -12,7 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.jsonlimits import json_too_deep
 from tests.conftest import Api
 from tests.helpers import Journey, iso
 
@@ -219,3 +222,28 @@ def test_the_audit_serialiser_refuses_depth_it_could_not_recurse_through() -> No
     assert jsonable(_nested(JSONABLE_MAX_DEPTH - 1)) == _nested(JSONABLE_MAX_DEPTH - 1)
     with pytest.raises(Invalid):
         jsonable(_nested(5_000))
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_TEXT = st.text(alphabet='[]{}"\\ab:,', max_size=6)
+_JSON = st.recursive(
+    st.none() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON, limit=st.integers(min_value=0, max_value=6))
+def test_the_depth_scan_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
+    """The edge's byte scan says "too deep" exactly when the parsed document nests deeper
+    than the limit, whatever brackets, quotes and escapes its strings hold."""
+    body = json.dumps(value).encode()
+    assert json_too_deep(body, limit) == (_depth(value) > limit)
