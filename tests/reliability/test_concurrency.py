@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -67,37 +68,44 @@ def test_concurrent_identical_idempotent_requests_create_once(api: Api) -> None:
     assert len(api.get("admin", "/api/v1/cases").json()["items"]) == 1
 
 
+@contextmanager
+def _production_pool(db_url: str, clock: FrozenClock, busy_timeout_ms: int) -> Iterator[Api]:
+    """The app as served: the default pool (10 + 10 overflow), a given SQLite busy timeout,
+    a coordinator of NCC-EAST."""
+    settings = make_settings(db_url).model_copy(update={"sqlite_busy_timeout_ms": busy_timeout_ms})
+    db = Database(settings.database_url, busy_timeout_ms=busy_timeout_ms, pool_size=10)
+    try:
+        with TestClient(create_app(settings, clock=clock, database=db)) as client:
+            api = Api(client, db, settings)
+            api.key("ncc", Role.coordinator, site="NCC-EAST")
+            yield api
+    finally:
+        db.dispose()
+
+
 def test_more_concurrent_writers_than_worker_threads_all_succeed(
     db_url: str, clock: FrozenClock
 ) -> None:
     """More journey writes at once than the server has worker threads (40) and connections
     (20): each is recorded. A write must not hold SQLite's lock while it waits for a thread;
     if it did, the writers queued for the lock would take every thread and time out."""
-    settings = make_settings(db_url).model_copy(update={"sqlite_busy_timeout_ms": 3_000})
-    db = Database(settings.database_url, busy_timeout_ms=3_000, pool_size=10)
-    try:
-        with TestClient(create_app(settings, clock=clock, database=db)) as client:
-            api = Api(client, db, settings)
-            api.key("ncc", Role.coordinator, site="NCC-EAST")
-            start = clock() - timedelta(days=100)
-            journeys = [
-                Journey(api, patient=f"MRN-W{i:03}", start=start + timedelta(days=i))
-                for i in range(60)
-            ]
-            for journey in journeys:
-                journey.schedule()
+    with _production_pool(db_url, clock, 3_000) as api:
+        start = clock() - timedelta(days=100)
+        journeys = [
+            Journey(api, patient=f"MRN-W{i:03}", start=start + timedelta(days=i)) for i in range(60)
+        ]
+        for journey in journeys:
+            journey.schedule()
 
-            def collect(j: Journey) -> int:
-                r = event(api, j.coord, j.case, "collected", j.at(hours=1), j.site, j.coi)
-                return int(r.status_code)
+        def collect(j: Journey) -> int:
+            r = event(api, j.coord, j.case, "collected", j.at(hours=1), j.site, j.coi)
+            return int(r.status_code)
 
-            with ThreadPoolExecutor(max_workers=60) as pool:
-                statuses = list(pool.map(collect, journeys))
-            assert statuses == [201] * len(journeys)
-            listed = api.get("ncc", "/api/v1/cases?status=collected&limit=100").json()["items"]
-            assert len(listed) == len(journeys)
-    finally:
-        db.dispose()
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            statuses = list(pool.map(collect, journeys))
+        assert statuses == [201] * len(journeys)
+        listed = api.get("ncc", "/api/v1/cases?status=collected&limit=100").json()["items"]
+        assert len(listed) == len(journeys)
 
 
 @pytest.fixture
@@ -110,23 +118,15 @@ def test_a_write_that_cannot_get_sqlite_s_lock_is_a_retryable_503(
 ) -> None:
     """Another writer holds SQLite's database-wide lock past the busy timeout: the write is
     refused with 503 and Retry-After (not a 500), and nothing of it is saved."""
-    db_url = sqlite_url
-    settings = make_settings(db_url).model_copy(update={"sqlite_busy_timeout_ms": 200})
-    db = Database(settings.database_url, busy_timeout_ms=200, pool_size=10)
-    try:
-        with TestClient(create_app(settings, clock=clock, database=db)) as client:
-            api = Api(client, db, settings)
-            api.key("ncc", Role.coordinator, site="NCC-EAST")
-            j = Journey(api, patient="MRN-HELD")
-            j.schedule()
-            with db.transaction() as holder:
-                holder.exec(select(Case.id)).first()  # BEGIN IMMEDIATE: the lock is ours
-                r = event(api, j.coord, j.case, "collected", j.at(hours=1), j.site, j.coi)
-            assert r.status_code == 503, r.text
-            assert r.headers["retry-after"] == "1"
-            assert r.headers["content-type"].startswith("application/problem+json")
-            assert r.json()["code"] == "busy"
-            case = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
-            assert case["status"] == "apheresis_scheduled" and case["milestones"] == []
-    finally:
-        db.dispose()
+    with _production_pool(sqlite_url, clock, 200) as api:
+        j = Journey(api, patient="MRN-HELD")
+        j.schedule()
+        with api.database.transaction() as holder:
+            holder.exec(select(Case.id)).first()  # BEGIN IMMEDIATE: the lock is ours
+            r = event(api, j.coord, j.case, "collected", j.at(hours=1), j.site, j.coi)
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "1"
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "busy"
+        case = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
+        assert case["status"] == "apheresis_scheduled" and case["milestones"] == []
