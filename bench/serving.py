@@ -22,7 +22,9 @@ from bench.harness import HOST, ROOT, BenchError
 
 SERVER_START_TIMEOUT_S = 60.0
 APP = "app.main:create_app"  # served with --factory, as in production
-# Set by ``--profile DIR``: py-spy samples every server while it serves.
+# Set by ``--profile DIR``: py-spy samples every server while it serves. With
+# V2V_BENCH_PROFILE_GIL=1 only the thread holding the GIL is sampled: where Python's CPU goes,
+# without the threads that wait (idle workers, the event loop in epoll) counted as busy.
 PROFILE_DIR: Path | None = None
 
 
@@ -110,6 +112,7 @@ def _profile(pid: int, label: str) -> subprocess.Popen[bytes] | None:
         "--format",
         "raw",
         "--threads",
+        *(["--gil"] if os.environ.get("V2V_BENCH_PROFILE_GIL") else []),
         "--output",
         str(out),
     ]

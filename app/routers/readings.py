@@ -16,7 +16,7 @@ from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import ingest as readings
 from app.services.coldchain import rides, writer
 from models.coldchain import IngestResponse
-from models.principal import Role
+from models.principal import Principal, Role
 
 router = APIRouter(tags=["cold chain"])
 
@@ -54,22 +54,29 @@ async def post_readings(request: Request) -> JSONResponse:
             partial(readings.prepare_json, body, now=now, future_tolerance_s=tolerance)
         )
     charged: list[str] = []  # the rate limit is charged once, even if the unit runs twice
+    actor: list[Principal] = []
 
-    def work(session: Session) -> readings.IngestResult:
+    def check(session: Session) -> None:
+        # Every refusal comes before anything is written: the writer needs no savepoint.
         principal = ensure_role(authenticate(request, session, token), INGEST_ROLES)
         if not charged:
             request.app.state.ingest_limiter.hit(principal.id)
             charged.append(principal.id)
+        if prepared.refused is not None:
+            raise prepared.refused
+        actor[:] = [principal]
+
+    def work(session: Session) -> readings.IngestResult:
         return readings.store_prepared(
             session,
-            actor=principal,
+            actor=actor[0],
             prepared=prepared,
             now=now,
             future_tolerance_s=tolerance,
             bounds=rides.LateBounds.of(settings),
         )
 
-    result = await asyncio.wrap_future(writer.submit(db, work, size=len(prepared)))
+    result = await asyncio.wrap_future(writer.submit(db, work, size=len(prepared), check=check))
     return JSONResponse(
         {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
     )

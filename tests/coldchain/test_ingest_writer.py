@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import Session
 
 from app.db import Database
@@ -120,6 +120,60 @@ def test_a_group_answers_each_unit_for_itself(api: Api, database: Database) -> N
         start_ms + i * 60_000 for i in [*range(10), *range(20, 30)]
     ]
     assert _counted() - before == 20  # the refused unit's ten were never counted
+
+
+def test_a_checked_unit_shares_the_group_without_a_savepoint(api: Api, database: Database) -> None:
+    """A unit whose check refuses has written nothing and the group goes on; a unit whose
+    work fails after writing takes the whole group back, and each unit then runs alone:
+    every caller still gets what it would alone, and the failed unit leaves no reading."""
+    _, ship, t0 = in_transit(api)
+    device = ship["device_ids"][0]
+    actor = _courier(api, database)
+    batches = [readings(device, t0 + k * 10 * MIN, [5.0] * 10, every=1) for k in range(4)]
+    writer = Writer(database, threads=1, budget_s=60)  # one thread, one group
+    hold, running = threading.Event(), threading.Event()
+    savepoints: list[str] = []
+    attempts: list[int] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.upper().startswith("SAVEPOINT"):
+            savepoints.append(statement)
+
+    def allowed(_session: Session) -> None:
+        return None
+
+    def refuse(_session: Session) -> None:
+        raise Conflict("refused by its check")
+
+    def writes_then_fails(session: Session) -> ingest.IngestResult:
+        attempts.append(1)
+        _store(actor, batches[2])(session)
+        raise Conflict("refused after writing")
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        busy = writer.submit(lambda _session: running.set() or hold.wait(30))
+        assert running.wait(30)
+        first = writer.submit(_store(actor, batches[0]), size=10, check=allowed)
+        refused = writer.submit(_store(actor, batches[1]), size=10, check=refuse)
+        failing = writer.submit(writes_then_fails, size=10, check=allowed)
+        last = writer.submit(_store(actor, batches[3]), size=10, check=allowed)
+        hold.set()
+        busy.result(timeout=30)
+        assert first.result(timeout=30).accepted == 10
+        assert last.result(timeout=30).accepted == 10
+        with pytest.raises(Conflict, match="by its check"):
+            refused.result(timeout=30)
+        with pytest.raises(Conflict, match="after writing"):
+            failing.result(timeout=30)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    assert savepoints == []
+    assert len(attempts) == 2  # in the group, then alone
+    start_ms = int(t0.timestamp() * 1000)
+    assert _stored(database, device) == [
+        start_ms + i * 60_000 for i in [*range(10), *range(30, 40)]
+    ]
 
 
 def test_a_unit_cancelled_before_its_turn_is_not_stored(api: Api, database: Database) -> None:

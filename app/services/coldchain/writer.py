@@ -19,6 +19,13 @@ timeout, a deadlock with another process, a failed COMMIT) sends the unit, or ev
 a group whose commit failed, back to run alone in a transaction of its own, as before: the
 outcome a caller sees never depends on who shared its group. Deduplication is the unique
 ``(device_id, ts_ms)`` key as ever; within a group a later unit sees the earlier ones' rows.
+
+A unit may come as two parts: a ``check`` that refuses (an ``AppError``) before anything is
+written, and the ``work`` that writes. Such a unit needs no savepoint (a SAVEPOINT and its
+RELEASE were a seventh of the writer's time under the mix, every one of it under SQLite's
+one writer lock): a refusal by its check is answered and leaves nothing behind, and any
+error of its work, refusals included, makes the whole group's transaction uncertain, so it
+is rolled back and every unit of it runs again alone.
 """
 
 from __future__ import annotations
@@ -66,10 +73,16 @@ IDLE_S = 5.0
 class _Unit:
     work: Callable[[Session], Any]
     size: int
+    check: Callable[[Session], object] | None = None  # refuses before ``work`` writes
     future: Future[Any] = field(default_factory=Future)
     value: Any = None
     done: bool = False  # ran to its end inside the group's transaction
     alone: bool = False  # to be run again in a transaction of its own
+
+    def run(self, session: Session) -> Any:
+        if self.check is not None:
+            self.check(session)
+        return self.work(session)
 
 
 class Writer:
@@ -91,10 +104,20 @@ class Writer:
             threads = 1 if sqlite else POSTGRES_WRITERS
         self._threads = threads
 
-    def submit(self, work: Callable[[Session], T], *, size: int = 1) -> Future[T]:
+    def submit(
+        self,
+        work: Callable[[Session], T],
+        *,
+        size: int = 1,
+        check: Callable[[Session], object] | None = None,
+    ) -> Future[T]:
         """Queue ``work`` (run with a session in a write transaction, flushing only); its
-        future holds the outcome once the transaction that holds it has committed."""
-        unit = _Unit(work, max(1, size))
+        future holds the outcome once the transaction that holds it has committed.
+
+        ``check``, if given, runs first in the same transaction and may refuse the unit
+        with an ``AppError``; it must write nothing (the unit then runs without a savepoint).
+        """
+        unit = _Unit(work, max(1, size), check)
         with self._cond:
             self._units.append(unit)
             if self._idle:
@@ -173,14 +196,10 @@ class Writer:
             started = time.monotonic()
             unit: _Unit | None = group[0]
             while unit is not None:
-                try:
-                    with savepoint(session):
-                        unit.value = unit.work(session)
-                    unit.done = True
-                except AppError as exc:  # the caller's own refusal: answer it
-                    unit.future.set_exception(exc)
-                except Exception:  # noqa: BLE001 - retried alone below, its error then answered
-                    unit.alone = True
+                if unit.check is None:
+                    self._guarded(session, unit)
+                else:
+                    self._checked(session, unit, unit.check)
                 if session.get_transaction() is not root:
                     # A unit ended the shared transaction (services never commit or roll
                     # back): what the group wrote before is not certain to be kept.
@@ -192,10 +211,39 @@ class Writer:
                 if unit is not None:
                     group.append(unit)
 
+    @staticmethod
+    def _guarded(session: Session, unit: _Unit) -> None:
+        """Run a unit in a savepoint: its failure takes back only what it wrote."""
+        try:
+            with savepoint(session):
+                unit.value = unit.work(session)
+            unit.done = True
+        except AppError as exc:  # the caller's own refusal: answer it
+            unit.future.set_exception(exc)
+        except Exception:  # noqa: BLE001 - retried alone below, its error then answered
+            unit.alone = True
+
+    @staticmethod
+    def _checked(session: Session, unit: _Unit, check: Callable[[Session], object]) -> None:
+        """Run a checked unit without a savepoint: a refusal by its check has written
+        nothing; an error in its work leaves the group's transaction uncertain (raised, so
+        the group is rolled back and every unit runs again alone)."""
+        try:
+            check(session)
+        except AppError as exc:
+            unit.future.set_exception(exc)
+            return
+        try:
+            unit.value = unit.work(session)
+        except BaseException:
+            unit.alone = True
+            raise
+        unit.done = True
+
     def _alone(self, unit: _Unit) -> None:
         try:
             with self._db.transaction() as session:
-                value = unit.work(session)
+                value = unit.run(session)
         except BaseException as exc:  # noqa: BLE001 - the caller's outcome
             unit.future.set_exception(exc)
         else:
@@ -215,9 +263,15 @@ def writer(db: Database) -> Writer:
         return found
 
 
-def submit(db: Database, work: Callable[[Session], T], *, size: int = 1) -> Future[T]:
+def submit(
+    db: Database,
+    work: Callable[[Session], T],
+    *,
+    size: int = 1,
+    check: Callable[[Session], object] | None = None,
+) -> Future[T]:
     """Queue an ingest unit of work for ``db``'s writer (see ``Writer.submit``)."""
-    return writer(db).submit(work, size=size)
+    return writer(db).submit(work, size=size, check=check)
 
 
 def run(db: Database, work: Callable[[Session], T], *, size: int = 1) -> T:
