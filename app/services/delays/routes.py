@@ -81,8 +81,14 @@ class RouteModel:
         )
 
 
-def load_models(session: Session) -> dict[str, RouteModel]:
-    sites = {s.code: s for s in session.exec(select(Site))}
+def load_models(session: Session, *, code: str | None = None) -> dict[str, RouteModel]:
+    """Every route's model, or only route ``code``'s (one case's view, read in its write
+    transaction: the other routes, their legs and sites are not read)."""
+    routes_q = select(Route)
+    legs_q = select(RouteLeg).order_by(col(RouteLeg.direction), col(RouteLeg.seq))
+    if code is not None:
+        routes_q = routes_q.where(Route.code == code)
+        legs_q = legs_q.where(RouteLeg.route_code == code)
     models = {
         r.code: RouteModel(
             r.code,
@@ -93,9 +99,13 @@ def load_models(session: Session) -> dict[str, RouteModel]:
             r.cost_per_case,
             r.currency,
         )
-        for r in session.exec(select(Route))
+        for r in session.exec(routes_q)
     }
-    for leg in session.exec(select(RouteLeg).order_by(col(RouteLeg.direction), col(RouteLeg.seq))):
+    legs = list(session.exec(legs_q))
+    codes = {leg.from_site for leg in legs} | {leg.to_site for leg in legs}
+    sites_q = select(Site) if code is None else select(Site).where(col(Site.code).in_(codes))
+    sites = {s.code: s for s in session.exec(sites_q)} if codes else {}
+    for leg in legs:
         a, b = sites[leg.from_site], sites[leg.to_site]
         models[leg.route_code].legs.append(
             Leg(
