@@ -52,6 +52,7 @@ class Alert(SQLModel, table=True):
     message: str = Field(max_length=2000)
     data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Its last change: a refresh that changes nothing (ingest re-raises with every batch) leaves it.
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_by: str | None = Field(default=None, max_length=200)

@@ -108,6 +108,11 @@ def raise_alert(
             .with_for_update(key_share=True)
         ).first()
         if existing is not None:
+            stored = (existing.message, existing.severity, existing.code, existing.params)
+            if stored == (message, severity.value, code, params) and existing.data == data:
+                # Ingest re-raises a shipment's alerts with every batch while they are due,
+                # mostly unchanged: nothing to write (``updated_at`` is its last change).
+                return existing
             # Scheduled sweeps refresh alerts often; only a visible change is news to subscribers.
             changed = (existing.message, existing.severity) != (message, severity.value)
             escalated = (existing.severity, existing.code) != (severity.value, code)
