@@ -146,3 +146,22 @@ def test_failed_manufacturing_allows_recollection_with_the_same_coi(api: Api) ->
     assert case["slot"] is not None
     j.step("collected", hours=24 * 7)
     assert api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()["status"] == "collected"
+
+
+def test_an_event_at_the_wrong_or_an_unknown_site_is_refused_and_changes_nothing(
+    api: Api,
+) -> None:
+    j = Journey(api)
+    j.schedule()
+    at = j.at(hours=1)
+    for site, code, says in [
+        ("NOWHERE-9", "invalid", "unknown site 'NOWHERE-9'"),
+        (j.factory, "site-mismatch", f"collected happens at NCC-EAST, not {j.factory}"),
+    ]:
+        r = event(api, "ncc", j.case, "collected", at, site, j.coi)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == code and says in r.json()["detail"]
+    case = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
+    assert (case["status"], case["milestones"]) == ("apheresis_scheduled", [])
+    assert event(api, "ncc", j.case, "collected", at, "NCC-EAST", j.coi).status_code == 201
