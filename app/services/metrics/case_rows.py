@@ -257,6 +257,14 @@ def _one_case_rows(session: Session, case_id: str) -> list[tuple[Any, ...]]:
     return _run_sql(session, sql, positions, {**defaults, "one_case_id": case_id})
 
 
+_VOIDED = (
+    select_columns(MILESTONE_CORRECTIONS.c.case_id)
+    .where(MILESTONE_CORRECTIONS.c.action == "void")
+    .distinct()
+)
+_VOIDED_ONE = _VOIDED.where(MILESTONE_CORRECTIONS.c.case_id == bindparam("only"))
+
+
 def _without_voided(
     session: Session, rows: list[tuple[Any, ...]], only: str | None
 ) -> list[tuple[Any, ...]]:
@@ -266,11 +274,10 @@ def _without_voided(
     Voids are rare and kept in the small ``milestone_correction`` table, so the set query
     above stays on its covering index (which has no status) and only these cases are redone.
     """
-    fix = MILESTONE_CORRECTIONS.c
-    voids = select_columns(fix.case_id).where(fix.action == "void").distinct()
-    if only is not None:
-        voids = voids.where(fix.case_id == only)
-    voided = set(session.execute(voids).scalars().all())
+    if only is not None:  # every journey write's refresh: a statement built once
+        voided = set(session.execute(_VOIDED_ONE, {"only": only}).scalars().all())
+    else:
+        voided = set(session.execute(_VOIDED).scalars().all())
     redo = [row for row in rows if row[0] in voided]
     if not redo:
         return rows
