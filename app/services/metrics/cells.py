@@ -82,11 +82,14 @@ def key_of(row: Mapping[Any, Any]) -> Key:
     return tuple(row[k] for k in CELL)
 
 
+_MARK = insert(DIRTY)  # every journey write logs its cells: built once
+
+
 def mark(session: Session, keys: Iterable[Key]) -> None:
     """Log cells whose rows the caller's transaction changed (appends only: never waits)."""
     entries = [dict(zip(CELL, key, strict=True)) for key in set(keys)]
     if entries:
-        session.execute(insert(DIRTY), entries)
+        session.execute(_MARK, entries)
 
 
 def pack(values: Iterable[float]) -> bytes:

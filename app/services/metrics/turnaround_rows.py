@@ -67,16 +67,23 @@ def recomputed(session: Session, *, case_id: str | None = None) -> list[dict[str
     return [values(row) for row in fetch_rows(session, case_id=case_id)]
 
 
+# Every journey write refreshes its case's row: its statements are built once.
+_LOCK_CASE = (
+    select_columns(CASES.c.id)
+    .where(CASES.c.id == bindparam("case_id"))
+    .with_for_update(key_share=True)
+)
+_BEFORE = select_columns(TABLE).where(TABLE.c.case_id == bindparam("case_id"))
+
+
 def refresh(session: Session, *, case_id: str) -> None:
     """Bring one case's row in step with its records, in the caller's transaction."""
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
         # Writers of one case's inputs (an event, an excursion from ingest) take turns here,
         # so the last to commit recomputed from what the others committed.
-        session.execute(
-            select_columns(CASES.c.id).where(CASES.c.id == case_id).with_for_update(key_share=True)
-        )
-    before = session.execute(select_columns(TABLE).where(TABLE.c.case_id == case_id)).first()
+        session.execute(_LOCK_CASE, {"case_id": case_id})
+    before = session.execute(_BEFORE, {"case_id": case_id}).first()
     old = None if before is None else dict(before._mapping)
     fresh = recomputed(session, case_id=case_id)
     if not fresh:

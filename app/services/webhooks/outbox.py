@@ -40,12 +40,14 @@ LEASE = timedelta(minutes=5)
 RUN_BUDGET_S = 120.0
 
 
+# Every milestone and alert change asks for the subscribers: built once.
+_ACTIVE = select(Webhook).where(col(Webhook.active).is_(True)).order_by(col(Webhook.id))
+
+
 def _subscribers(session: Session, *, kind: str, site: str | None) -> list[Webhook]:
     """Active webhooks wanting this kind at this site. A site-scoped webhook never gets an
     event whose case is unknown (``site`` None): it could be any site's."""
-    hooks = session.exec(
-        select(Webhook).where(col(Webhook.active).is_(True)).order_by(col(Webhook.id))
-    ).all()
+    hooks = session.exec(_ACTIVE).all()
     return [
         h
         for h in hooks
