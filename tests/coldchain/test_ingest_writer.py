@@ -145,6 +145,9 @@ def test_a_checked_unit_shares_the_group_without_a_savepoint(api: Api, database:
     def refuse(_session: Session) -> None:
         raise Conflict("refused by its check")
 
+    def lost(_session: Session) -> None:
+        raise RuntimeError("connection lost while checking")  # not a refusal: runs alone
+
     def writes_then_fails(session: Session) -> ingest.IngestResult:
         attempts.append(1)
         _store(actor, batches[2])(session)
@@ -158,6 +161,7 @@ def test_a_checked_unit_shares_the_group_without_a_savepoint(api: Api, database:
         refused = writer.submit(_store(actor, batches[1]), size=10, check=refuse)
         failing = writer.submit(writes_then_fails, size=10, check=allowed)
         last = writer.submit(_store(actor, batches[3]), size=10, check=allowed)
+        unlucky = writer.submit(_store(actor, batches[3]), size=10, check=lost)
         hold.set()
         busy.result(timeout=30)
         assert first.result(timeout=30).accepted == 10
@@ -166,6 +170,8 @@ def test_a_checked_unit_shares_the_group_without_a_savepoint(api: Api, database:
             refused.result(timeout=30)
         with pytest.raises(Conflict, match="after writing"):
             failing.result(timeout=30)
+        with pytest.raises(RuntimeError, match="connection lost"):  # answered, not left waiting
+            unlucky.result(timeout=30)
     finally:
         event.remove(database.engine, "before_cursor_execute", count)
     assert savepoints == []

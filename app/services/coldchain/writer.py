@@ -63,7 +63,8 @@ SQLITE_GROUP_BUDGET_S = 0.050
 # waiting for round trips (a dozen statements a unit), and units of different shipments
 # do not lock each other: a few writers overlap those waits. Two groups that lock the same
 # shipments in opposite orders deadlock; PostgreSQL then fails one unit, which runs again
-# alone.
+# alone (a guarded unit: its savepoint is rolled back) or takes its group with it (a
+# checked unit: the group is rolled back and each of its units runs again alone).
 POSTGRES_WRITERS = 3
 # An idle writer thread ends after this long; the next submit starts a new one.
 IDLE_S = 5.0
@@ -175,7 +176,7 @@ class Writer:
     def _run(self, group: list[_Unit]) -> None:
         try:
             self._together(group)
-        except Exception:  # noqa: BLE001 - the COMMIT (or BEGIN) failed: nothing was kept
+        except Exception:  # noqa: BLE001 - a checked unit or the COMMIT (or BEGIN) failed
             log.warning("ingest group of %d failed; each runs alone", len(group), exc_info=True)
             for unit in group:
                 if unit.done:
@@ -233,6 +234,9 @@ class Writer:
         except AppError as exc:
             unit.future.set_exception(exc)
             return
+        except BaseException:  # not a refusal (a lost connection, a bug): as a failed work
+            unit.alone = True
+            raise
         try:
             unit.value = unit.work(session)
         except BaseException:
