@@ -85,7 +85,7 @@ def load_models(session: Session, *, code: str | None = None) -> dict[str, Route
     """Every route's model, or only route ``code``'s (one case's view, read in its write
     transaction: the other routes, their legs and sites are not read)."""
     routes_q = select(Route)
-    legs_q = select(RouteLeg).order_by(col(RouteLeg.direction), col(RouteLeg.seq))
+    legs_q = select(RouteLeg).order_by(col(RouteLeg.direction), col(RouteLeg.seq), col(RouteLeg.id))
     if code is not None:
         routes_q = routes_q.where(Route.code == code)
         legs_q = legs_q.where(RouteLeg.route_code == code)
