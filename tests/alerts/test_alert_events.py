@@ -16,13 +16,14 @@ from tests.coldchain.test_readings import in_transit, post, readings
 from tests.conftest import NOW, Api
 
 
-def test_open_ack_and_resolve_are_each_queued_for_delivery(api: Api, database: Database) -> None:
-    hook = api.post(
-        "admin",
-        "/api/v1/webhooks",
-        {"url": "https://hospital.example/v2v", "kinds": ["loss_of_signal"], "secret": "s" * 24},
-    )
+def _subscribe(api: Api, kind: str) -> None:
+    body = {"url": "https://hospital.example/v2v", "kinds": [kind], "secret": "s" * 24}
+    hook = api.post("admin", "/api/v1/webhooks", body)
     assert hook.status_code == 201, hook.text
+
+
+def test_open_ack_and_resolve_are_each_queued_for_delivery(api: Api, database: Database) -> None:
+    _subscribe(api, "loss_of_signal")
     _, ship, t0 = in_transit(api)
     post(api, "courier", readings(ship["device_ids"][0], t0, [5.0]))
     sweeps.loss_of_signal(database, now=t0 + timedelta(minutes=45))
@@ -37,12 +38,7 @@ def test_open_ack_and_resolve_are_each_queued_for_delivery(api: Api, database: D
 def test_a_refresh_that_changes_nothing_writes_nothing(api: Api, database: Database) -> None:
     """Ingest re-raises a shipment's due alerts with every batch: an unchanged one keeps its
     ``updated_at`` and tells subscribers nothing; a changed one is updated and announced."""
-    hook = api.post(
-        "admin",
-        "/api/v1/webhooks",
-        {"url": "https://qa.example/v2v", "kinds": ["temperature_excursion"], "secret": "s" * 24},
-    )
-    assert hook.status_code == 201, hook.text
+    _subscribe(api, "temperature_excursion")
     _, ship, _ = in_transit(api)
     updates: list[str] = []
 
