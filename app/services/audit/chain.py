@@ -7,6 +7,16 @@ reordering any entry breaks every later link, and without the secret nobody can 
 the links after a rewrite. A deleted tail leaves a consistent chain; signed checkpoints
 (``checkpoint.py``) catch that. Writers append under a lock (PostgreSQL advisory lock;
 SQLite's single writer) so the chain never forks.
+
+An entry is sealed at its transaction's commit: ``append`` records what happened, and just
+before the COMMIT (SQLAlchemy's ``before_commit``) the transaction takes the chain's lock,
+links its entries after the chain's head and inserts them. The lock is then held only from
+the seal to the commit, not from a write's first audited step to its end: under the mix on
+PostgreSQL people's audited writes waited 15 ms on average (p99 55 ms) for that lock, held
+8 ms by each of them and 18 ms by each ingest group that wrote an excursion. An entry made
+inside a savepoint that is rolled back is dropped with it, and a rolled-back transaction
+seals nothing, as when entries were inserted at once. Code that reads the chain inside a
+transaction that may have appended calls ``seal`` first.
 """
 
 from __future__ import annotations
@@ -14,13 +24,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, event, insert, text
 from sqlalchemy import select as select_columns
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid
@@ -28,6 +40,8 @@ from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
 from models.principal import Principal
+
+log = logging.getLogger(__name__)
 
 # An arbitrary constant naming the audit chain's advisory lock on PostgreSQL.
 AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
@@ -127,30 +141,83 @@ def append(
     after: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> None:
-    """Append one entry to the chain (flushes; the caller's transaction commits it)."""
+    """Record one entry for the chain (flushes); it is linked and inserted when the caller's
+    transaction commits (``seal``), and dropped if it rolls back."""
     session.flush()  # what the entry records is written before it, as the chain says
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK, {"k": AUDIT_LOCK_KEY})
-    last = session.execute(_LAST).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-    actor_name = actor.name if isinstance(actor, Principal) else actor
-    actor_id = actor.id if isinstance(actor, Principal) else None
-    keys = current_keys()
     content = {
-        "seq": seq,
         "at": at,
-        "actor": actor_name,
-        "actor_id": actor_id,
+        "actor": actor.name if isinstance(actor, Principal) else actor,
+        "actor_id": actor.id if isinstance(actor, Principal) else None,
         "action": action,
         "entity": entity,
         "entity_id": entity_id,
         "before": jsonable(before),
         "after": jsonable(after),
         "reason": reason,
-        "prev_hash": prev_hash,
     }
-    digest = entry_hash(key=keys.active_secret, kid=keys.active_kid, **content)
-    session.execute(_INSERT, {**content, "kid": keys.active_kid, "hash": digest})
+    # The innermost transaction it belongs to: rolled back, it takes the entry with it. The
+    # transaction is begun here if nothing was written yet (it would not exist to roll back).
+    session.connection()
+    owner = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_PENDING, []).append((owner, content))
+
+
+def seal(session: Session) -> None:
+    """Link the transaction's recorded entries after the chain's head and insert them, under
+    the chain's lock (held to the commit); nothing to do if none are recorded."""
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK, {"k": AUDIT_LOCK_KEY})
+    last = session.execute(_LAST).first()
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    keys = current_keys()
+    rows = []
+    for _, content in pending:
+        entry = {**content, "seq": seq, "prev_hash": prev_hash}
+        digest = entry_hash(key=keys.active_secret, kid=keys.active_kid, **entry)
+        rows.append({**entry, "kid": keys.active_kid, "hash": digest})
+        seq, prev_hash = seq + 1, digest
+    session.execute(_INSERT, rows)
+
+
+_PENDING = "v2v_audit_pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _seal_at_commit(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's release is not the commit
+        seal(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    if not pending:
+        return
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
+        return
+    session.info[_PENDING] = [
+        (owner, content) for owner, content in pending if not _within(owner, previous_transaction)
+    ]
+
+
+def _within(owner: SessionTransaction | None, transaction: SessionTransaction) -> bool:
+    while owner is not None:
+        if owner is transaction:
+            return True
+        owner = owner.parent
+    return False
+
+
+@event.listens_for(Session, "after_commit")
+def _none_left(session: Session) -> None:
+    if session.info.get(_PENDING) and not session.in_nested_transaction():
+        # Cannot happen (before_commit seals): if it ever did, say so loudly.
+        log.critical("audit entries were not sealed before a commit; they were dropped")
+        session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def export_case(
         *(str(e.id) for e in excursions),
         *(str(a.id) for a in alerts),
     ]
+    audit.seal(session)  # what this transaction recorded is part of the chain read
     entries = list(
         session.exec(
             select(AuditEntry)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict
+from app.services.audit import chain as audit
 from app.services.audit.manifest import lines_digest
 from app.services.coldchain import store as reading_store
 from app.times import from_ms
@@ -81,6 +82,7 @@ def archived_readings(
 ) -> list[dict[str, Any]]:
     """The archived readings of these shipments, in dossier form, read from the archive files
     and checked against the SHA-256 and digests audited when they were archived."""
+    audit.seal(session)  # what this transaction recorded is part of the chain read
     entries = list(
         session.exec(
             select(AuditEntry)

@@ -200,6 +200,7 @@ def finding(
         ):
             return
     after = jsonable({"recomputed": [piece(e) for e in pieces], "signed": snapshot(signed)})
+    audit.seal(session)  # a finding recorded earlier in this transaction counts too
     last = session.exec(
         select(AuditEntry.after)
         .where(

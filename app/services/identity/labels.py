@@ -68,6 +68,7 @@ def print_label(
     """Draw the label in ``fmt`` (png, svg, pdf) and record the print (flushes)."""
     data = label_data(session, case=case)
     content = render(data, fmt)
+    audit.seal(session)  # prints recorded earlier in this transaction count too
     earlier = session.exec(
         select(func.count())
         .select_from(AuditEntry)

@@ -1,0 +1,90 @@
+"""Audit entries are sealed into the chain at their transaction's commit: an entry recorded
+in a savepoint that rolls back goes with it, a rolled-back transaction seals nothing, and a
+transaction that has recorded entries but not committed does not hold the chain's lock."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from app.db import Database, savepoint
+from app.services.audit import chain
+from models.audit import AuditEntry
+from tests.conftest import NOW
+
+
+def _record(session: Session, name: str) -> None:
+    chain.append(session, actor="test", action=name, entity="test", entity_id=name, at=NOW)
+
+
+def _actions(database: Database) -> list[str]:
+    with database.session() as session:
+        rows = session.exec(
+            select(AuditEntry.action)
+            .where(AuditEntry.entity == "test")
+            .order_by(col(AuditEntry.seq))
+        )
+        return list(rows)
+
+
+def _verified(database: Database) -> None:
+    with database.session() as session:
+        result = chain.verify_chain(session)
+    assert result.ok, result
+
+
+def _failing_unit(session: Session) -> None:
+    with savepoint(session):
+        _record(session, "dropped-by-helper")
+        raise RuntimeError("the unit fails")
+
+
+def test_entries_of_a_rolled_back_savepoint_are_dropped(database: Database) -> None:
+    with database.session(write=True) as session:
+        _record(session, "kept-1")
+        with pytest.raises(RuntimeError, match="the unit fails"):
+            _failing_unit(session)
+        nested = session.begin_nested()
+        _record(session, "dropped-by-rollback")
+        nested.rollback()
+        with session.begin_nested():
+            _record(session, "kept-2")  # a released savepoint keeps its entries
+        _record(session, "kept-3")
+        session.commit()
+    assert _actions(database) == ["kept-1", "kept-2", "kept-3"]
+    _verified(database)
+
+
+def test_a_rolled_back_transaction_seals_nothing(database: Database) -> None:
+    with database.session(write=True) as session:
+        _record(session, "never")
+        session.rollback()
+        _record(session, "after")  # the same session, a new transaction
+        session.commit()
+    assert _actions(database) == ["after"]
+    _verified(database)
+
+
+def test_an_open_transaction_does_not_hold_the_chain(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing else could append meanwhile")
+    with database.session(write=True) as slow:
+        _record(slow, "slow")  # recorded, its transaction still open
+        with database.session(write=True) as quick:
+            quick.execute(text("SET LOCAL lock_timeout = '2s'"))  # waiting would fail
+            _record(quick, "quick")
+            quick.commit()
+        slow.commit()
+    assert _actions(database) == ["quick", "slow"]  # chained in commit order
+    _verified(database)
+
+
+def test_a_commit_inside_a_savepoint_seals_its_entries(database: Database) -> None:
+    with database.session(write=True) as session:
+        _record(session, "outer")
+        session.begin_nested()
+        _record(session, "inner")
+        session.commit()  # commits the savepoint and the transaction around it
+    assert _actions(database) == ["outer", "inner"]
+    _verified(database)
