@@ -61,7 +61,7 @@ def build(session: Session, shipment: Shipment, *, now: datetime, lang: Lang) ->
     if case is None:  # a foreign key guarantees it
         raise RuntimeError(f"inconsistent data: case of shipment {shipment.id} missing")
     profile = shipment_pages.profile_of(session, shipment=shipment)
-    model = routes.load_models(session, code=case.route)[case.route]
+    model = routes.load_model(session, case.route)
     return {
         "shipment": shipment,
         "case": case,

@@ -54,7 +54,7 @@ def timeline(
     session: Session, case: Case, *, now: datetime, slot_start: datetime | None
 ) -> list[Step]:
     """Every milestone of the route: done (on time or late), predicted, at risk or late."""
-    model = routes.load_models(session, code=case.route)[case.route]
+    model = routes.load_model(session, case.route)
     actual = routes.milestone_times(session, [case.id]).get(case.id, {})
     product = session.get(Product, case.product)
     eta: dict[str, datetime] = {}

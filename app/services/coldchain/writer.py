@@ -230,16 +230,13 @@ class Writer:
         nothing; an error in its work leaves the group's transaction uncertain (raised, so
         the group is rolled back and every unit runs again alone)."""
         try:
-            check(session)
-        except AppError as exc:
-            unit.future.set_exception(exc)
-            return
-        except BaseException:  # not a refusal (a lost connection, a bug): as a failed work
-            unit.alone = True
-            raise
-        try:
+            try:
+                check(session)
+            except AppError as exc:  # a refusal: nothing written
+                unit.future.set_exception(exc)
+                return
             unit.value = unit.work(session)
-        except BaseException:
+        except BaseException:  # the work failed, or the check other than by refusing
             unit.alone = True
             raise
         unit.done = True

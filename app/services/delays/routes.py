@@ -81,6 +81,11 @@ class RouteModel:
         )
 
 
+def load_model(session: Session, code: str) -> RouteModel:
+    """One route's model (a case's view): its legs and their sites, nothing else read."""
+    return load_models(session, code=code)[code]
+
+
 def load_models(session: Session, *, code: str | None = None) -> dict[str, RouteModel]:
     """Every route's model, or only route ``code``'s (one case's view, read in its write
     transaction: the other routes, their legs and sites are not read)."""

@@ -20,7 +20,7 @@ def detail(session: Session, *, shipment: Shipment, now: datetime) -> ShipmentPu
     profile = session.get(Profile, shipment.profile)
     if case is None or profile is None:  # guaranteed by foreign keys and state
         raise RuntimeError("inconsistent data: case, profile missing")
-    model = routes.load_models(session, code=case.route)[case.route]
+    model = routes.load_model(session, case.route)
     return ShipmentPublic.model_validate(
         {
             **shipment.model_dump(),
