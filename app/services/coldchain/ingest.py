@@ -256,6 +256,45 @@ def _one_shipment(
     return ride.shipment_id
 
 
+def _no_repeats(ids: list[str], ts: list[int]) -> bool:
+    """No (device, timestamp) twice; one device's batch checks its timestamps alone."""
+    if ids.count(ids[0]) == len(ids):
+        return len(set(ts)) == len(ts)
+    return len(set(zip(ids, ts, strict=True))) == len(ts)
+
+
+Group = tuple[list[tuple[int, float]], list[tuple[Any, ...]]]
+
+
+def _groups(
+    columns: Columns, shipments: list[str | None], fresh: list[int]
+) -> dict[tuple[str, str], Group]:
+    """The fresh readings by (shipment, device), plain and full apart, in batch order."""
+    ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
+    n = len(ts)
+    first = shipments[fresh[0]]
+    if (  # the usual batch: one logger in one shipment, all new, no optional measure
+        len(fresh) == n
+        and first is not None
+        and ids.count(ids[0]) == n
+        and shipments.count(first) == n
+        and extras.count(None) == n
+    ):
+        return {(first, ids[0]): (list(zip(ts, temps, strict=True)), [])}
+    groups: dict[tuple[str, str], Group] = {}
+    for i in fresh:
+        key = (str(shipments[i]), ids[i])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [])
+        extra = extras[i]
+        if extra is None:
+            group[0].append((ts[i], temps[i]))
+        else:
+            group[1].append((ts[i], temps[i], *extra))
+    return groups
+
+
 def _store(
     raw: Raw,
     columns: Columns,
@@ -275,7 +314,7 @@ def _store(
         max(ts[i] for i in candidates),
     )
     fresh: list[int] = []
-    if not known and len(candidates) == len(ts) and len(set(zip(ids, ts, strict=True))) == len(ts):
+    if not known and len(candidates) == len(ts) and _no_repeats(ids, ts):
         fresh = candidates  # the usual batch: nothing stored yet, no item twice
     else:
         seen: set[tuple[str, int]] = set()
@@ -299,11 +338,6 @@ def _store(
         stored = [i for i in fresh if (ids[i], ts[i]) in inserted]
         result.duplicates += len(fresh) - len(stored)
         return stored
-    plain = [(shipments[i], ids[i], ts[i], temps[i], now_ms) for i in fresh if extras[i] is None]
-    full = [
-        (shipments[i], ids[i], ts[i], temps[i], *extra, now_ms)
-        for i in fresh
-        if (extra := extras[i]) is not None
-    ]
-    reading_store.insert_sqlite(raw, plain, full)
+    for (shipment_id, device_id), (plain, full) in _groups(columns, shipments, fresh).items():
+        reading_store.insert_sqlite(raw, shipment_id, device_id, now_ms, plain, full)
     return fresh

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from app.db import Raw, utc_ms
 from app.services.coldchain.detector import PROFILE_FIELDS, Exc, State
 
@@ -119,12 +121,42 @@ def shipment_profile(raw: Raw, shipment_id: str) -> tuple[Any, ...]:
 # ---- storage ------------------------------------------------------------------------------
 
 
-def insert_sqlite(raw: Raw, plain: list[tuple[Any, ...]], full: list[tuple[Any, ...]]) -> None:
-    """Plain readings bind five columns, the others all eleven (NULL binds are not free)."""
+def _insert_json(columns: Sequence[str]) -> str:
+    """One statement for a whole group: shipment and device bound once, every reading's
+    values from a JSON array of arrays (``columns[2:-1]`` in order), the receipt bound once."""
+    picks = ", ".join(f"json_extract(value, '$[{k}]')" for k in range(len(columns) - 3))
+    return (
+        f"INSERT INTO reading ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT ?, ?, {picks}, ? FROM json_each(?)"
+    )
+
+
+INSERT_PLAIN_JSON = _insert_json(PLAIN_COLUMNS)
+INSERT_FULL_JSON = _insert_json(COLUMNS)
+ENCODE = msgspec.json.Encoder().encode
+
+
+def insert_sqlite(
+    raw: Raw,
+    shipment_id: str,
+    device_id: str,
+    received_ms: int,
+    plain: Sequence[tuple[int, float]],
+    full: Sequence[tuple[Any, ...]],
+) -> None:
+    """Store one shipment's readings from one device: plain ones as ``(ts_ms, temp_c)``,
+    the others as ``(ts_ms, temp_c, lat, lon, humidity_pct, shock_g, light_lux,
+    battery_pct)``, each kind with one statement.
+
+    SQLite walks the JSON array in C, in order: no Python per row, and the interpreter's
+    lock is free for other requests while it does (``executemany`` binds every row in
+    Python). Floats go through msgspec's shortest round-trip text and SQLite's parser,
+    which gives back the same double (tests/coldchain/test_storage_values.py checks it).
+    """
     if plain:
-        raw.many(INSERT_PLAIN, plain)
+        raw.run(INSERT_PLAIN_JSON, [shipment_id, device_id, received_ms, ENCODE(plain)])
     if full:
-        raw.many(INSERT_FULL, full)
+        raw.run(INSERT_FULL_JSON, [shipment_id, device_id, received_ms, ENCODE(full)])
 
 
 def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> bool:
