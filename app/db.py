@@ -13,9 +13,10 @@ arbitrates between processes.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,26 @@ def normalize_url(url: str) -> str:
     return url
 
 
+@functools.cache
+def _require_sqlite_json() -> None:
+    """Ingest stores readings through SQLite's JSON functions: refuse to start without them."""
+    with closing(sqlite3.connect(":memory:")) as probe:
+        try:
+            probe.execute("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')").fetchall()
+        except sqlite3.OperationalError as exc:
+            raise RuntimeError(
+                f"this Python's SQLite ({sqlite3.sqlite_version}) has no JSON functions, which "
+                "reading ingest needs (built in since SQLite 3.38): use a Python built with "
+                "them, or PostgreSQL (V2V_DATABASE_URL)"
+            ) from exc
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    _require_sqlite_json()
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
