@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import __version__, apidocs, openapi, web
+from app import __version__, apidocs, openapi, routeindex, web
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
@@ -144,6 +144,7 @@ def create_app(
     app.include_router(web.router)  # the dashboard; not in the OpenAPI schema
     web.install_error_pages(app)  # unknown workspace URLs answer HTML, the API stays JSON
     app.mount("/static", web.static_files(), name="static")
+    routeindex.install(app)  # last: it reads every included route
     # Innermost, so the telemetry counts the compression time. Pages, static files and API
     # bodies over 1 KiB are gzipped (level 6: nearly level 9's size at a third of its CPU);
     # the plotly bundle comes already compressed and passes through. The session cookie is

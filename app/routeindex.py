@@ -1,0 +1,74 @@
+"""Skip the routers a request's path cannot reach before FastAPI walks them.
+
+FastAPI selects a route by asking every included router in turn whether it matches, and each
+router asks every route it holds, juggling scope keys for each: about 0.1-0.2 ms of the event
+loop per request with the API's 22 routers, a quarter of the loop's time under a stream of
+single readings (py-spy, 2026-12-06), paid on every request before any of our code runs.
+
+``install`` gives each top-level router a guard: one compiled pattern, the alternation of
+its routes' own path patterns. A path none of them matches cannot match any of its routes,
+fully or partly (a wrong method is still a path match), so the guard answers "no match"
+with one C-level regex test; any other path goes to FastAPI's own matching, unchanged.
+Routers holding a kind of route whose matching is not a path pattern are left unguarded.
+``install`` runs once every route has been included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Match, Mount, get_route_path
+from starlette.types import Scope
+
+Matcher = Callable[[Scope], tuple[Match, Scope]]
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+
+def _pattern(router: Any) -> re.Pattern[str] | None:
+    """One pattern matching every path any route of an included router matches, or None."""
+    patterns: list[str] = []
+    for context in router.effective_route_contexts():
+        original = context.original_route
+        if isinstance(original, APIRoute):
+            regex = context.path_regex
+        elif isinstance(original, Mount) and isinstance(context.starlette_route, Mount):
+            regex = context.starlette_route.path_regex
+        else:
+            return None
+        # The alternatives may name the same parameter: their groups are not needed here.
+        patterns.append(_NAMED_GROUP.sub("(?:", regex.pattern))
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+def _guarded(original: Matcher, pattern: re.Pattern[str]) -> Matcher:
+    match = pattern.match
+
+    def matches(scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and match(get_route_path(scope)) is None:
+            return Match.NONE, {}
+        return original(scope)
+
+    return matches
+
+
+def install(app: FastAPI) -> int:
+    """Guard every top-level included router of ``app``; the number guarded."""
+    guarded = 0
+    for route in app.router.routes:
+        if not hasattr(route, "effective_route_contexts"):  # a route, not an included router
+            continue
+        pattern = _pattern(route)
+        if pattern is None:
+            continue
+        route.unguarded_matches = route.matches  # type: ignore[attr-defined]
+        route.matches = _guarded(route.matches, pattern)  # type: ignore[method-assign]
+        guarded += 1
+    return guarded
