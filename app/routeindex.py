@@ -21,7 +21,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.routing import Match, Mount, get_route_path
+from starlette._utils import get_route_path
+from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 Matcher = Callable[[Scope], tuple[Match, Scope]]
@@ -69,6 +70,6 @@ def install(app: FastAPI) -> int:
         if pattern is None:
             continue
         route.unguarded_matches = route.matches  # type: ignore[attr-defined]
-        route.matches = _guarded(route.matches, pattern)  # type: ignore[method-assign]
+        route.matches = _guarded(route.matches, pattern)  # type: ignore[method-assign,assignment]
         guarded += 1
     return guarded
