@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+from anyio import to_thread
 from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -54,10 +55,21 @@ async def get_now(request: Request) -> datetime:
     return now
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session. Making one does no I/O, nor does closing one whose transaction
+    has ended (committed, or never begun), so both stay on the event loop: a ``def``
+    dependency with ``yield`` costs two thread hops per request. A session still in a
+    transaction (a read, or a write an error interrupted) is closed in a worker thread, as
+    its rollback may wait for the database."""
     # Writes take SQLite's writer lock up front (BEGIN IMMEDIATE); reads never block.
-    with get_db(request).session(write=request.method not in READ_METHODS) as session:
+    session = get_db(request).session(write=request.method not in READ_METHODS)
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await to_thread.run_sync(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

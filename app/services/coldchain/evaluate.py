@@ -11,6 +11,7 @@ gives reading by reading; late readings mark the shipment for re-evaluation as b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from app.db import Raw
 from app.services.coldchain import alarms
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import store as reading_store
-from app.services.coldchain.detector import Rules, State, accumulate_mkt, step
+from app.services.coldchain.detector import Exc, Rules, State, accumulate_mkt, step
 from models.shipment import Shipment
 
 # Rules by the profile's stored values: a profile edited in the database gets new rules.
@@ -51,15 +52,36 @@ def _alerts_due(rules: Rules, state: State) -> bool:
     return alarms.budget_used_up(rules, state) or alarms.mkt_over_limit(rules, state)
 
 
-def apply(
-    session: Session, raw: Raw, *, shipment_id: str, rows: Sequence[coldchain.Row], now: datetime
-) -> None:
-    """Feed newly stored readings of one shipment to its detector (flushes; caller commits)."""
-    if not rows:
-        return
-    ordered = sorted(rows)
-    rules, (quiet_low, quiet_high) = _rules(raw, shipment_id)
+@dataclass
+class Pending:
+    """One shipment's detector between ``begin`` (its rules and locked state, read) and
+    ``finish`` (what ``compute`` decided, written)."""
+
+    shipment_id: str
+    rules: Rules
+    quiet: tuple[float, float]
+    state: State
+    stored_open: Exc | None  # the open excursion's stored row, if the state names one
+    touched: list[Exc] = field(default_factory=list)
+    save_only: bool = True  # no excursion touched, no shipment alert due
+
+
+def begin(raw: Raw, *, shipment_id: str, now: datetime) -> Pending:
+    """Read a shipment's rules and lock its detector state (the database part before)."""
+    rules, quiet = _rules(raw, shipment_id)
     state = reading_store.lock_state(raw, shipment_id, now)
+    stored_open = None
+    if state.open_excursion_id is not None:
+        stored_open = reading_store.open_excursion(raw, state.open_excursion_id)
+    return Pending(shipment_id, rules, quiet, state, stored_open)
+
+
+def compute(pending: Pending, rows: Sequence[coldchain.Row]) -> None:
+    """Advance the detector over newly stored readings: no database, so it may run while
+    the readings themselves are being written."""
+    rules, state = pending.rules, pending.state
+    quiet_low, quiet_high = pending.quiet
+    ordered = sorted(rows)
     _track_position(state, ordered)
     if (
         state.needs_reeval
@@ -69,7 +91,6 @@ def apply(
         # A late or simultaneous reading: the incremental path cannot place it. The
         # re-evaluation job replays the shipment from its stored readings.
         state.needs_reeval = True
-        reading_store.save_state(raw, shipment_id, state, now)
         return
     if rules.mkt_limit_c is not None:
         accumulate_mkt(state, ordered)
@@ -78,21 +99,41 @@ def apply(
         # In range with no excursion open: ``step`` would only count the readings.
         state.n += len(ordered)
         state.last_ts_ms, state.last_temp_c = ordered[-1][0], ordered[-1][1]
-        touched = []
     else:
         if state.open_excursion_id is not None:
-            state.open = reading_store.open_excursion(raw, state.open_excursion_id)
+            state.open = pending.stored_open
             if state.open is None:  # replayed away since: nothing open any more
                 state.open_excursion_id = None
         for ts_ms, temp_c, _, _ in ordered:
             step(state, rules, ts_ms, temp_c)
-        touched = state.drain()
-    if not touched and not _alerts_due(rules, state):
-        reading_store.save_state(raw, shipment_id, state, now)
+        pending.touched = state.drain()
+    pending.save_only = not pending.touched and not _alerts_due(rules, state)
+
+
+def finish(session: Session, raw: Raw, pending: Pending, *, now: datetime) -> None:
+    """Write what ``compute`` decided (flushes; caller commits)."""
+    if pending.state.needs_reeval or pending.save_only:
+        reading_store.save_state(raw, pending.shipment_id, pending.state, now)
         return
-    shipment = session.get(Shipment, shipment_id)
+    shipment = session.get(Shipment, pending.shipment_id)
     if shipment is None:  # locked above, in this transaction
-        raise RuntimeError(f"inconsistent data: shipment {shipment_id} missing")
+        raise RuntimeError(f"inconsistent data: shipment {pending.shipment_id} missing")
     coldchain.persist(
-        session, shipment=shipment, rules=rules, state=state, touched=touched, now=now
+        session,
+        shipment=shipment,
+        rules=pending.rules,
+        state=pending.state,
+        touched=pending.touched,
+        now=now,
     )
+
+
+def apply(
+    session: Session, raw: Raw, *, shipment_id: str, rows: Sequence[coldchain.Row], now: datetime
+) -> None:
+    """Feed newly stored readings of one shipment to its detector (flushes; caller commits)."""
+    if not rows:
+        return
+    pending = begin(raw, shipment_id=shipment_id, now=now)
+    compute(pending, rows)
+    finish(session, raw, pending, now=now)

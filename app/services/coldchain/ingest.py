@@ -9,6 +9,7 @@ statement (no ORM object per reading) and fed to the excursion detector of its s
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -190,7 +191,7 @@ def _ingest_columns(
     if n == 0:
         return result
     raw = Raw.of(session)
-    ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
+    ids, ts = columns.device_ids, columns.ts_ms
     distinct = sorted(set(ids))
     owned = owned_devices(raw, actor, distinct)
     assignments = Assignments(session, owned, now_ms=now_ms, bounds=bounds)
@@ -215,29 +216,59 @@ def _ingest_columns(
             shipments.append(shipment_id)
     result.rejected.sort(key=lambda r: int(r["index"]))
     candidates = [i for i in range(n) if shipments[i] is not None] if keep is None else range(n)
-    stored = _store(raw, columns, shipments, list(candidates), now_ms, result)
+    fresh = _fresh(raw, columns, list(candidates), result)
+    if not fresh:
+        return result
+    # Each shipment's rules and detector state are read and locked before the readings are
+    # written, in a fixed order (no deadlock between writers), so the detector can advance
+    # while the database stores them; what it decided is written after.
+    every = keep if len(fresh) == n else None
+    shipment_ids = [every] if every is not None else sorted({str(shipments[i]) for i in fresh})
+    pending = [ingest_eval.begin(raw, shipment_id=sid, now=now) for sid in shipment_ids]
+
+    def evaluate() -> None:
+        by_shipment = _rows_by_shipment(columns, shipments, fresh, every)
+        for p in pending:
+            ingest_eval.compute(p, by_shipment[p.shipment_id])
+
+    stored = _write(raw, columns, shipments, fresh, now_ms, result, during=evaluate)
+    if stored is not fresh:  # a concurrent writer stored some of them first: start again
+        by_shipment = _rows_by_shipment(columns, shipments, stored, None)
+        pending = [
+            ingest_eval.begin(raw, shipment_id=shipment_id, now=now)
+            for shipment_id in sorted(by_shipment)
+        ]
+        for p in pending:
+            ingest_eval.compute(p, by_shipment[p.shipment_id])
     result.accepted = len(stored)
     if stored:  # every path (HTTP, EPCIS, MQTT, courier feeds) counts here, once committed
         on_commit(session, partial(READINGS.inc, len(stored)))
+    for p in pending:
+        ingest_eval.finish(session, raw, p, now=now)
+    return result
+
+
+def _rows_by_shipment(
+    columns: Columns, shipments: list[str | None], stored: list[int], keep: str | None
+) -> dict[str, list[coldchain.Row]]:
+    """The detector's rows (ts_ms, temp_c, lat, lon) of the stored readings, by shipment;
+    ``keep`` says every reading of the batch is stored, all in that one shipment."""
+    ts, temps, extras = columns.ts_ms, columns.temps, columns.extras
     by_shipment: dict[str, list[coldchain.Row]] = defaultdict(list)
-    if keep is not None and len(stored) == n:
+    if keep is not None:
         by_shipment[keep] = [
             (t, c, None, None) if e is None else (t, c, e[0], e[1])
             for t, c, e in zip(ts, temps, extras, strict=True)
         ]
-    else:
-        for i in stored:
-            extra = extras[i]
-            by_shipment[str(shipments[i])].append(
-                (ts[i], temps[i], None, None)
-                if extra is None
-                else (ts[i], temps[i], extra[0], extra[1])
-            )
-    for shipment_id in sorted(by_shipment):  # a fixed order avoids deadlocks between writers
-        ingest_eval.apply(
-            session, raw, shipment_id=shipment_id, rows=by_shipment[shipment_id], now=now
+        return by_shipment
+    for i in stored:
+        extra = extras[i]
+        by_shipment[str(shipments[i])].append(
+            (ts[i], temps[i], None, None)
+            if extra is None
+            else (ts[i], temps[i], extra[0], extra[1])
         )
-    return result
+    return by_shipment
 
 
 def _one_shipment(
@@ -295,49 +326,57 @@ def _groups(
     return groups
 
 
-def _store(
-    raw: Raw,
-    columns: Columns,
-    shipments: list[str | None],
-    candidates: list[int],
-    now_ms: int,
-    result: IngestResult,
-) -> list[int]:
-    """Store the candidates not stored yet; return the indexes (into columns) stored."""
+def _fresh(raw: Raw, columns: Columns, candidates: list[int], result: IngestResult) -> list[int]:
+    """The candidates not stored yet, each once (indexes into columns); the rest counted
+    as duplicates."""
     if not candidates:
         return []
-    ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
+    ids, ts = columns.device_ids, columns.ts_ms
     known = reading_store.existing(
         raw,
         sorted({ids[i] for i in candidates}),
         min(ts[i] for i in candidates),
         max(ts[i] for i in candidates),
     )
-    fresh: list[int] = []
     if not known and len(candidates) == len(ts) and _no_repeats(ids, ts):
-        fresh = candidates  # the usual batch: nothing stored yet, no item twice
-    else:
-        seen: set[tuple[str, int]] = set()
-        for i in candidates:
-            key = (ids[i], ts[i])
-            if key in known or key in seen:
-                result.duplicates += 1
-                continue
-            seen.add(key)
-            fresh.append(i)
-    if not fresh:
-        return []
+        return candidates  # the usual batch: nothing stored yet, no item twice
+    fresh: list[int] = []
+    seen: set[tuple[str, int]] = set()
+    for i in candidates:
+        key = (ids[i], ts[i])
+        if key in known or key in seen:
+            result.duplicates += 1
+            continue
+        seen.add(key)
+        fresh.append(i)
+    return fresh
+
+
+def _write(
+    raw: Raw,
+    columns: Columns,
+    shipments: list[str | None],
+    fresh: list[int],
+    now_ms: int,
+    result: IngestResult,
+    *,
+    during: Callable[[], None],
+) -> list[int]:
+    """Store the fresh readings, running ``during`` while the database works; the indexes
+    stored: ``fresh`` itself, or (PostgreSQL, when a concurrent writer stored some of them
+    first) those this call stored, with ``during`` to be run again over them."""
+    ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
     if raw.postgres:
         full = [
             (shipments[i], ids[i], ts[i], temps[i], *(extras[i] or _NO_EXTRAS), now_ms)
             for i in fresh
         ]
-        if reading_store.copy_postgresql(raw, full):
+        if reading_store.copy_postgresql(raw, full, during):
             return fresh
         inserted = {(r[1], r[2]) for r in reading_store.upsert_postgresql(raw, full)}
         stored = [i for i in fresh if (ids[i], ts[i]) in inserted]
         result.duplicates += len(fresh) - len(stored)
         return stored
-    for (shipment_id, device_id), (plain, full) in _groups(columns, shipments, fresh).items():
-        reading_store.insert_sqlite(raw, shipment_id, device_id, now_ms, plain, full)
+    groups = _groups(columns, shipments, fresh)
+    reading_store.insert_sqlite_overlapped(raw, groups, now_ms, during)
     return fresh

@@ -9,7 +9,9 @@ SQL is written once with ``?`` placeholders and rewritten for psycopg (``%s``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
@@ -159,8 +161,53 @@ def insert_sqlite(
         raw.run(INSERT_FULL_JSON, [shipment_id, device_id, received_ms, ENCODE(full)])
 
 
-def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> bool:
+# A batch this large is stored by a helper thread while the writer's thread runs the
+# detector: SQLite works in C without the interpreter's lock, so the two overlap (below it,
+# the hand-over costs more than the overlap saves).
+OVERLAP_MIN_READINGS = 1_000
+_HELPERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="v2v-sqlite-insert")
+
+
+def insert_sqlite_overlapped(
+    raw: Raw,
+    groups: dict[tuple[str, str], tuple[list[tuple[int, float]], list[tuple[Any, ...]]]],
+    received_ms: int,
+    during: Callable[[], None],
+) -> None:
+    """Store each (shipment, device) group with ``insert_sqlite`` and run ``during`` (which
+    must not touch the database) meanwhile. The connection is only ever used by one thread
+    at a time: ``during`` runs beside the insert, never beside another statement, and this
+    returns (or raises) only once the insert has ended."""
+
+    started = threading.Event()
+
+    def insert() -> None:
+        started.set()
+        for (shipment_id, device_id), (plain, full) in groups.items():
+            insert_sqlite(raw, shipment_id, device_id, received_ms, plain, full)
+
+    if sum(len(plain) + len(full) for plain, full in groups.values()) < OVERLAP_MIN_READINGS:
+        insert()
+        during()
+        return
+    future = _HELPERS.submit(insert)
+    try:
+        # Let the helper take the interpreter's lock first: it gives it up inside SQLite.
+        # Started at once, ``during`` would keep it and the insert would wait for its end.
+        started.wait()
+        during()
+    finally:
+        wait([future])  # never leave the connection busy in another thread
+    future.result()
+
+
+def copy_postgresql(
+    raw: Raw, rows: list[tuple[Any, ...]], during: Callable[[], None] | None = None
+) -> bool:
     """COPY straight into ``reading`` inside a savepoint; False if a concurrent writer won.
+
+    ``during`` (which must not touch the database) runs once every row is sent, while the
+    server is still storing them, before the COPY is ended and its outcome awaited.
 
     The caller has filtered out what was already stored, so a conflict means another
     transaction is storing the same readings right now (a client's retry racing its first
@@ -174,6 +221,8 @@ def copy_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> bool:
             with cur.copy(f"COPY reading ({cols}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+                if during is not None:
+                    during()
     except psycopg.errors.UniqueViolation:
         return False
     return True
