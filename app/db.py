@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from app.sqlite_gate import GatedConnection, gate_for
+from app.sqlite_gate import FairLock, GatedConnection, gate_for
 
 WRITE_OPTION = "v2v_write"
 # A write that must not wait for SQLite's writer lock: BEGIN IMMEDIATE fails at once with
@@ -54,6 +56,12 @@ def _require_sqlite_json() -> None:
                 "reading ingest needs (built in since SQLite 3.38): use a Python built with "
                 "them, or PostgreSQL (V2V_DATABASE_URL)"
             ) from exc
+
+
+# A SQLite engine's writer gate and how long a writer waits for it.
+_GATES: weakref.WeakKeyDictionary[Engine, tuple[FairLock, float]] = weakref.WeakKeyDictionary()
+# The gate this thread holds across its write transactions (Database.turn), if any.
+_TURN = threading.local()
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10) -> Engine:
@@ -88,6 +96,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
+    _GATES[engine] = (gate, busy_timeout_ms / 1000)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
@@ -96,9 +106,10 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
             return
         nowait = options.get(NOWAIT_OPTION, False)
         driver: GatedConnection = conn.connection.driver_connection
-        if not gate.acquire(blocking=not nowait, timeout=busy_timeout_ms / 1000):
-            raise sqlite3.OperationalError("database is locked")
-        driver.gate = gate  # released by the driver connection's commit or rollback
+        if getattr(_TURN, "gate", None) is not gate:  # else this thread holds it for a turn
+            if not gate.acquire(blocking=not nowait, timeout=busy_timeout_ms / 1000):
+                raise sqlite3.OperationalError("database is locked")
+            driver.gate = gate  # released by the driver connection's commit or rollback
         cursor = driver.cursor()
         try:
             if nowait:
@@ -188,6 +199,34 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """On SQLite, hold the writer gate across this thread's write transactions until the
+        end of the block (each still commits, and is durable, on its own); elsewhere nothing.
+
+        The ingest writer commits a turn's groups one after the other without going back to
+        the end of the queue in between: a reading is answered after its own short group
+        while the writer's turn at the lock stays as long as one long group was.
+        """
+        found = _GATES.get(self.engine)
+        if found is None:
+            yield
+            return
+        gate, timeout_s = found
+        if not gate.acquire(timeout=timeout_s):
+            raise sqlite3.OperationalError("database is locked")
+        _TURN.gate = gate
+        try:
+            yield
+        finally:
+            _TURN.gate = None
+            gate.release()
+
+    def others_waiting(self) -> bool:
+        """On SQLite, whether another writer of this process waits for the writer lock."""
+        found = _GATES.get(self.engine)
+        return found is not None and found[0].waiting()
 
     def dispose(self) -> None:
         self.engine.dispose()

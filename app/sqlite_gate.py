@@ -51,6 +51,10 @@ class FairLock:
                 return True
             return False
 
+    def waiting(self) -> bool:
+        """Whether anyone is queued for the lock."""
+        return bool(self._waiters)
+
     def release(self) -> None:
         with self._mutex:
             if self._waiters:
