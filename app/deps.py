@@ -108,13 +108,17 @@ def ensure_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
     return principal
 
 
-def get_caller(request: Request) -> Principal:
+def get_caller(request: Request, session: SessionDep) -> Principal:
     """Whoever holds the key, device keys included; routes admit roles by name."""
     token = bearer_token(request)
-    # A short read session of its own: the request's write transaction (and SQLite's writer
-    # lock) starts only when the handler writes, not while a key is being checked.
-    with get_db(request).session() as session:
-        return authenticate(request, session, token)
+    db = get_db(request)
+    if db.dialect == "sqlite" and request.method not in READ_METHODS:
+        # A short read session of its own: the request's write transaction (and SQLite's
+        # writer lock) starts only when the handler writes, not while a key is being checked.
+        with db.session() as read:
+            return authenticate(request, read, token)
+    # Elsewhere the request's own session: no second connection, ping and BEGIN/ROLLBACK.
+    return authenticate(request, session, token)
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
