@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from app.db import Database
 from app.services.coldchain import decode as reading_batch
+from app.times import to_ms
 from tests.coldchain.test_readings import in_transit, post
 from tests.conftest import Api
 
@@ -234,3 +235,34 @@ def test_a_key_revoked_after_use_is_refused_on_the_next_call(api: Api, database:
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("application/problem+json")
     assert len(_stored(database, device)) == 1
+
+
+_OFFSETS = st.sampled_from(["Z", "+00:00", "+09:00", "-05:30", "+14:00", "-12:00"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2090, 1, 1)),
+            st.sampled_from([0, 0, 0, 500, 499, 501, 1, 999]),  # whole ms, halves, others
+            _OFFSETS,
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_batch_timestamps_are_what_to_ms_gives_each(
+    stamps: list[tuple[datetime, int, str]],
+) -> None:
+    """The batch conversion (whole milliseconds by arithmetic from the first instant) gives
+    exactly ``to_ms`` of every instant, whatever its offset or sub-millisecond part."""
+    spelt = []
+    for when, micros, offset in stamps:
+        when = when.replace(microsecond=(when.microsecond // 1000) * 1000 + micros % 1000)
+        spelt.append(when.strftime("%Y-%m-%dT%H:%M:%S.%f") + offset)
+    items = [{"device_id": "LOG-1", "ts": t, "temp_c": 5.0} for t in spelt]
+    columns = reading_batch.decode(json.dumps({"readings": items}).encode())
+    assert columns is not None
+    expected = [to_ms(datetime.fromisoformat(t.replace("Z", "+00:00"))) for t in spelt]
+    assert columns.ts_ms == expected

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -136,10 +136,33 @@ def decode(body: bytes) -> Columns | None:
         return None
     return Columns(
         device_ids=device_ids,
-        ts_ms=[round(d.timestamp() * 1000) for d in stamps],  # to_ms, inlined per item
+        ts_ms=batch_epoch_ms(stamps),
         temps=[r.temp_c for r in items],
         extras=extras,
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def batch_epoch_ms(stamps: list[datetime]) -> list[int]:
+    """``app.times.to_ms`` of every aware instant of a batch, in half its time.
+
+    ``to_ms`` rounds the float timestamp, and ``datetime.timestamp`` (an aware subtraction
+    from the epoch, two UTC offsets looked up) was two thirds of decoding a batch. On a
+    whole millisecond the rounding is exact, so ``(d - first) // 1 ms`` from the batch's
+    first instant gives the same integer by plain arithmetic (instants spelt with one
+    offset share its tzinfo, so none is looked up; mixed offsets still subtract exactly).
+    A batch with any sub-millisecond instant is rounded item by item, as before.
+    """
+    if not stamps:
+        return []
+    if any(d.microsecond % 1000 for d in stamps):
+        return [to_ms(d) for d in stamps]
+    first = stamps[0]
+    base = (first - _EPOCH) // _MS
+    return [base + (d - first) // _MS for d in stamps]
 
 
 def canonical_ids(ids: list[str]) -> list[str]:
