@@ -304,14 +304,18 @@ def _groups(
     ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
     n = len(ts)
     first = shipments[fresh[0]]
-    if (  # the usual batch: one logger in one shipment, all new, no optional measure
+    if (  # the usual batch: one logger in one shipment, all new
         len(fresh) == n
         and first is not None
         and ids.count(ids[0]) == n
         and shipments.count(first) == n
-        and extras.count(None) == n
     ):
-        return {(first, ids[0]): (list(zip(ts, temps, strict=True)), [])}
+        if extras.count(None) == n:  # no optional measure
+            return {(first, ids[0]): (list(zip(ts, temps, strict=True)), [])}
+        rows = zip(ts, temps, extras, strict=True)
+        plain = [(t, c) for t, c, e in rows if e is None]
+        full = [(t, c, *e) for t, c, e in zip(ts, temps, extras, strict=True) if e is not None]
+        return {(first, ids[0]): (plain, full)}
     groups: dict[tuple[str, str], Group] = {}
     for i in fresh:
         key = (str(shipments[i]), ids[i])
@@ -332,12 +336,15 @@ def _fresh(raw: Raw, columns: Columns, candidates: list[int], result: IngestResu
     if not candidates:
         return []
     ids, ts = columns.device_ids, columns.ts_ms
-    known = reading_store.existing(
-        raw,
-        sorted({ids[i] for i in candidates}),
-        min(ts[i] for i in candidates),
-        max(ts[i] for i in candidates),
-    )
+    if len(candidates) == len(ts):  # every item: the columns whole, at C speed
+        known = reading_store.existing(raw, sorted(set(ids)), min(ts), max(ts))
+    else:
+        known = reading_store.existing(
+            raw,
+            sorted({ids[i] for i in candidates}),
+            min(ts[i] for i in candidates),
+            max(ts[i] for i in candidates),
+        )
     if not known and len(candidates) == len(ts) and _no_repeats(ids, ts):
         return candidates  # the usual batch: nothing stored yet, no item twice
     fresh: list[int] = []
