@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlmodel import select
 
 from app.clock import FrozenClock
@@ -18,7 +19,8 @@ from app.db import Database
 from app.main import create_app
 from models.case import Case
 from models.principal import Role
-from tests.conftest import Api, fresh_db, make_settings
+from tests.coldchain.test_readings import in_transit
+from tests.conftest import PERSONAS, Api, fresh_db, make_settings
 from tests.helpers import Journey, event
 
 
@@ -130,3 +132,31 @@ def test_a_write_that_cannot_get_sqlite_s_lock_is_a_retryable_503(
         assert r.json()["code"] == "busy"
         case = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
         assert case["status"] == "apheresis_scheduled" and case["milestones"] == []
+
+
+def test_a_reading_that_cannot_get_sqlite_s_lock_is_a_retryable_503(
+    sqlite_url: str, clock: FrozenClock
+) -> None:
+    """The ingest writer cannot start its turn at SQLite's lock within the busy timeout:
+    the reading is refused with 503 and Retry-After, nothing is stored, and the logger's
+    resend is stored once the lock is free."""
+    with _production_pool(sqlite_url, clock, 200) as api:
+        for persona, spec in PERSONAS.items():
+            api.key(persona, **spec)
+        _, shipment, t0 = in_transit(api, patient="MRN-HELD-R")
+        device = shipment["device_ids"][0]
+        item = {"device_id": device, "ts": (t0 + timedelta(minutes=1)).isoformat(), "temp_c": 5.0}
+        with api.database.transaction() as holder:
+            holder.exec(select(Case.id)).first()  # BEGIN IMMEDIATE: the lock is ours
+            r = api.post("courier", "/api/v1/readings", {"readings": [item]})
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["code"] == "busy"
+        with api.database.engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT count(*) FROM reading WHERE device_id = :d"), {"d": device}
+            )
+            assert stored.scalar_one() == 0
+        again = api.post("courier", "/api/v1/readings", {"readings": [item]})
+        assert again.status_code == 200, again.text
+        assert again.json() == {"accepted": 1, "duplicates": 0, "rejected": []}

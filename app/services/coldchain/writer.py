@@ -162,8 +162,9 @@ class Writer:
                     with self._db.turn():
                         self._turn(group)
                 except Exception as exc:  # noqa: BLE001 - the gate was not had: a 503
-                    if not first.future.done():
-                        first.future.set_exception(exc)
+                    for unit in group:  # the unit in hand (the others were answered)
+                        if not unit.future.done():
+                            unit.future.set_exception(exc)
                 group = []
         except BaseException as exc:  # never leave a caller waiting for a dead thread
             with self._cond:
