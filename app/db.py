@@ -17,7 +17,7 @@ import functools
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -295,13 +295,6 @@ class Raw:
         cur = self.driver.cursor()
         try:
             cur.execute(self.sql(statement), params)
-        finally:
-            cur.close()
-
-    def many(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
-        cur = self.driver.cursor()
-        try:
-            cur.executemany(self.sql(statement), rows)
         finally:
             cur.close()
 

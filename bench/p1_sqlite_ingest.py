@@ -67,7 +67,7 @@ def insert_reference(conn: sqlite3.Connection, batches: Sequence[Batch]) -> tupl
     return time.perf_counter() - t0, time.thread_time() - c0
 
 
-def insert_split(conn: sqlite3.Connection, batches: Sequence[Batch]) -> float:
+def insert_app_statements(conn: sqlite3.Connection, batches: Sequence[Batch]) -> float:
     """Wall seconds to store the batches raw with the app's own statements: one for the
     plain readings, one for the others, each walking a JSON array of the values (the floor
     of our storage path)."""
@@ -119,7 +119,7 @@ def _throughput(
             ref_cpu += cpu
         # Fresh timestamps for the same rows' shape (the first copies are stored already).
         again = _sequential(world, rep)
-        split.append(readings / insert_split(ref, again))
+        split.append(readings / insert_app_statements(ref, again))
     n = REPS * BATCHES_PER_REP
     figure = ratio_figure(
         "P1",

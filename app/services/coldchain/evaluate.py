@@ -6,6 +6,9 @@ module does on the raw connection (reading_store). Anything else — a reading o
 quiet band, an open excursion, a shipment alert to refresh — goes through the ORM path of
 coldchain, which writes excursions and alerts. Both give exactly what ``excursions.step``
 gives reading by reading; late readings mark the shipment for re-evaluation as before.
+
+A batch goes through ``begin`` (rules read, state locked), ``compute`` (no database: it may
+run while the readings are being written) and ``finish`` (what it decided, written).
 """
 
 from __future__ import annotations
@@ -126,14 +129,3 @@ def finish(session: Session, raw: Raw, pending: Pending, *, now: datetime) -> No
         touched=pending.touched,
         now=now,
     )
-
-
-def apply(
-    session: Session, raw: Raw, *, shipment_id: str, rows: Sequence[coldchain.Row], now: datetime
-) -> None:
-    """Feed newly stored readings of one shipment to its detector (flushes; caller commits)."""
-    if not rows:
-        return
-    pending = begin(raw, shipment_id=shipment_id, now=now)
-    compute(pending, rows)
-    finish(session, raw, pending, now=now)

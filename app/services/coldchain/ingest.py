@@ -227,25 +227,26 @@ def _ingest_columns(
     pending = [ingest_eval.begin(raw, shipment_id=sid, now=now) for sid in shipment_ids]
 
     def evaluate() -> None:
-        by_shipment = _rows_by_shipment(columns, shipments, fresh, every)
-        for p in pending:
-            ingest_eval.compute(p, by_shipment[p.shipment_id])
+        _compute(pending, _rows_by_shipment(columns, shipments, fresh, every))
 
     stored = _write(raw, columns, shipments, fresh, now_ms, result, during=evaluate)
     if stored is not fresh:  # a concurrent writer stored some of them first: start again
         by_shipment = _rows_by_shipment(columns, shipments, stored, None)
-        pending = [
-            ingest_eval.begin(raw, shipment_id=shipment_id, now=now)
-            for shipment_id in sorted(by_shipment)
-        ]
-        for p in pending:
-            ingest_eval.compute(p, by_shipment[p.shipment_id])
+        pending = [ingest_eval.begin(raw, shipment_id=sid, now=now) for sid in sorted(by_shipment)]
+        _compute(pending, by_shipment)
     result.accepted = len(stored)
     if stored:  # every path (HTTP, EPCIS, MQTT, courier feeds) counts here, once committed
         on_commit(session, partial(READINGS.inc, len(stored)))
     for p in pending:
         ingest_eval.finish(session, raw, p, now=now)
     return result
+
+
+def _compute(
+    pending: list[ingest_eval.Pending], by_shipment: dict[str, list[coldchain.Row]]
+) -> None:
+    for p in pending:
+        ingest_eval.compute(p, by_shipment[p.shipment_id])
 
 
 def _rows_by_shipment(
@@ -294,12 +295,9 @@ def _no_repeats(ids: list[str], ts: list[int]) -> bool:
     return len(set(zip(ids, ts, strict=True))) == len(ts)
 
 
-Group = tuple[list[tuple[int, float]], list[tuple[Any, ...]]]
-
-
 def _groups(
     columns: Columns, shipments: list[str | None], fresh: list[int]
-) -> dict[tuple[str, str], Group]:
+) -> dict[tuple[str, str], reading_store.Group]:
     """The fresh readings by (shipment, device), plain and full apart, in batch order."""
     ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
     n = len(ts)
@@ -312,11 +310,10 @@ def _groups(
     ):
         if extras.count(None) == n:  # no optional measure
             return {(first, ids[0]): (list(zip(ts, temps, strict=True)), [])}
-        rows = zip(ts, temps, extras, strict=True)
-        plain = [(t, c) for t, c, e in rows if e is None]
+        plain = [(t, c) for t, c, e in zip(ts, temps, extras, strict=True) if e is None]
         full = [(t, c, *e) for t, c, e in zip(ts, temps, extras, strict=True) if e is not None]
         return {(first, ids[0]): (plain, full)}
-    groups: dict[tuple[str, str], Group] = {}
+    groups: dict[tuple[str, str], reading_store.Group] = {}
     for i in fresh:
         key = (str(shipments[i]), ids[i])
         group = groups.get(key)

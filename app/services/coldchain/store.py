@@ -41,15 +41,6 @@ _STATE_COLUMNS = (
 )
 
 
-def _insert(columns: Sequence[str]) -> str:
-    marks = ", ".join("?" for _ in columns)
-    return f"INSERT INTO reading ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-
-
-INSERT_FULL = _insert(COLUMNS)
-INSERT_PLAIN = _insert(PLAIN_COLUMNS)
-
-
 # ---- lookups ------------------------------------------------------------------------------
 
 
@@ -165,12 +156,15 @@ def insert_sqlite(
 # detector: SQLite works in C without the interpreter's lock, so the two overlap (below it,
 # the hand-over costs more than the overlap saves).
 OVERLAP_MIN_READINGS = 1_000
+# One (shipment, device)'s readings: plain ones as (ts_ms, temp_c), the others with all six
+# optional measures after them.
+Group = tuple[list[tuple[int, float]], list[tuple[Any, ...]]]
 _HELPERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="v2v-sqlite-insert")
 
 
 def insert_sqlite_overlapped(
     raw: Raw,
-    groups: dict[tuple[str, str], tuple[list[tuple[int, float]], list[tuple[Any, ...]]]],
+    groups: dict[tuple[str, str], Group],
     received_ms: int,
     during: Callable[[], None],
 ) -> None:

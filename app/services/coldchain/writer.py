@@ -104,11 +104,11 @@ class Writer:
         sqlite = db.dialect == "sqlite"
         # On SQLite a turn at the writer lock lasts the budget, in groups of SQLITE_GROUP_S
         # each: a unit is answered after its own group, not after the whole turn. A budget
-        # given here is one group's (tests hold a group open with it).
-        self._group_s = budget_s if budget_s is not None else SQLITE_GROUP_S
+        # given here is one group's too (tests hold a group open with it).
         if budget_s is None:
             budget_s = SQLITE_GROUP_BUDGET_S if sqlite else GROUP_BUDGET_S
-        if not sqlite:
+            self._group_s = SQLITE_GROUP_S if sqlite else budget_s
+        else:
             self._group_s = budget_s
         self._budget_s = budget_s
         self._units: deque[_Unit] = deque()
