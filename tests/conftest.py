@@ -12,6 +12,8 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,56 @@ def _pg_url(dbname: str) -> str:
 def _pg_exec(sql: str) -> None:
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql)
+
+
+class PgCopies:
+    """Copies of PostgreSQL template databases, each made one test ahead in a thread.
+
+    ``CREATE DATABASE … TEMPLATE`` waits about a quarter of a second on the server's disk;
+    made while the test before runs, the next test finds its copy ready. Dropping happens
+    in the same thread. Nothing may connect to a template while a copy of it is made:
+    ``release`` a template (its copy made ahead is dropped) before using it otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="pg-copies")
+        self._ahead: dict[str, Future[str]] = {}
+
+    @staticmethod
+    def _create(template: str) -> str:
+        name = f"v2v_t_{_worker()}_{uuid.uuid4().hex[:10]}"
+        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+        return name
+
+    def take(self, template: str) -> str:
+        """A fresh copy of ``template`` (its name), the next one started at once."""
+        ahead = self._ahead.pop(template, None)
+        name = ahead.result() if ahead is not None else self._create(template)
+        self._ahead[template] = self._thread.submit(self._create, template)
+        return name
+
+    def drop(self, name: str) -> None:
+        self._thread.submit(_pg_exec, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def release(self, template: str) -> None:
+        """No copy of ``template`` in the making any more (the one made ahead dropped)."""
+        ahead = self._ahead.pop(template, None)
+        if ahead is not None:
+            self.drop(ahead.result())
+        self._thread.submit(lambda: None).result()  # every drop queued so far done
+
+
+PG_COPIES = PgCopies()
+
+
+@contextmanager
+def pg_copy(template: str) -> Iterator[str]:
+    """The URL of a fresh copy of a PostgreSQL template database, dropped afterwards."""
+    name = PG_COPIES.take(template)
+    try:
+        yield _pg_url(name)
+    finally:
+        PG_COPIES.drop(name)
 
 
 # API keys of the personas created once in each template database, by backend.
@@ -92,6 +144,7 @@ def pg_template() -> Iterator[str]:
         TEMPLATE_KEYS["postgres"] = _prepare(_pg_url(name))
         yield name
     finally:
+        PG_COPIES.release(name)
         _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -107,13 +160,8 @@ def fresh_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> It
         shutil.copy(template, path)
         yield f"sqlite:///{path}"
         return
-    template_name: str = request.getfixturevalue("pg_template")
-    name = f"v2v_t_{_worker()}_{uuid.uuid4().hex[:10]}"
-    _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_copy(request.getfixturevalue("pg_template")) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -243,15 +291,12 @@ class Snapshot:
             shutil.copy(self.source, path)
             yield f"sqlite:///{path}"
             return
-        name = f"v2v_t_{_worker()}_{uuid.uuid4().hex[:10]}"
-        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{self.source}"')
-        try:
-            yield _pg_url(name)
-        finally:
-            _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with pg_copy(self.source) as url:
+            yield url
 
     def drop(self) -> None:
         if self.backend == "postgres":
+            PG_COPIES.release(self.source)
             _pg_exec(f'DROP DATABASE IF EXISTS "{self.source}" WITH (FORCE)')
 
 
@@ -267,9 +312,7 @@ def build_snapshot(
         shutil.copy(template, source)
         url = f"sqlite:///{source}"
     else:
-        template_name: str = request.getfixturevalue("pg_template")
-        source = f"v2v_s_{_worker()}_{uuid.uuid4().hex[:10]}"
-        _pg_exec(f'CREATE DATABASE "{source}" TEMPLATE "{template_name}"')
+        source = PG_COPIES.take(request.getfixturevalue("pg_template"))
         url = _pg_url(source)
     snap = Snapshot(backend, source, {}, {})
     try:

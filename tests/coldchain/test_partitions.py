@@ -6,7 +6,6 @@ On SQLite all of it is a no-op."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from app.migrations import alembic_config, drift, upgrade
 from app.scheduler import Scheduler, default_jobs
 from app.services.coldchain import partitions, traces
 from tests.coldchain.test_readings import in_transit, post, readings
-from tests.conftest import Api, _pg_exec, _pg_url
+from tests.conftest import Api, pg_copy
 
 MONTHS_2025 = [(2025, 9), (2025, 10), (2025, 12)]  # November left empty on purpose
 
@@ -32,12 +31,8 @@ MONTHS_2025 = [(2025, 9), (2025, 10), (2025, 12)]  # November left empty on purp
 @pytest.fixture
 def db_url(pg_template: str) -> Iterator[str]:
     """This module's tests are about PostgreSQL: a fresh seeded PostgreSQL database."""
-    name = f"v2v_part_{uuid.uuid4().hex[:10]}"
-    _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_copy(pg_template) as url:
+        yield url
 
 
 def _ms(year: int, month: int, day: int = 1, hour: int = 0) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,19 +27,15 @@ from app.services.coldchain import archive, partitions
 from app.services.coldchain.archive_file import ARCHIVED
 from app.services.identity.coi import Keyring
 from tests.coldchain.test_readings import in_transit, post, readings
-from tests.conftest import Api, _pg_exec, _pg_url
+from tests.conftest import Api, pg_copy
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def db_url(pg_template: str) -> Iterator[str]:
-    name = f"v2v_arch_{uuid.uuid4().hex[:10]}"
-    _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_copy(pg_template) as url:
+        yield url
 
 
 @pytest.fixture

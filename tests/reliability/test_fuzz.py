@@ -31,7 +31,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
-from tests.conftest import NOW, TEMPLATE_KEYS, Api, _pg_exec, _pg_url
+from tests.conftest import NOW, PG_COPIES, TEMPLATE_KEYS, Api, _pg_url
 
 EXAMPLES = int(os.environ.get("V2V_FUZZ_EXAMPLES", "12"))
 CHECKS = [
@@ -69,8 +69,7 @@ def _seeded_api(request: pytest.FixtureRequest, label: str) -> Iterator[Api]:
         url = f"sqlite:///{path}"
     else:
         template = request.getfixturevalue("pg_template")
-        name = f"v2v_{label}_{uuid.uuid4().hex[:10]}"
-        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        name = PG_COPIES.take(template)
         url = _pg_url(name)
     settings_ = Settings(
         database_url=url,
@@ -89,7 +88,7 @@ def _seeded_api(request: pytest.FixtureRequest, label: str) -> Iterator[Api]:
     finally:
         db.dispose()
         if name:
-            _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            PG_COPIES.drop(name)
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -11,14 +11,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loadtest import concurrency, failover
-from tests.conftest import TEMPLATE_KEYS, _pg_exec, _pg_url
+from tests.conftest import TEMPLATE_KEYS, pg_copy
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +32,8 @@ KNOWN_PG_DEFECTS = ("pk_shipment_state", "deadlock detected")
 
 @pytest.fixture
 def pg_url(pg_template: str) -> Iterator[str]:
-    name = f"v2v_scale_{uuid.uuid4().hex[:10]}"
-    _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_copy(pg_template) as url:
+        yield url
 
 
 @pytest.mark.postgres
