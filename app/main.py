@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import __version__, apidocs, openapi, routeindex, web
+from app import __version__, apidocs, gctune, openapi, routeindex, web
 from app.clock import Clock, system_clock
 from app.config import Settings, get_settings
 from app.db import Database
@@ -69,6 +69,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gctune.settle()  # once per process: what start-up made is not walked again
         scheduler = None
         if settings.scheduler_enabled:
             from app.scheduler import Scheduler
