@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from app.db import Database
 from app.jobs import sweeps
@@ -315,3 +316,19 @@ def test_bulk_recompute_rewrites_every_row(api: Api, database: Database, route: 
         assert cells.logged(session) == 0  # the cells rewritten with the rows
     assert assert_in_step(database) == before
     assert_folded(database)
+
+
+def test_a_warning_leaves_the_flag_and_its_rise_to_major_sets_it(api: Api) -> None:
+    database: Database = api.database
+    w = Walker(api, "KASHIWA-LOCAL")
+    for _ in range(4):  # scheduled, collected, shipment created, picked up
+        w.advance()
+    w.temperatures([5.0, 9.0], late=False)  # out of range, shorter than the 10-min dwell
+    (row,) = assert_in_step(database)
+    assert not row["excursion"]
+    with database.session() as session:
+        (severity,) = session.execute(text("SELECT severity FROM excursion")).one()
+    assert severity == "warning"
+    w.temperatures([9.0, 9.0], late=False)  # the same excursion, now 30 min long: major
+    (row,) = assert_in_step(database)
+    assert row["excursion"]

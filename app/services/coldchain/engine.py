@@ -14,6 +14,7 @@ from app.services.coldchain import excursion_rows as rows
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, feed
 from app.services.metrics import turnaround_rows
+from app.services.metrics.case_rows import FLAGGING_SEVERITIES
 from app.times import from_ms
 from models.coldchain import Excursion, Reading, ShipmentState
 from models.reference import Profile
@@ -37,7 +38,7 @@ def persist(
 ) -> None:
     """Write touched excursions (audited) and their alerts, the detector state and shipment
     alerts: the incremental path, which only ever extends the open excursion or opens new ones."""
-    written = False
+    flag_inputs = False  # an excursion that is or was major or critical: the case's flag
     for exc in touched:
         row = session.get(Excursion, exc.db_id) if exc.db_id is not None else None
         if row is not None and row.disposition is not None:
@@ -53,7 +54,9 @@ def persist(
         session.add(row)
         session.flush()
         exc.db_id = row.id
-        written = rows.record(session, row=row, before=before, now=now) or written
+        if rows.record(session, row=row, before=before, now=now):
+            was = before["severity"] if before is not None else None
+            flag_inputs |= was in FLAGGING_SEVERITIES or row.severity in FLAGGING_SEVERITIES
         # A referring excursion (written by a replay) that goes on keeps its own alert.
         referent = (
             session.get(Excursion, row.refers_to_id) if row.refers_to_id is not None else None
@@ -69,7 +72,7 @@ def persist(
             resolve=False,
             now=now,
         )
-    if written:  # an excursion's severity is the case's excursion flag in the metrics
+    if flag_inputs:  # a warning neither makes nor unmakes the case's flag: no refresh
         turnaround_rows.refresh(session, case_id=shipment.case_id)
     _finish(session, shipment=shipment, rules=rules, state=state, now=now)
 

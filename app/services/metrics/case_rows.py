@@ -41,6 +41,9 @@ MILESTONES = (
     "infused",
 )
 
+# A case's excursion flag: one of its shipments had an excursion this severe.
+FLAGGING_SEVERITIES = ("major", "critical")
+
 
 class CaseRow(NamedTuple):
     """One collected case: attributes, epoch seconds of each milestone (or None), flags."""
@@ -211,7 +214,7 @@ def _statement(
     excursion = exists(
         select_columns(ex.id)
         .join(SHIPMENTS, sh.id == ex.shipment_id)
-        .where(sh.case_id == c.id, ex.severity.in_(["major", "critical"]))
+        .where(sh.case_id == c.id, ex.severity.in_(FLAGGING_SEVERITIES))
     )
     stmt = (
         select_columns(
