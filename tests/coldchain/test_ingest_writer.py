@@ -2,7 +2,8 @@
 a refused unit leaves nothing behind and costs the others nothing, a unit failing on a
 database error is run again alone, a resend inside the same group is a duplicate, and
 only what was committed is counted. Many callers at once through HTTP get exactly what
-they would get one by one. SQLite writers in a process are served in arrival order."""
+they would get one by one. A live reading goes before the batches queued ahead of it.
+SQLite writers in a process are served in arrival order."""
 
 from __future__ import annotations
 
@@ -197,6 +198,27 @@ def test_a_unit_cancelled_before_its_turn_is_not_stored(api: Api, database: Data
     busy.result(timeout=30)
     assert kept.result(timeout=30).accepted == 1
     assert _stored(database, device) == [int((t0 + MIN).timestamp() * 1000)]
+
+
+def test_a_live_reading_is_served_before_the_batches_queued_ahead_of_it(
+    database: Database,
+) -> None:
+    writer = Writer(database, threads=1, budget_s=0.0)  # one thread, one unit a group
+    hold, running = threading.Event(), threading.Event()
+    busy = writer.submit(lambda _session: running.set() or hold.wait(30))
+    assert running.wait(30)
+    order: list[str] = []
+
+    def unit(name: str) -> Any:
+        return lambda _session: order.append(name)
+
+    batches = [writer.submit(unit(f"batch {k}"), size=100) for k in range(2)]
+    live = [writer.submit(unit(f"live {k}"), size=1) for k in range(2)]
+    hold.set()
+    for future in [busy, *batches, *live]:
+        future.result(timeout=30)
+    # Each kind in its own arrival order, the live readings first.
+    assert order == ["live 0", "live 1", "batch 0", "batch 1"]
 
 
 def test_many_callers_at_once_get_what_each_would_alone(api: Api, database: Database) -> None:
