@@ -86,6 +86,23 @@ def test_batch_stores_good_items_rejects_bad_ones_alone_and_counts_resends(
     assert count(database) == 3
 
 
+def test_a_resend_with_new_readings_stores_and_counts_only_the_new(
+    api: Api, database: Database
+) -> None:
+    _, ship, t0 = in_transit(api)
+    device = ship["device_ids"][0]
+    first = readings(device, t0, [5.0, 5.1, 5.2])
+    assert post(api, "courier", first)["accepted"] == 3
+    more = readings(device, t0, [5.0, 5.1, 5.2, 5.3, 5.4])  # the first three sent again
+    assert post(api, "courier", more) == {"accepted": 2, "duplicates": 3, "rejected": []}
+    assert count(database) == 5
+    with database.engine.connect() as conn:
+        counted = conn.execute(
+            text("SELECT n FROM shipment_state WHERE shipment_id = :s"), {"s": ship["id"]}
+        ).scalar_one()
+    assert counted == 5  # the detector saw each reading once
+
+
 def test_whole_body_errors_are_problems_and_store_nothing(api: Api, database: Database) -> None:
     for body, status in (
         ({"readings": "x"}, 422),

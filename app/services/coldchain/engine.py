@@ -30,7 +30,7 @@ MKT_MIN_SPAN_MS = alarms.MKT_MIN_SPAN_MS
 def persist(
     session: Session,
     *,
-    shipment: Shipment,
+    shipment: rows.ShipmentKey,
     rules: Rules,
     state: State,
     touched: Iterable[Exc],
@@ -78,7 +78,7 @@ def persist(
 
 
 def _finish(
-    session: Session, *, shipment: Shipment, rules: Rules, state: State, now: datetime
+    session: Session, *, shipment: rows.ShipmentKey, rules: Rules, state: State, now: datetime
 ) -> None:
     state.open_excursion_id = state.open.db_id if state.open else None
     reading_store.save_state(Raw.of(session), shipment.id, state, now)

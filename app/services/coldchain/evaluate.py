@@ -25,14 +25,13 @@ from app.services.coldchain import alarms
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, accumulate_mkt, step
-from models.shipment import Shipment
+from app.services.coldchain.excursion_rows import ShipmentRef
 
 # Rules by the profile's stored values: a profile edited in the database gets new rules.
 _RULES: dict[tuple[Any, ...], tuple[Rules, tuple[float, float]]] = {}
 
 
-def _rules(raw: Raw, shipment_id: str) -> tuple[Rules, tuple[float, float]]:
-    values = reading_store.shipment_profile(raw, shipment_id)
+def _rules(values: tuple[Any, ...]) -> tuple[Rules, tuple[float, float]]:
     cached = _RULES.get(values)
     if cached is None:
         rules = Rules.from_fields(*values)
@@ -60,7 +59,7 @@ class Pending:
     """One shipment's detector between ``begin`` (its rules and locked state, read) and
     ``finish`` (what ``compute`` decided, written)."""
 
-    shipment_id: str
+    shipment: ShipmentRef
     rules: Rules
     quiet: tuple[float, float]
     state: State
@@ -71,12 +70,13 @@ class Pending:
 
 def begin(raw: Raw, *, shipment_id: str, now: datetime) -> Pending:
     """Read a shipment's rules and lock its detector state (the database part before)."""
-    rules, quiet = _rules(raw, shipment_id)
+    case_id, profile, values = reading_store.shipment_profile(raw, shipment_id)
+    rules, quiet = _rules(values)
     state = reading_store.lock_state(raw, shipment_id, now)
     stored_open = None
     if state.open_excursion_id is not None:
         stored_open = reading_store.open_excursion(raw, state.open_excursion_id)
-    return Pending(shipment_id, rules, quiet, state, stored_open)
+    return Pending(ShipmentRef(shipment_id, case_id, profile), rules, quiet, state, stored_open)
 
 
 def compute(pending: Pending, rows: Sequence[coldchain.Row]) -> None:
@@ -116,14 +116,11 @@ def compute(pending: Pending, rows: Sequence[coldchain.Row]) -> None:
 def finish(session: Session, raw: Raw, pending: Pending, *, now: datetime) -> None:
     """Write what ``compute`` decided (flushes; caller commits)."""
     if pending.state.needs_reeval or pending.save_only:
-        reading_store.save_state(raw, pending.shipment_id, pending.state, now)
+        reading_store.save_state(raw, pending.shipment.id, pending.state, now)
         return
-    shipment = session.get(Shipment, pending.shipment_id)
-    if shipment is None:  # locked above, in this transaction
-        raise RuntimeError(f"inconsistent data: shipment {pending.shipment_id} missing")
     coldchain.persist(
         session,
-        shipment=shipment,
+        shipment=pending.shipment,
         rules=pending.rules,
         state=pending.state,
         touched=pending.touched,

@@ -4,8 +4,9 @@ excursion (see ``frozen`` for when each happens)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -21,6 +22,31 @@ from models.audit import AuditEntry
 from models.case import Case, ProductHold
 from models.coldchain import Excursion
 from models.shipment import Shipment
+
+
+class ShipmentKey(Protocol):
+    """What an excursion's writes need of its shipment: a ``Shipment`` row or a
+    ``ShipmentRef``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def case_id(self) -> str: ...
+
+    @property
+    def profile(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ShipmentRef:
+    """A shipment as ingest's detector read it with its profile: enough for its excursions'
+    writes, without loading the row."""
+
+    id: str
+    case_id: str
+    profile: str
+
 
 ACTOR = "system:coldchain"
 FINDING = "excursion.late_readings"
@@ -101,7 +127,7 @@ def alert_key(shipment_id: str, started_ms: int) -> str:
 def raise_alert(
     session: Session,
     *,
-    shipment: Shipment,
+    shipment: ShipmentKey,
     profile: str,
     rules: Rules,
     exc: Exc,

@@ -98,17 +98,19 @@ def existing(raw: Raw, device_ids: Sequence[str], low: int, high: int) -> set[tu
 
 
 _PROFILE_OF_SHIPMENT = (
-    f"SELECT {', '.join('p.' + f for f in PROFILE_FIELDS)} FROM shipment s "  # noqa: S608
+    "SELECT s.case_id, s.profile, "  # noqa: S608
+    f"{', '.join('p.' + f for f in PROFILE_FIELDS)} FROM shipment s "
     "JOIN profile p ON p.code = s.profile WHERE s.id = ?"
 )
 
 
-def shipment_profile(raw: Raw, shipment_id: str) -> tuple[Any, ...]:
-    """The detector's fields of a shipment's temperature profile, in PROFILE_FIELDS order."""
+def shipment_profile(raw: Raw, shipment_id: str) -> tuple[str, str, tuple[Any, ...]]:
+    """A shipment's case and profile code, and the detector's fields of that temperature
+    profile in PROFILE_FIELDS order."""
     row = raw.one(_PROFILE_OF_SHIPMENT, [shipment_id])
     if row is None:  # readings reference the shipment, and it its profile, by foreign key
         raise RuntimeError(f"inconsistent data: shipment {shipment_id} or its profile missing")
-    return row
+    return str(row[0]), str(row[1]), tuple(row[2:])
 
 
 # ---- storage ------------------------------------------------------------------------------
@@ -203,9 +205,10 @@ def copy_postgresql(
     ``during`` (which must not touch the database) runs once every row is sent, while the
     server is still storing them, before the COPY is ended and its outcome awaited.
 
-    The caller has filtered out what was already stored, so a conflict means another
-    transaction is storing the same readings right now (a client's retry racing its first
-    attempt): the savepoint is rolled back and the caller takes the conflict-safe path.
+    A conflict means some of the readings are stored already (a resend: ingest does not look
+    first when no item repeats, the unique key answers that) or another transaction is
+    storing them right now (a retry racing its first attempt): the savepoint is rolled back
+    and the caller takes the conflict-safe path.
     """
     import psycopg
 
