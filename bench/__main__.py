@@ -81,6 +81,10 @@ def _header(console: Console, argv: Sequence[str], selected: Sequence[str]) -> N
     console.print(f"load      {_load()} (1, 5, 15 min): other processes on these cores add noise")
     server = serving.server_command(serving.APP, 0)
     console.print(f"server    {shlex.join(server[2:]).replace('--port 0', '--port <free>')}")
+    console.print(
+        "between   PostgreSQL CHECKPOINT, sync, then up to "
+        f"{harness.QUIET_WAIT_S:.0f} s for the cores to be {harness.QUIET_IDLE:.0%} idle"
+    )
     console.print("figures   medians over repetitions; ratio = ours / reference\n")
 
 
@@ -191,6 +195,8 @@ def main(argv: Sequence[str]) -> int:
                 progress.update(task, advance=1 if calls else 0, description=description)
                 calls += 1
 
+            progress.update(task, description="waiting for the machine to go quiet")
+            harness.settle()
             t0 = time.perf_counter()
             try:
                 figures.extend(module.run(step))

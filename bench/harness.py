@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import statistics
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -137,3 +139,44 @@ def pg_version() -> str:
     except psycopg.OperationalError as exc:
         return f"unreachable ({str(exc).strip().splitlines()[0]})"
     return str(row[0]) if row else "?"
+
+
+QUIET_IDLE = 0.9  # share of the cores idle that counts as quiet
+QUIET_WAIT_S = 20.0
+
+
+def _idle_share(window_s: float) -> float | None:
+    """The share of all cores idle over ``window_s`` (Linux /proc/stat), or None."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    try:
+        idle0, all0 = sample()
+        time.sleep(window_s)
+        idle1, all1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (idle1 - idle0) / max(all1 - all0, 1)
+
+
+def settle() -> float:
+    """Let the machine go quiet before a benchmark: PostgreSQL writes out what the previous
+    one left dirty (CHECKPOINT), the kernel flushes its dirty pages (sync), then up to
+    ``QUIET_WAIT_S`` pass until the cores are ``QUIET_IDLE`` idle over half a second (the
+    background writes of one benchmark's bulk loads otherwise ran during the next one's
+    measurements). The seconds it took."""
+    t0 = time.perf_counter()
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3) as conn:
+            conn.execute("CHECKPOINT")
+    except psycopg.Error:
+        pass  # no PostgreSQL (a SQLite-only run): nothing of its to flush
+    os.sync()
+    while time.perf_counter() - t0 < QUIET_WAIT_S:
+        idle = _idle_share(0.5)
+        if idle is None or idle >= QUIET_IDLE:
+            break
+    return time.perf_counter() - t0
