@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -115,3 +116,12 @@ def test_bad_site_input(api: Api) -> None:
         assert r.status_code == 422, body
     assert "switched off" in api.post("admin", "/api/v1/sites", NEW).json()["detail"]
     assert api.post("ncc", "/api/v1/sites", {**NEW, "lat": 1, "lon": 1}).status_code == 403
+
+
+def test_the_geocoder_verifies_certificates_with_roots_loaded_once_per_process() -> None:
+    from app import main
+
+    context = main._tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0  # the trusted roots are loaded
+    assert main._tls_context() is context  # every app's client shares them
