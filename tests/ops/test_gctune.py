@@ -6,8 +6,12 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
 from app import gctune
 from tests.conftest import Api
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # process-wide
 
 
 class _Node:

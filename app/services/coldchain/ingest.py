@@ -333,11 +333,13 @@ def _fresh(raw: Raw, columns: Columns, candidates: list[int], result: IngestResu
     if not candidates:
         return []
     ids, ts = columns.device_ids, columns.ts_ms
-    if raw.postgres and len(candidates) == len(ts) and _no_repeats(ids, ts):
+    whole = len(candidates) == len(ts)
+    unique = whole and _no_repeats(ids, ts)
+    if raw.postgres and unique:
         # No item twice: the unique key is the duplicate check. A COPY that meets a stored
         # reading fails, and the conflict-safe insert counts what was stored (``_write``).
         return candidates
-    if len(candidates) == len(ts):  # every item: the columns whole, at C speed
+    if whole:  # every item: the columns whole, at C speed
         known = reading_store.existing(raw, sorted(set(ids)), min(ts), max(ts))
     else:
         known = reading_store.existing(
@@ -346,7 +348,7 @@ def _fresh(raw: Raw, columns: Columns, candidates: list[int], result: IngestResu
             min(ts[i] for i in candidates),
             max(ts[i] for i in candidates),
         )
-    if not known and len(candidates) == len(ts) and _no_repeats(ids, ts):
+    if not known and unique:
         return candidates  # the usual batch: nothing stored yet, no item twice
     fresh: list[int] = []
     seen: set[tuple[str, int]] = set()
