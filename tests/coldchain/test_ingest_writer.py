@@ -20,6 +20,7 @@ from app.db import Database
 from app.errors import Conflict
 from app.services.access import principals
 from app.services.coldchain import ingest
+from app.services.coldchain import writer as writer_module
 from app.services.coldchain.writer import Writer
 from app.sqlite_gate import FairLock
 from app.telemetry import READINGS
@@ -200,25 +201,55 @@ def test_a_unit_cancelled_before_its_turn_is_not_stored(api: Api, database: Data
     assert _stored(database, device) == [int((t0 + MIN).timestamp() * 1000)]
 
 
-def test_a_live_reading_is_served_before_the_batches_queued_ahead_of_it(
-    database: Database,
-) -> None:
-    writer = Writer(database, threads=1, budget_s=0.0)  # one thread, one unit a group
+def _order_served(
+    database: Database, arrivals: list[tuple[str, int]], *, budget_s: float, busy_size: int = 1
+) -> list[str]:
+    """The order in which one busy writer thread serves units queued while it works:
+    (name, readings) in order of arrival."""
+    writer = Writer(database, threads=1, budget_s=budget_s)
     hold, running = threading.Event(), threading.Event()
-    busy = writer.submit(lambda _session: running.set() or hold.wait(30))
+    busy = writer.submit(lambda _session: running.set() or hold.wait(30), size=busy_size)
     assert running.wait(30)
     order: list[str] = []
 
     def unit(name: str) -> Any:
         return lambda _session: order.append(name)
 
-    batches = [writer.submit(unit(f"batch {k}"), size=100) for k in range(2)]
-    live = [writer.submit(unit(f"live {k}"), size=1) for k in range(2)]
+    futures = [writer.submit(unit(name), size=size) for name, size in arrivals]
     hold.set()
-    for future in [busy, *batches, *live]:
+    for future in [busy, *futures]:
         future.result(timeout=30)
-    # Each kind in its own arrival order, the live readings first.
-    assert order == ["live 0", "live 1", "batch 0", "batch 1"]
+    return order
+
+
+ARRIVALS = [("batch 0", 100), ("batch 1", 100), ("live 0", 1), ("live 1", 1)]
+
+
+def test_a_live_reading_is_served_before_the_batches_queued_ahead_of_it(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "BATCH_MAX_WAIT_S", 60.0)  # no batch is overdue
+    # One unit a group: each kind in its own arrival order, the live readings first.
+    assert _order_served(database, ARRIVALS, budget_s=0.0) == [
+        "live 0",
+        "live 1",
+        "batch 0",
+        "batch 1",
+    ]
+
+
+def test_an_overdue_batch_opens_the_next_group_and_live_readings_follow_it(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loggers posting back to back keep live readings queued: a batch that has waited its
+    # bound opens the next group, so it is never starved; one batch, then the live
+    # readings again, so they are not starved in turn.
+    monkeypatch.setattr(writer_module, "BATCH_MAX_WAIT_S", 0.0)  # every batch is overdue
+    # The busy unit fills its group (MAX_GROUP_READINGS): the queued units form the next.
+    order = _order_served(
+        database, ARRIVALS, budget_s=60.0, busy_size=writer_module.MAX_GROUP_READINGS
+    )
+    assert order == ["batch 0", "live 0", "live 1", "batch 1"]
 
 
 def test_many_callers_at_once_get_what_each_would_alone(api: Api, database: Database) -> None:
