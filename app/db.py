@@ -298,6 +298,13 @@ class Raw:
         finally:
             cur.close()
 
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.executemany(self.sql(statement), rows)
+        finally:
+            cur.close()
+
     def marks(self, values: Sequence[Any]) -> str:
         """Placeholders for an IN list."""
         return ", ".join("?" for _ in values)

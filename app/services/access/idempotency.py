@@ -10,14 +10,11 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
-from sqlalchemy import select as select_columns
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from app.db import Raw
 from app.errors import Conflict, Invalid
 from models.base import utcnow
-from models.principal import IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
 
@@ -46,63 +43,44 @@ class Idempotency:
         """Claim the key, or return the stored (status, body) to replay."""
         if self.key is None:
             return None
-        key = {"principal_id": self.principal_id, "key": self.key}
-        claimed = session.execute(
-            _claim(session.get_bind().dialect.name),
-            {
-                **key,
-                "request_hash": self.fingerprint,
-                "status_code": 0,
-                "response_body": "",
-                "created_at": utcnow(),
-            },
-        ).first()
+        raw = Raw.of(session)
+        key = (self.principal_id, self.key)
+        claimed = raw.one(_CLAIM, (*key, self.fingerprint, 0, "", raw.stamp(utcnow())))
         if claimed is not None:
             self.claimed = True
             return None
         # Claimed by an earlier request (a concurrent one has committed by now: the insert
         # waited for it on the unique key).
-        stored = session.execute(_STORED, key).one()
-        if stored.request_hash != self.fingerprint:
+        stored = raw.one(_STORED, key)
+        if stored is None:  # cannot be: the insert found the key taken
+            raise RuntimeError("idempotency key taken but not found")
+        request_hash, status_code, response_body = stored
+        if request_hash != self.fingerprint:
             raise Conflict(
                 "this Idempotency-Key was used with a different request",
                 code="idempotency-key-reused",
             )
-        return stored.status_code, json.loads(stored.response_body)
+        return int(status_code), json.loads(response_body)
 
     def finish(self, session: Session, *, status_code: int, body: Any) -> None:
         if not self.claimed:
             return
-        session.execute(
-            _FINISH,
-            {
-                "p": self.principal_id,
-                "k": self.key,
-                "status_code": status_code,
-                "response_body": json.dumps(body, separators=(",", ":")),
-            },
-        )
+        response = json.dumps(body, separators=(",", ":"))
+        Raw.of(session).run(_FINISH, (status_code, response, self.principal_id, self.key))
 
 
-# Statements built once (their compiled form is then cached): every creating POST runs them.
-_TABLE: Table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
-_STORED = select_columns(_TABLE.c.request_hash, _TABLE.c.status_code, _TABLE.c.response_body).where(
-    _TABLE.c.principal_id == bindparam("principal_id"), _TABLE.c.key == bindparam("key")
+# Every creating POST with a key runs these: plain text and numbers on the driver's
+# connection (through SQLAlchemy's Session each cost several times the statement itself).
+# ON CONFLICT … RETURNING gives a row back only when this request claimed the key.
+_CLAIM = (
+    'INSERT INTO idempotency_record (principal_id, "key", request_hash, status_code, '
+    'response_body, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING "key"'
+)
+_STORED = (
+    "SELECT request_hash, status_code, response_body FROM idempotency_record "
+    'WHERE principal_id = ? AND "key" = ?'
 )
 _FINISH = (
-    update(_TABLE)
-    .where(_TABLE.c.principal_id == bindparam("p"), _TABLE.c.key == bindparam("k"))
-    .values(status_code=bindparam("status_code"), response_body=bindparam("response_body"))
+    "UPDATE idempotency_record SET status_code = ?, response_body = ? "
+    'WHERE principal_id = ? AND "key" = ?'
 )
-_CLAIMS: dict[str, Any] = {}
-
-
-def _claim(dialect_name: str) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING: a row back when this request claimed the key."""
-    found = _CLAIMS.get(dialect_name)
-    if found is None:
-        dialect = postgresql if dialect_name == "postgresql" else sqlite
-        found = _CLAIMS[dialect_name] = (
-            dialect.insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.key)
-        )
-    return found

@@ -30,11 +30,11 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Table, event, insert, text
-from sqlalchemy import select as select_columns
+from sqlalchemy import Table, event, insert
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
+from app.db import Raw
 from app.errors import Invalid
 from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
@@ -48,8 +48,10 @@ AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
 # Every journey step appends: its statements are built once (SQLAlchemy then caches their
 # compiled form) and the entry is inserted without an ORM object to track.
 _TABLE: Table = AuditEntry.__table__  # type: ignore[attr-defined]
-_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
-_LAST = select_columns(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
+# Every write request seals: the chain's head is read on the driver's connection (plain
+# numbers and text; through SQLAlchemy's Session the statement cost several times itself).
+_LOCK = "SELECT pg_advisory_xact_lock(?)"
+_LAST = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _INSERT = insert(_TABLE)
 
 
@@ -168,10 +170,11 @@ def seal(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK, {"k": AUDIT_LOCK_KEY})
-    last = session.execute(_LAST).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    raw = Raw.of(session)
+    if raw.postgres:
+        raw.one(_LOCK, (AUDIT_LOCK_KEY,))
+    last = raw.one(_LAST)
+    seq, prev_hash = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS_HASH)
     keys = current_keys()
     rows = []
     for _, content in pending:

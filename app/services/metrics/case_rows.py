@@ -18,6 +18,7 @@ from sqlalchemy import Double, Table, and_, bindparam, cast, exists, extract, fu
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
+from app.db import Raw
 from app.times import as_utc
 from models.case import Case, Milestone, MilestoneCorrection
 from models.coldchain import Excursion
@@ -265,7 +266,10 @@ _VOIDED = (
     .where(MILESTONE_CORRECTIONS.c.action == "void")
     .distinct()
 )
-_VOIDED_ONE = _VOIDED.where(MILESTONE_CORRECTIONS.c.case_id == bindparam("only"))
+# Every journey write's refresh asks it for its case, on the driver's connection.
+_VOIDED_ONE = (
+    "SELECT DISTINCT case_id FROM milestone_correction WHERE action = 'void' AND case_id = ?"
+)
 
 
 def _without_voided(
@@ -278,7 +282,7 @@ def _without_voided(
     above stays on its covering index (which has no status) and only these cases are redone.
     """
     if only is not None:  # every journey write's refresh: a statement built once
-        voided = set(session.execute(_VOIDED_ONE, {"only": only}).scalars().all())
+        voided = {str(r[0]) for r in Raw.of(session).all(_VOIDED_ONE, (only,))}
     else:
         voided = set(session.execute(_VOIDED).scalars().all())
     redo = [row for row in rows if row[0] in voided]

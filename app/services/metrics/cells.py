@@ -58,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
+from app.db import Raw
 from app.services.metrics.case_rows import _driver_rows
 from models.metrics import CELL, SPANS, CaseTurnaround, TurnaroundCell, TurnaroundCellDirty
 
@@ -82,14 +83,21 @@ def key_of(row: Mapping[Any, Any]) -> Key:
     return tuple(row[k] for k in CELL)
 
 
-_MARK = insert(DIRTY)  # every journey write logs its cells: built once
+# Every journey write logs its cells: plain text on the driver's connection, the values in
+# CELL's order (key_of).
+_MARK = (
+    "INSERT INTO case_turnaround_cell_dirty "
+    "(route, route_kind, manufacturing_site, site, product, month) VALUES (?, ?, ?, ?, ?, ?)"
+)
+if CELL != ("route", "route_kind", "manufacturing_site", "site", "product", "month"):
+    raise RuntimeError("cells._MARK lists CELL's columns: update it with CELL")
 
 
 def mark(session: Session, keys: Iterable[Key]) -> None:
     """Log cells whose rows the caller's transaction changed (appends only: never waits)."""
-    entries = [dict(zip(CELL, key, strict=True)) for key in set(keys)]
+    entries = list(dict.fromkeys(keys))  # each cell once, in the order given
     if entries:
-        session.execute(_MARK, entries)
+        Raw.of(session).many(_MARK, entries)
 
 
 def pack(values: Iterable[float]) -> bytes:

@@ -18,15 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert
+from sqlalchemy import Table, delete, insert
 from sqlalchemy import select as select_columns
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from app.db import Raw
 from app.services.metrics import cells
 from app.services.metrics.case_rows import (
     AT,
-    CASES,
     COLUMN,
     EXCURSION,
     MILESTONES,
@@ -67,24 +66,25 @@ def recomputed(session: Session, *, case_id: str | None = None) -> list[dict[str
     return [values(row) for row in fetch_rows(session, case_id=case_id)]
 
 
-# Every journey write refreshes its case's row: its statements are built once.
-_LOCK_CASE = (
-    select_columns(CASES.c.id)
-    .where(CASES.c.id == bindparam("case_id"))
-    .with_for_update(key_share=True)
-)
-_BEFORE = select_columns(TABLE).where(TABLE.c.case_id == bindparam("case_id"))
+# Every journey write refreshes its case's row: its statements are plain numbers and text,
+# run on the driver's connection (through SQLAlchemy's Session each cost several times the
+# statement itself). The column names are the table's own.
+COLUMNS = tuple(c.name for c in TABLE.columns)
+_LOCK_CASE = "SELECT id FROM cases WHERE id = ? FOR KEY SHARE"
+_BEFORE = f"SELECT {', '.join(COLUMNS)} FROM case_turnaround WHERE case_id = ?"  # noqa: S608
 
 
 def refresh(session: Session, *, case_id: str) -> None:
     """Bring one case's row in step with its records, in the caller's transaction."""
     session.flush()
-    if session.get_bind().dialect.name == "postgresql":
+    raw = Raw.of(session)
+    if raw.postgres:
         # Writers of one case's inputs (an event, an excursion from ingest) take turns here,
         # so the last to commit recomputed from what the others committed.
-        session.execute(_LOCK_CASE, {"case_id": case_id})
-    before = session.execute(_BEFORE, {"case_id": case_id}).first()
-    old = None if before is None else dict(before._mapping)
+        raw.one(_LOCK_CASE, (case_id,))
+    before = raw.one(_BEFORE, (case_id,))
+    # SQLite gives its booleans back as 0 and 1, which compare equal to False and True.
+    old = None if before is None else dict(zip(COLUMNS, before, strict=True))
     fresh = recomputed(session, case_id=case_id)
     if not fresh:
         if old is not None:
@@ -94,24 +94,28 @@ def refresh(session: Session, *, case_id: str) -> None:
     (row,) = fresh
     if row == old:
         return  # nothing changed: no write, no cell to redo
-    session.execute(_upsert(session.get_bind().dialect.name, tuple(row)), row)
+    raw.run(_upsert(tuple(row)), tuple(row.values()))
     cells.mark(session, [cells.key_of(row)] + ([] if old is None else [cells.key_of(old)]))
 
 
-_UPSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+_UPSERTS: dict[tuple[str, ...], str] = {}
 
 
-def _upsert(dialect_name: str, columns: tuple[str, ...]) -> Any:
-    """The insert-or-update of one row, built once per dialect (every journey write runs it)."""
-    found = _UPSERTS.get((dialect_name, columns))
+def _upsert(columns: tuple[str, ...]) -> str:
+    """The insert-or-update of one row (every journey write runs it), the same text on both
+    databases."""
+    found = _UPSERTS.get(columns)
     if found is None:
-        dialect = postgresql if dialect_name == "postgresql" else sqlite
-        stmt = dialect.insert(TABLE).values({k: bindparam(k) for k in columns})
-        found = stmt.on_conflict_do_update(
-            index_elements=[TABLE.c.case_id],
-            set_={k: stmt.excluded[k] for k in columns if k != "case_id"},
+        if not set(columns) <= set(COLUMNS):
+            raise ValueError(
+                f"not columns of case_turnaround: {sorted(set(columns) - set(COLUMNS))}"
+            )
+        updates = ", ".join(f"{k} = excluded.{k}" for k in columns if k != "case_id")
+        found = _UPSERTS[columns] = (
+            f"INSERT INTO case_turnaround ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT (case_id) DO UPDATE SET {updates}"
         )
-        _UPSERTS[(dialect_name, columns)] = found
     return found
 
 
