@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import text
 
 from app.db import Database
@@ -332,3 +333,23 @@ def test_a_warning_leaves_the_flag_and_its_rise_to_major_sets_it(api: Api) -> No
     w.temperatures([9.0, 9.0], late=False)  # the same excursion, now 30 min long: major
     (row,) = assert_in_step(database)
     assert row["excursion"]
+
+
+def test_refreshers_of_one_case_take_turns(api: Api, database: Database) -> None:
+    # PostgreSQL: two transactions refreshing one case's row (an event, an excursion from
+    # ingest) must not both compute from what neither has committed: the second waits.
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the writers already take turns")
+    w = Walker(api, "KASHIWA-LOCAL")
+    w.advance()
+    w.advance()  # collected: the case has a row
+    case_id = w.j.case["id"]
+    with database.session(write=True) as first:
+        turnaround_rows.refresh(first, case_id=case_id)  # its turn lasts to its end
+        with database.session(write=True) as second:
+            second.execute(text("SET LOCAL lock_timeout = '300ms'"))
+            with pytest.raises(LockNotAvailable):
+                turnaround_rows.refresh(second, case_id=case_id)
+            second.rollback()
+        first.rollback()
+    assert_in_step(database)

@@ -70,7 +70,7 @@ def recomputed(session: Session, *, case_id: str | None = None) -> list[dict[str
 # run on the driver's connection (through SQLAlchemy's Session each cost several times the
 # statement itself). The column names are the table's own.
 COLUMNS = tuple(c.name for c in TABLE.columns)
-_LOCK_CASE = "SELECT id FROM cases WHERE id = ? FOR KEY SHARE"
+_LOCK_CASE = "SELECT id FROM cases WHERE id = ? FOR NO KEY UPDATE"  # writers take turns
 _BEFORE = f"SELECT {', '.join(COLUMNS)} FROM case_turnaround WHERE case_id = ?"  # noqa: S608
 
 
