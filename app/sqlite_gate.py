@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import deque
+
+from app.telemetry import WRITER_HOLD, WRITER_WAIT
+
+INGEST_THREAD = "v2v-ingest-writer"  # the ingest writer's threads (app.services.coldchain)
+
+
+def _writer() -> str:
+    return "ingest" if threading.current_thread().name == INGEST_THREAD else "other"
 
 
 class FairLock:
@@ -31,31 +40,41 @@ class FairLock:
         self._mutex = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
         self._held = False
+        self._since = 0.0  # when the holder was granted the lock
+        self._holder = "other"  # its kind of writer (the metrics' label)
 
     def acquire(self, *, blocking: bool = True, timeout: float = -1) -> bool:
+        asked = time.monotonic()
         with self._mutex:
             if not self._held and not self._waiters:
                 self._held = True
-                return True
+                return self._granted(asked)
             if not blocking:
                 return False
             turn = threading.Lock()
             turn.acquire()
             self._waiters.append(turn)
         if turn.acquire(timeout=timeout):
-            return True  # handed over by release(): the lock stays held, now by us
+            return self._granted(asked)  # handed over by release(): held, now by us
         with self._mutex:
             try:
                 self._waiters.remove(turn)
             except ValueError:  # handed over between the timeout and here: ours after all
-                return True
+                return self._granted(asked)
             return False
+
+    def _granted(self, asked: float) -> bool:
+        self._since = now = time.monotonic()
+        self._holder = writer = _writer()
+        WRITER_WAIT.labels(writer).observe(now - asked)
+        return True
 
     def waiting(self) -> bool:
         """Whether anyone is queued for the lock."""
         return bool(self._waiters)
 
     def release(self) -> None:
+        WRITER_HOLD.labels(self._holder).observe(time.monotonic() - self._since)
         with self._mutex:
             if self._waiters:
                 self._waiters.popleft().release()  # handed over: the lock stays held

@@ -26,3 +26,22 @@ JOB_RUNS = Counter(
     ["job", "outcome"],
     registry=REGISTRY,
 )
+
+# SQLite's one writer lock (``app.sqlite_gate``): how long writers wait for it and hold it,
+# by writer ("ingest" for the ingest writer's turns, "other" for requests, jobs and the CLI).
+# A lock held most of the time is what makes everyone wait; these show it.
+_LOCK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+WRITER_WAIT = Histogram(
+    "v2v_sqlite_writer_wait_seconds",
+    "Time a SQLite writer waited for the process's writer lock, by writer.",
+    ["writer"],
+    registry=REGISTRY,
+    buckets=_LOCK_BUCKETS,
+)
+WRITER_HOLD = Histogram(
+    "v2v_sqlite_writer_hold_seconds",
+    "Time a SQLite writer held the process's writer lock, by writer.",
+    ["writer"],
+    registry=REGISTRY,
+    buckets=_LOCK_BUCKETS,
+)

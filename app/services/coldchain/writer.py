@@ -51,6 +51,7 @@ from sqlmodel import Session
 
 from app.db import Database, savepoint
 from app.errors import AppError
+from app.sqlite_gate import INGEST_THREAD
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class Writer:
                 self._cond.notify()
             elif self._running < self._threads:
                 self._running += 1
-                threading.Thread(target=self._loop, name="v2v-ingest-writer", daemon=True).start()
+                threading.Thread(target=self._loop, name=INGEST_THREAD, daemon=True).start()
         return unit.future
 
     def _loop(self) -> None:
