@@ -17,7 +17,7 @@ import functools
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,6 +302,19 @@ class Raw:
         cur = self.driver.cursor()
         try:
             cur.executemany(self.sql(statement), rows)
+        finally:
+            cur.close()
+
+    def compiled(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any], *, binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """All rows of SQL already compiled for this driver (its own placeholders, not
+        ``?``: a compiled Core statement's text and parameters); ``binary``: PostgreSQL's
+        binary format (bytea columns in half the bytes of hex)."""
+        cur = self.driver.cursor(binary=True) if binary and self.postgres else self.driver.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
         finally:
             cur.close()
 

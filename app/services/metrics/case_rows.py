@@ -333,14 +333,7 @@ def _run_sql(
 ) -> list[tuple[Any, ...]]:
     """Compiled SQL run on the session's own driver connection; the driver's tuples."""
     args: Any = params if positions is None else [params[k] for k in positions]
-    dbapi: Any = session.connection().connection.dbapi_connection
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    cursor = dbapi.cursor(binary=True) if binary and postgresql else dbapi.cursor()
-    try:
-        cursor.execute(sql, args)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+    return Raw.of(session).compiled(sql, args, binary=binary)
 
 
 def fetch(
