@@ -25,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from bench.harness import workdir
 from bench.serving import Server, serve
 from loadtest.actors import Cases, Logger, loggers_in_transit, upload, walker
@@ -78,8 +81,14 @@ def _one(
     )
 
 
-def measure(url: str, keys: dict[str, str], seconds: float) -> list[PerCall]:
-    """One server; a journey walker, single readings, 100-reading batches, then echo."""
+KINDS = ("journey write", "single reading", "100-reading batch", "echo")
+
+
+def measure(
+    url: str, keys: dict[str, str], seconds: float, step: Callable[[str], None] = print
+) -> list[PerCall]:
+    """One server; a journey walker, single readings, 100-reading batches, then echo
+    (``step`` is told each kind as it starts)."""
     os.environ["V2V_RATE_LIMIT_INGEST_PER_MIN"] = "0"
     run = uuid.uuid4().hex[:6]
     cases = Cases()
@@ -95,12 +104,17 @@ def measure(url: str, keys: dict[str, str], seconds: float) -> list[PerCall]:
         def readings(logger: Logger, size: int) -> Callable[[Client, Deadline], None]:
             return lambda client, _: upload(client, keys["courier"], logger, (size,), 0)
 
-        return [
-            _one(s, "journey write", seconds, walk),
-            _one(s, "single reading", seconds, readings(single, 1)),
-            _one(s, "100-reading batch", seconds, readings(batch, 100)),
-            _one(s, "echo", seconds, lambda client, _: echo(client, keys["courier"])),
+        work: list[Callable[[Client, Deadline], None]] = [
+            walk,
+            readings(single, 1),
+            readings(batch, 100),
+            lambda client, _: echo(client, keys["courier"]),
         ]
+        out = []
+        for name, fn in zip(KINDS, work, strict=True):
+            step(name)
+            out.append(_one(s, name, seconds, fn))
+        return out
 
 
 def main(argv: list[str]) -> int:
@@ -110,9 +124,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="fresh server each; medians")
     args = parser.parse_args(argv)
     rounds: list[list[PerCall]] = []
-    with fresh_database(args.db) as (url, keys):
-        for _ in range(args.rounds):
-            rounds.append(measure(url, keys, args.seconds))
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("fresh database", total=args.rounds * len(KINDS))
+        with fresh_database(args.db) as (url, keys):
+            for r in range(args.rounds):
+
+                def step(name: str, r: int = r) -> None:
+                    done = r * len(KINDS) + KINDS.index(name)
+                    label = f"round {r + 1}/{args.rounds}: {name}, {args.seconds:g} s"
+                    progress.update(task, completed=done, description=label)
+
+                rounds.append(measure(url, keys, args.seconds, step))
     print(f"server CPU per call, one client alone, {args.db}, {args.rounds} round(s), medians")
     print(f"  {'call':<20} {'calls':>7} {'CPU ms':>8} {'loop ms':>8} {'p50 ms':>8}")
     for i, first in enumerate(rounds[0]):
