@@ -381,9 +381,15 @@ def _write(
             (shipments[i], ids[i], ts[i], temps[i], *(extras[i] or _NO_EXTRAS), now_ms)
             for i in fresh
         ]
-        if reading_store.copy_postgresql(raw, full, during):
+        if 0 < len(full) <= reading_store.INSERT_MAX_ROWS:
+            inserted = reading_store.insert_postgresql(raw, full)
+            if len(inserted) == len(full):
+                during()
+                return fresh
+        elif reading_store.copy_postgresql(raw, full, during):
             return fresh
-        inserted = {(r[1], r[2]) for r in reading_store.upsert_postgresql(raw, full)}
+        else:
+            inserted = {(r[1], r[2]) for r in reading_store.upsert_postgresql(raw, full)}
         stored = [i for i in fresh if (ids[i], ts[i]) in inserted]
         result.duplicates += len(fresh) - len(stored)
         return stored

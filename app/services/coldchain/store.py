@@ -235,6 +235,30 @@ def copy_postgresql(
     return True
 
 
+# A unit of this many readings or fewer (a logger's live reading) is stored with one
+# INSERT … ON CONFLICT DO NOTHING: a COPY costs a savepoint, the COPY's own start and end
+# and a release, four round trips and psycopg's copy machinery for one row.
+INSERT_MAX_ROWS = 10
+
+
+def insert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> set[tuple[str, int]]:
+    """Insert what is not stored yet, in one statement; the (device_id, ts_ms) inserted.
+
+    A reading stored already (a resend) or being stored by a concurrent transaction (a
+    retry racing its first attempt: the insert waits for it) is skipped by the unique key.
+    """
+    cols = ", ".join(COLUMNS)
+    one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    values = ", ".join([one] * len(rows))
+    with raw.driver.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO reading ({cols}) VALUES {values} "  # noqa: S608 - fixed columns
+            "ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms",
+            [v for row in rows for v in row],
+        )
+        return {(str(r[0]), int(r[1])) for r in cur.fetchall()}
+
+
 def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Insert what is not stored yet (ON CONFLICT DO NOTHING); return the rows inserted."""
     cols = ", ".join(COLUMNS)
