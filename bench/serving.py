@@ -50,12 +50,21 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time the server process has used so far, all threads (Linux; NaN elsewhere)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return math.nan
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu_seconds(Path(f"/proc/{self.pid}/stat"))
+
+    def thread_cpu_seconds(self, tid: int) -> float:
+        """CPU time one thread of the server has used so far (its main thread: ``pid``)."""
+        return _stat_cpu_seconds(Path(f"/proc/{self.pid}/task/{tid}/stat"))
+
+
+def _stat_cpu_seconds(path: Path) -> float:
+    """User plus system time from a /proc stat file; NaN where there is none."""
+    try:
+        stat = path.read_text()
+    except OSError:
+        return math.nan
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

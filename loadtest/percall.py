@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,16 +33,6 @@ from loadtest.actors import Cases, Logger, loggers_in_transit, upload, walker
 from loadtest.client import Abandon, Client, Deadline, Ledger
 from loadtest.cluster import fresh_database
 from loadtest.load import echo
-
-
-def thread_cpu_seconds(pid: int, tid: int) -> float:
-    """CPU time of one thread of a process (Linux; NaN elsewhere)."""
-    try:
-        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -62,14 +51,14 @@ def _one(
     deadline = Deadline()
     with Client([server.base], ledger, deadline=deadline, retry=False) as client:
         cpu0 = server.cpu_seconds()
-        loop0 = thread_cpu_seconds(server.pid, server.pid)
+        loop0 = server.thread_cpu_seconds(server.pid)
         deadline.at = time.monotonic() + seconds
         try:
             work(client, deadline)
         except Abandon:
             pass
         cpu = server.cpu_seconds() - cpu0
-        loop = thread_cpu_seconds(server.pid, server.pid) - loop0
+        loop = server.thread_cpu_seconds(server.pid) - loop0
     if ledger.errors:
         raise RuntimeError(f"{name}: {ledger.errors[0]}")
     latencies = [x for values in ledger.latencies.values() for x in values]
