@@ -247,16 +247,13 @@ def insert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> set[tuple[str, i
     A reading stored already (a resend) or being stored by a concurrent transaction (a
     retry racing its first attempt: the insert waits for it) is skipped by the unique key.
     """
-    cols = ", ".join(COLUMNS)
-    one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    values = ", ".join([one] * len(rows))
-    with raw.driver.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO reading ({cols}) VALUES {values} "  # noqa: S608 - fixed columns
-            "ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms",
-            [v for row in rows for v in row],
-        )
-        return {(str(r[0]), int(r[1])) for r in cur.fetchall()}
+    values = ", ".join([f"({raw.marks(COLUMNS)})"] * len(rows))
+    found = raw.all(
+        f"INSERT INTO reading ({', '.join(COLUMNS)}) VALUES {values} "  # noqa: S608
+        "ON CONFLICT (device_id, ts_ms) DO NOTHING RETURNING device_id, ts_ms",
+        [v for row in rows for v in row],
+    )
+    return {(str(r[0]), int(r[1])) for r in found}
 
 
 def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
