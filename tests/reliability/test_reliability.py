@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,9 @@ def _shipment_with_loggers(api: Api, devices: list[str]) -> tuple[dict[str, Any]
     return shipment, j.t
 
 
-def _batches(device: str, start: Any, n_batches: int, size: int) -> list[dict[str, Any]]:
-    out = []
+def _batches(device: str, start: Any, n_batches: int, size: int) -> Iterator[dict[str, Any]]:
+    """The logger's batches in order, each made when its uploader gets to it (an uploader
+    told to stop early never builds the rest)."""
     for b in range(n_batches):
         items = [
             {
@@ -59,15 +61,14 @@ def _batches(device: str, start: Any, n_batches: int, size: int) -> list[dict[st
             }
             for i in range(size)
         ]
-        out.append({"readings": items})
-    return out
+        yield {"readings": items}
 
 
 class Uploader(threading.Thread):
     """Posts its batches in order, retrying each until a 2xx acknowledges it."""
 
     def __init__(
-        self, urls: list[str], key: str, batches: list[dict[str, Any]], deadline: float
+        self, urls: list[str], key: str, batches: Iterable[dict[str, Any]], deadline: float
     ) -> None:
         super().__init__(daemon=True)
         self.urls, self.batches, self.deadline = urls, batches, deadline
