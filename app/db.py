@@ -151,6 +151,29 @@ def _drop_on_commit(session: Session) -> None:
     session.info.pop(_ON_COMMIT, None)
 
 
+def hold_row_lock(session: Session, table: str, key: str) -> None:
+    """Note that this transaction has locked ``key``'s row of ``table`` (``FOR [NO KEY]
+    UPDATE``), so a later step of it need not ask again (``holds_row_lock``). Not noted in a
+    savepoint, whose rollback would release the lock."""
+    if session.in_nested_transaction():
+        return
+    transaction = session.get_transaction()
+    held: tuple[object, set[tuple[str, str]]] | None = session.info.get(_LOCKED)
+    if held is None or held[0] is not transaction:
+        held = session.info[_LOCKED] = (transaction, set())
+    held[1].add((table, key))
+
+
+def holds_row_lock(session: Session, table: str, key: str) -> bool:
+    """Whether ``hold_row_lock`` noted this row in the session's current transaction (a
+    transaction that ended took its locks and its notes with it)."""
+    held = session.info.get(_LOCKED)
+    return held is not None and held[0] is session.get_transaction() and (table, key) in held[1]
+
+
+_LOCKED = "v2v_row_locks"  # (the transaction that took them, {(table, key)})
+
+
 @contextmanager
 def savepoint(session: Session) -> Iterator[None]:
     """A block of the session's transaction that rolls back alone on error, with whatever
@@ -169,6 +192,28 @@ def savepoint(session: Session) -> Iterator[None]:
         session.info.pop(_IN_SAVEPOINT, None)
 
 
+class HoldingSession(Session):
+    """A session that keeps every object it loads until it closes.
+
+    SQLAlchemy's identity map holds its objects weakly: a row read only to check that it
+    exists (a site, a profile) or read by a step that has returned is dropped at once, and
+    the next ``session.get`` of the same key asks the database again. A request's write
+    transaction reads the same few rows in several steps (creating a shipment read its case,
+    profile and route twice: four round trips of 32), so its session keeps them instead: a
+    request is short and loads few objects, where a job or a report may load many and uses
+    a plain ``Session``.
+    """
+
+
+@event.listens_for(HoldingSession, "loaded_as_persistent")
+@event.listens_for(HoldingSession, "pending_to_persistent")
+def _hold(session: Session, instance: object) -> None:
+    session.info.setdefault(_HELD, []).append(instance)
+
+
+_HELD = "v2v_held"
+
+
 class Database:
     """The engine plus session factories for reads and writes."""
 
@@ -183,11 +228,12 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def session(self, *, write: bool = False, nowait: bool = False) -> Session:
+    def session(self, *, write: bool = False, nowait: bool = False, hold: bool = False) -> Session:
         """A session; ``write`` takes SQLite's writer lock at the first statement, waiting up
-        to the busy timeout for it, or not at all with ``nowait`` (SQLite only)."""
+        to the busy timeout for it, or not at all with ``nowait`` (SQLite only); ``hold``
+        keeps what it loads until it closes (``HoldingSession``: a request's writes)."""
         engine = self._nowait_engine if nowait else self._write_engine if write else self.engine
-        return Session(engine, expire_on_commit=False)
+        return (HoldingSession if hold else Session)(engine, expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlmodel import Session, col, select
 
+from app.db import hold_row_lock
 from app.errors import NotFound
 from models.case import Case
 from models.principal import Principal, Role
@@ -83,6 +84,8 @@ def scoped_case(session: Session, *, principal: Principal, case_id: str, lock: b
     case = session.exec(stmt).first()
     if case is None:
         raise NotFound("no such case")
+    if lock:
+        hold_row_lock(session, "cases", case.id)
     return case
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import Table, delete, insert
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
-from app.db import Raw
+from app.db import Raw, holds_row_lock
 from app.services.metrics import cells
 from app.services.metrics.case_rows import (
     AT,
@@ -78,9 +78,10 @@ def refresh(session: Session, *, case_id: str) -> None:
     """Bring one case's row in step with its records, in the caller's transaction."""
     session.flush()
     raw = Raw.of(session)
-    if raw.postgres:
+    if raw.postgres and not holds_row_lock(session, "cases", case_id):
         # Writers of one case's inputs (an event, an excursion from ingest) take turns here,
-        # so the last to commit recomputed from what the others committed.
+        # so the last to commit recomputed from what the others committed. A journey step
+        # locked the case when it loaded it (the same lock), and need not ask again.
         raw.one(_LOCK_CASE, (case_id,))
     before = raw.one(_BEFORE, (case_id,))
     # SQLite gives its booleans back as 0 and 1, which compare equal to False and True.

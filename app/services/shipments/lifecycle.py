@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.db import hold_row_lock
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
 from app.services.access.scope import scoped_case
 from app.services.audit import chain as audit
@@ -225,6 +226,7 @@ def record_custody(
     if case is None:  # feeds that hold the case already pass it; otherwise it is locked here
         stmt = select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
         case = session.exec(stmt).one()
+        hold_row_lock(session, "cases", case.id)
     if Role(actor.role) not in CUSTODY_ROLES:
         raise Forbidden(f"role {actor.role} may not record custody")
     direction = Direction(shipment.direction)

@@ -1,0 +1,78 @@
+"""What a request's write session remembers within its transaction: the rows it loaded (so a
+later step does not read them again) and the row locks it took (so a later step does not
+lock them again), and nothing past the transaction's end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlmodel import select
+
+from app.db import Database, hold_row_lock, holds_row_lock
+from models.reference import Site
+
+
+@contextmanager
+def _statements(database: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+
+def _site_code(database: Database) -> str:
+    with database.session() as session:
+        site = session.exec(select(Site)).first()
+        assert site is not None, "the reference seed holds sites"
+        return site.code
+
+
+def test_a_request_write_session_reads_a_row_once(database: Database) -> None:
+    code = _site_code(database)
+    with database.session(write=True, hold=True) as session, _statements(database) as seen:
+        assert session.get(Site, code) is not None  # checked, then dropped by the caller
+        assert session.get(Site, code) is not None
+    assert len([s for s in seen if "FROM site" in s]) == 1
+
+
+def test_a_plain_session_reads_a_dropped_row_again(database: Database) -> None:
+    """The reason for the above: SQLAlchemy's identity map forgets unreferenced rows."""
+    code = _site_code(database)
+    with database.session(write=True) as session, _statements(database) as seen:
+        assert session.get(Site, code) is not None
+        assert session.get(Site, code) is not None
+    assert len([s for s in seen if "FROM site" in s]) == 2
+
+
+def test_a_row_lock_is_known_until_its_transaction_ends(database: Database) -> None:
+    with database.session(write=True) as session:
+        session.connection()  # the transaction begins
+        assert not holds_row_lock(session, "cases", "C1")
+        hold_row_lock(session, "cases", "C1")
+        assert holds_row_lock(session, "cases", "C1")
+        assert not holds_row_lock(session, "cases", "C2")
+        assert not holds_row_lock(session, "shipment", "C1")
+        session.commit()  # the lock went with the transaction
+        session.connection()
+        assert not holds_row_lock(session, "cases", "C1")
+        hold_row_lock(session, "cases", "C1")
+        session.rollback()
+        session.connection()
+        assert not holds_row_lock(session, "cases", "C1")
+
+
+def test_a_lock_taken_in_a_savepoint_is_not_noted(database: Database) -> None:
+    """Rolling back to a savepoint releases the locks taken inside it: never relied on."""
+    with database.session(write=True) as session:
+        session.connection()
+        with session.begin_nested():
+            hold_row_lock(session, "cases", "C1")
+        assert not holds_row_lock(session, "cases", "C1")
