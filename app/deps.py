@@ -31,6 +31,8 @@ from models.principal import Principal, Role
 from models.shipment import Shipment
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CASE_READERS = frozenset(CASE_READERS)
+_SHIPMENT_READERS = frozenset(SHIPMENT_READERS)
 
 
 def get_db(request: Request) -> Database:
@@ -62,7 +64,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     transaction (a read, or a write an error interrupted) is closed in a worker thread, as
     its rollback may wait for the database."""
     # Writes take SQLite's writer lock up front (BEGIN IMMEDIATE); reads never block.
-    session = get_db(request).session(write=request.method not in READ_METHODS)
+    write = request.method not in READ_METHODS
+    session = get_db(request).session(write=write, hold=write)
     try:
         yield session
     finally:
@@ -108,8 +111,8 @@ def ensure_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
     return principal
 
 
-def get_caller(request: Request, session: SessionDep) -> Principal:
-    """Whoever holds the key, device keys included; routes admit roles by name."""
+def _authenticate_request(request: Request, session: Session) -> Principal:
+    """Check the request's key (``get_caller``'s work, in a worker thread)."""
     token = bearer_token(request)
     db = get_db(request)
     if db.dialect == "sqlite" and request.method not in READ_METHODS:
@@ -119,6 +122,35 @@ def get_caller(request: Request, session: SessionDep) -> Principal:
             return authenticate(request, read, token)
     # Elsewhere the request's own session: no second connection, ping and BEGIN/ROLLBACK.
     return authenticate(request, session, token)
+
+
+def caller_in(request: Request, session: Session) -> Principal:
+    """The request's caller, checking its key in ``session`` unless already checked.
+
+    A scoped loader (``load_case``) is the request's first dependency to use the database
+    and runs in a worker thread: it checks the key there, in the session it loads the
+    record with, and the role checks that follow find the caller known (``get_caller``)
+    instead of checking the key in a thread of their own first.
+    """
+    known: Principal | None = getattr(request.state, _CALLER, None)
+    if known is not None:
+        return known
+    principal = authenticate(request, session, bearer_token(request))
+    setattr(request.state, _CALLER, principal)
+    return principal
+
+
+_CALLER = "v2v_api_caller"  # set only by an API key checked for this request
+
+
+async def get_caller(request: Request, session: SessionDep) -> Principal:
+    """Whoever holds the key, device keys included; routes admit roles by name."""
+    known: Principal | None = getattr(request.state, _CALLER, None)
+    if known is not None:
+        return known
+    principal = await to_thread.run_sync(_authenticate_request, request, session)
+    setattr(request.state, _CALLER, principal)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
@@ -150,57 +182,94 @@ Loaded = TypeVar("Loaded", bound=SQLModel)
 
 
 def scoped_record(
-    request: Request, session: Session, load: Callable[[Session, bool], Loaded]
+    request: Request,
+    session: Session,
+    readers: frozenset[Role],
+    load: Callable[[Session, Principal, bool], Loaded],
 ) -> Loaded:
     """A record in the caller's scope (404 otherwise), for a read or, locked, for a write.
+
+    The caller's key is checked here, in the session the record is read in, unless an
+    earlier dependency checked it (``caller_in``); a role outside ``readers`` gets 403.
 
     On SQLite a write locks the whole database (``BEGIN IMMEDIATE`` behind the writer gate)
     from its first statement to its commit, so a dependency must not be that statement: the
     lock would be held while FastAPI hops back to the event loop and waits for a worker
     thread to run the handler (a queue every other writer then waits behind; with every
     worker thread waiting for the gate, the holder would wait for a thread until the busy
-    timeout). The scope check runs in a short read session instead, and the record joins
-    the request's session expired: its first use in the handler reloads it, inside the write
-    transaction, under the lock. PostgreSQL locks the row alone (``FOR NO KEY UPDATE``) in
-    the request's transaction, which blocks only writers of the same record.
+    timeout). The key and scope checks run in a short read session instead, and the record
+    joins the request's session expired: its first use in the handler reloads it, inside
+    the write transaction, under the lock. PostgreSQL locks the row alone (``FOR NO KEY
+    UPDATE``) in the request's transaction, which blocks only writers of the same record.
     """
+
+    def admitted(s: Session) -> Principal:
+        # The route's own roles first: a role it does not admit gets 403 wherever the record
+        # is (API.md), before its scope could answer 404.
+        principal = caller_in(request, s)
+        ensure_role(principal, route_roles(request))
+        return ensure_role(principal, readers)
+
     if request.method in READ_METHODS:
-        return load(session, False)
+        return load(session, admitted(session), False)
     db = get_db(request)
     if db.dialect != "sqlite":
-        return load(session, True)
+        return load(session, admitted(session), True)
     with db.session() as read:
-        found = load(read, False)
+        found = load(read, admitted(read), False)
     session.add(found)
     session.expire(found)
     return found
 
 
+def route_roles(request: Request) -> frozenset[Role]:
+    """The roles the request's route admits: those of every ``require_roles`` among its
+    dependencies (all of them must admit a role); every role if it has none. Worked out on
+    a route's first request and kept on the route."""
+    route = request.scope.get("route")
+    found: frozenset[Role] | None = getattr(route, _ROUTE_ROLES, None)
+    if found is None:
+        found = frozenset(Role)
+        dependant = getattr(route, "dependant", None)
+        pending = list(dependant.dependencies) if dependant is not None else []
+        while pending:
+            dependency = pending.pop()
+            pending.extend(dependency.dependencies)
+            allowed = getattr(dependency.call, "allowed_roles", None)
+            if allowed is not None:
+                found &= allowed
+        if route is not None:
+            setattr(route, _ROUTE_ROLES, found)
+    return found
+
+
+_ROUTE_ROLES = "v2v_roles"
+
+
 def load_case(
-    case_id: Annotated[str, Path(max_length=64)],
-    request: Request,
-    session: SessionDep,
-    principal: Annotated[Principal, require_roles(*CASE_READERS)],
+    case_id: Annotated[str, Path(max_length=64)], request: Request, session: SessionDep
 ) -> Case:
-    def load(s: Session, lock: bool) -> Case:
+    """The case of the path, in the caller's scope; declared before the route's own role
+    check, it is where the caller's key is checked (one worker thread for both)."""
+
+    def load(s: Session, principal: Principal, lock: bool) -> Case:
         return scoped_case(s, principal=principal, case_id=case_id, lock=lock)
 
-    return scoped_record(request, session, load)
+    return scoped_record(request, session, _CASE_READERS, load)
 
 
 ScopedCase = Annotated[Case, Depends(load_case)]
 
 
 def load_shipment(
-    shipment_id: Annotated[str, Path(max_length=64)],
-    request: Request,
-    session: SessionDep,
-    principal: Annotated[Principal, require_roles(*SHIPMENT_READERS)],
+    shipment_id: Annotated[str, Path(max_length=64)], request: Request, session: SessionDep
 ) -> Shipment:
-    def load(s: Session, lock: bool) -> Shipment:
+    """The shipment of the path, in the caller's scope (see ``load_case``)."""
+
+    def load(s: Session, principal: Principal, lock: bool) -> Shipment:
         return scoped_shipment(s, principal=principal, shipment_id=shipment_id, lock=lock)
 
-    return scoped_record(request, session, load)
+    return scoped_record(request, session, _SHIPMENT_READERS, load)
 
 
 ScopedShipment = Annotated[Shipment, Depends(load_shipment)]
@@ -247,16 +316,28 @@ def replay_response(stored: tuple[int, Any]) -> JSONResponse:
 Out = TypeVar("Out", bound=BaseModel)
 
 
+def answer(model: BaseModel, *, status_code: int = 200) -> JSONResponse:
+    """A sync endpoint's model as its JSON response, rendered in the endpoint's worker thread.
+
+    Returned as a model, it would be validated again (it was built by validation) and
+    serialised by FastAPI in a second trip through the thread pool: under load each trip
+    waits for the event loop and a worker in turn, a few milliseconds each. The route's
+    ``response_model`` still documents the body; the model returned must be of that class.
+    """
+    return JSONResponse(model.model_dump(mode="json", by_alias=True), status_code=status_code)
+
+
 def created_once(
     session: Session, idem: Idempotency, create: Callable[[], Out], *, status_code: int = 201
-) -> Out | JSONResponse:
-    """Run a creating request in one commit; its Idempotency-Key replays the first answer."""
+) -> JSONResponse:
+    """Run a creating request in one commit; its Idempotency-Key replays the first answer,
+    byte for byte (both render the stored body; see ``answer`` for why it is JSON here)."""
     with committing(session):
         if (stored := idem.begin(session)) is not None:
             return replay_response(stored)
-        out = create()
-        idem.finish(session, status_code=status_code, body=out.model_dump(mode="json"))
-    return out
+        body = create().model_dump(mode="json", by_alias=True)
+        idem.finish(session, status_code=status_code, body=body)
+    return JSONResponse(body, status_code=status_code)
 
 
 def require_metrics_access(request: Request) -> None:

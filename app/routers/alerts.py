@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlmodel import Session
 
 from app.deps import NowDep, SessionDep, SettingsDep, committing, require_roles, scoped_record
 from app.pagination import CursorQuery, IntId, LimitQuery
@@ -29,13 +30,13 @@ Watcher = Annotated[Principal, require_roles(*ALERT_WATCHERS)]
 Resolver = Annotated[Principal, require_roles(*RESOLVERS)]
 
 
-def load_alert(
-    alert_id: IntId, request: Request, session: SessionDep, principal: Resolver
-) -> Alert:
+def load_alert(alert_id: IntId, request: Request, session: SessionDep) -> Alert:
     """The alert in the resolver's scope (404 otherwise), before the body is judged."""
-    return scoped_record(
-        request, session, lambda s, _lock: scoped_alert(s, actor=principal, alert_id=alert_id)
-    )
+
+    def load(s: Session, principal: Principal, _lock: bool) -> Alert:
+        return scoped_alert(s, actor=principal, alert_id=alert_id)
+
+    return scoped_record(request, session, frozenset(RESOLVERS), load)
 
 
 ResolvableAlert = Annotated[Alert, Depends(load_alert)]

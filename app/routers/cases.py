@@ -14,6 +14,7 @@ from app.deps import (
     ScopedCase,
     SessionDep,
     SettingsDep,
+    answer,
     committing,
     created_once,
     require_roles,
@@ -94,32 +95,32 @@ def list_cases(
 
 
 @router.get("/{case_id}", response_model=CaseDetail)
-def get_case(_principal: Reader, case: ScopedCase, session: SessionDep, now: NowDep) -> CaseDetail:
+def get_case(case: ScopedCase, _principal: Reader, session: SessionDep, now: NowDep) -> CaseDetail:
     """One case with its milestones, shipments, alerts, durations so far, slot and hold."""
     return reads.case_detail(session, case=case, now=now)
 
 
 @router.post("/{case_id}/schedule", response_model=ScheduleResponse)
 def schedule_case(
+    case: ScopedCase,
     principal: Coordinator,
     body: ScheduleRequest,
-    case: ScopedCase,
     session: SessionDep,
     now: NowDep,
-) -> ScheduleResponse:
+) -> JSONResponse:
     """Book apheresis and reserve the manufacturing slot the material will need."""
     with committing(session):
         out = events.schedule(
             session, case=case, actor=principal, apheresis_at=body.apheresis_at, now=now
         )
-    return out
+    return answer(out)
 
 
 @router.post("/{case_id}/events", status_code=status.HTTP_201_CREATED, response_model=EventPublic)
 def record_event(
+    case: ScopedCase,
     principal: EventRecorder,
     body: EventCreate,
-    case: ScopedCase,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,

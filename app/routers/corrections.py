@@ -38,10 +38,10 @@ Corrector = Annotated[
     response_model=MilestoneCorrected,
 )
 def correct_milestone(
+    case: ScopedCase,
     principal: Corrector,
     milestone_id: IntId,
     body: CorrectionRequest,
-    case: ScopedCase,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
@@ -66,9 +66,9 @@ def correct_milestone(
 
 @router.post("/{case_id}/hold", response_model=CaseDetail)
 def hold_case(
+    case: ScopedCase,
     principal: HoldSigner,
     body: HoldRequest,
-    case: ScopedCase,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,

@@ -24,8 +24,8 @@ QA = Annotated[Principal, require_roles(*DISPOSITION_SIGNERS)]
 
 @router.get("/shipments/{shipment_id}/readings")
 def shipment_trace(
-    _principal: Reader,
     shipment: ScopedShipment,
+    _principal: Reader,
     session: SessionDep,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,

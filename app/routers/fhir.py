@@ -82,7 +82,7 @@ def search_biologically_derived_products(
     responses=_content("The case's product as an R5 BiologicallyDerivedProduct."),
 )
 def biologically_derived_product(
-    _principal: Reader, case: ScopedCase, session: SessionDep
+    case: ScopedCase, _principal: Reader, session: SessionDep
 ) -> FhirResponse:
     """The case's product as FHIR R5, at any stage of the journey."""
     return FhirResponse(fhir_service.read_product(session, case=case))
@@ -94,7 +94,7 @@ def biologically_derived_product(
     responses=_content("The infusion as an R5 BiologicallyDerivedProductDispense."),
 )
 def biologically_derived_product_dispense(
-    _principal: Reader, case: ScopedCase, session: SessionDep
+    case: ScopedCase, _principal: Reader, session: SessionDep
 ) -> FhirResponse:
     """The case's infusion as FHIR R5; not found until the product is infused."""
     return FhirResponse(fhir_service.read_dispense(session, case=case))

@@ -28,8 +28,8 @@ _LABEL_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.get("/{case_id}/label", response_class=Response, responses=_LABEL_RESPONSES)
 def case_label(
-    principal: Printer,
     case: ScopedCase,
+    principal: Printer,
     session: SessionDep,
     now: NowDep,
     format: Annotated[Literal["pdf", "svg", "png"], Query()] = "pdf",  # noqa: A002

@@ -86,7 +86,7 @@ def list_shipments(
 
 @router.get("/{shipment_id}", response_model=ShipmentPublic)
 def get_shipment(
-    _principal: Reader, shipment: ScopedShipment, session: SessionDep, now: NowDep
+    shipment: ScopedShipment, _principal: Reader, session: SessionDep, now: NowDep
 ) -> ShipmentPublic:
     """One shipment with its chain of custody, ETA, last reading and excursion summary."""
     return views.detail(session, shipment=shipment, now=now)
@@ -96,9 +96,9 @@ def get_shipment(
     "/{shipment_id}/custody", status_code=status.HTTP_201_CREATED, response_model=CustodyPublic
 )
 def record_custody(
+    shipment: ScopedShipment,
     principal: Custodian,
     body: CustodyCreate,
-    shipment: ScopedShipment,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
@@ -128,9 +128,9 @@ def record_custody(
 
 @router.post("/{shipment_id}/cancel", response_model=ShipmentPublic)
 def cancel_shipment(
+    shipment: ScopedShipment,
     principal: Creator,
     body: ShipmentCancel,
-    shipment: ScopedShipment,
     session: SessionDep,
     now: NowDep,
 ) -> ShipmentPublic:
