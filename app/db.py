@@ -337,6 +337,28 @@ class Raw:
         finally:
             cur.close()
 
+    def one_after(
+        self, first: str, first_params: Sequence[Any], statement: str, params: Sequence[Any] = ()
+    ) -> tuple[Any, ...] | None:
+        """Run ``first``, then ``statement``, and give the latter's first row. On PostgreSQL
+        both go in one round trip (psycopg's pipeline mode): the server still runs them one
+        after the other, and ``statement``'s snapshot is taken after ``first`` has finished
+        (READ COMMITTED takes one per statement), so it sees what committed while ``first``
+        waited (a lock, say). If ``first`` fails, ``statement`` is not run."""
+        if not self.postgres:
+            self.run(first, first_params)
+            return self.one(statement, params)
+        before, after = self.driver.cursor(), self.driver.cursor()
+        try:
+            with self.driver.pipeline():
+                before.execute(self.sql(first), first_params)
+                after.execute(self.sql(statement), params)
+            row = after.fetchone()
+            return tuple(row) if row is not None else None
+        finally:
+            before.close()
+            after.close()
+
     def run(self, statement: str, params: Sequence[Any] = ()) -> None:
         cur = self.driver.cursor()
         try:

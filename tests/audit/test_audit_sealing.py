@@ -4,6 +4,9 @@ transaction that has recorded entries but not committed does not hold the chain'
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import text
 from sqlmodel import Session, col, select
@@ -78,6 +81,44 @@ def test_an_open_transaction_does_not_hold_the_chain(database: Database) -> None
         slow.commit()
     assert _actions(database) == ["quick", "slow"]  # chained in commit order
     _verified(database)
+
+
+def test_a_writer_that_waited_for_the_chain_links_after_the_one_it_waited_for(
+    database: Database,
+) -> None:
+    """The chain's head is read after its lock is granted (in the same round trip on
+    PostgreSQL): a head read before the wait would be the one the other writer replaced."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing else could append meanwhile")
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with database.session(write=True) as session:
+                _record(session, "second")
+                session.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failures.append(exc)
+
+    with database.session(write=True) as first:
+        _record(first, "first")
+        chain.seal(first)  # holds the chain's lock until it commits
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        with database.session() as probe:
+            while not probe.execute(text(_WAITING_FOR_ADVISORY)).scalar():
+                assert time.monotonic() < deadline, "the second writer never waited"
+                probe.rollback()
+                time.sleep(0.02)
+        first.commit()
+    waiter.join(timeout=10)
+    assert not failures, failures
+    assert _actions(database) == ["first", "second"]
+    _verified(database)
+
+
+_WAITING_FOR_ADVISORY = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
 
 
 def test_a_commit_inside_a_savepoint_seals_its_entries(database: Database) -> None:

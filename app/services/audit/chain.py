@@ -171,9 +171,10 @@ def seal(session: Session) -> None:
     if not pending:
         return
     raw = Raw.of(session)
-    if raw.postgres:
-        raw.one(_LOCK, (AUDIT_LOCK_KEY,))
-    last = raw.one(_LAST)
+    if raw.postgres:  # the head is read once the lock is held, in the same round trip
+        last = raw.one_after(_LOCK, (AUDIT_LOCK_KEY,), _LAST)
+    else:  # SQLite: the transaction holds the one writer lock already
+        last = raw.one(_LAST)
     seq, prev_hash = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS_HASH)
     keys = current_keys()
     rows = []

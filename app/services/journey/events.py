@@ -89,7 +89,11 @@ SELECT max(at) FROM (
 
 
 def check_physical_order(session: Session, *, case: Case, occurred_at: datetime) -> None:
-    latest = last_physical_at(session, case.id)
+    require_physical_order(last_physical_at(session, case.id), occurred_at=occurred_at)
+
+
+def require_physical_order(latest: datetime | None, *, occurred_at: datetime) -> None:
+    """Refuse a step dated before the latest physical milestone (``latest``)."""
     if latest is not None and occurred_at < latest:
         raise Invalid(
             "occurred_at precedes the previous physical milestone "
@@ -99,8 +103,11 @@ def check_physical_order(session: Session, *, case: Case, occurred_at: datetime)
         )
 
 
-# Every event reads its route's factory (on the driver's connection: see _LAST_PHYSICAL).
-_FACTORY = "SELECT manufacturing_site FROM route WHERE code = ?"
+# Every event reads its route's factory and the case's latest physical milestone: one
+# statement on the driver's connection (see _LAST_PHYSICAL), one round trip.
+_FACTORY_AND_LAST = f"""
+SELECT (SELECT manufacturing_site FROM route WHERE code = ?),
+       ({_LAST_PHYSICAL.strip()})"""  # noqa: S608 - constant text, no input
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -137,10 +144,12 @@ def record_event(
             extra={"current_status": case.status},
         )
     check_instant(occurred_at=occurred_at, now=now, future_tolerance_s=future_tolerance_s)
-    found = Raw.of(session).one(_FACTORY, (case.route,))
-    manufacturing_site = None if found is None else str(found[0])
-    if manufacturing_site is None:  # guaranteed by foreign keys and state
+    session.flush()  # the driver's statement below sees only what was written
+    found = Raw.of(session).one(_FACTORY_AND_LAST, (case.route, case.id, case.id))
+    if found is None or found[0] is None:  # guaranteed by foreign keys and state
         raise RuntimeError("inconsistent data: route missing")
+    manufacturing_site = str(found[0])
+    latest_physical = None if found[1] is None else as_utc(found[1])
     expected_site = manufacturing_site if event_type in MANUFACTURING_EVENTS else case.site
     if site != expected_site:  # the expected site exists (foreign keys): only others are read
         if session.get(Site, site) is None:
@@ -152,7 +161,7 @@ def record_event(
         )
     if event_type in IDENTITY_BEARING or coi:
         require_coi(case=case, scanned=coi, step=event_type, actor=actor, now=now)
-    check_physical_order(session, case=case, occurred_at=occurred_at)
+    require_physical_order(latest_physical, occurred_at=occurred_at)
     data = bedside.check(
         session,
         case=case,

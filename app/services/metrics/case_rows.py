@@ -126,8 +126,10 @@ def fetch_rows(
     case_id: str | None = None,
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
+    voided: bool | None = None,
 ) -> list[Sequence[Any]]:
-    """Collected cases as plain rows in CaseRow's layout, from one set query."""
+    """Collected cases as plain rows in CaseRow's layout, from one set query (``voided``:
+    whether the one ``case_id`` has a voided milestone, when the caller has read it)."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     if case_id is not None and not (site or routes or manufacturing_site or product):
         # One case (every write's refresh): the statement is compiled once per dialect.
@@ -146,7 +148,7 @@ def fetch_rows(
     high = collected_to.timestamp() if collected_to else math.inf
     return [
         row
-        for row in _without_voided(session, found, case_id)
+        for row in _without_voided(session, found, case_id, voided)
         if row[FIRST] is not None and low <= row[FIRST] < high
     ]
 
@@ -273,7 +275,7 @@ _VOIDED_ONE = (
 
 
 def _without_voided(
-    session: Session, rows: list[tuple[Any, ...]], only: str | None
+    session: Session, rows: list[tuple[Any, ...]], only: str | None, known: bool | None = None
 ) -> list[tuple[Any, ...]]:
     """The rows with the times of the cases that have a voided milestone taken again from
     their valid and amended milestones only.
@@ -281,7 +283,9 @@ def _without_voided(
     Voids are rare and kept in the small ``milestone_correction`` table, so the set query
     above stays on its covering index (which has no status) and only these cases are redone.
     """
-    if only is not None:  # every journey write's refresh: a statement built once
+    if only is not None and known is not None:  # a journey write's refresh read it
+        voided = {only} if known else set()
+    elif only is not None:
         voided = {str(r[0]) for r in Raw.of(session).all(_VOIDED_ONE, (only,))}
     else:
         voided = set(session.execute(_VOIDED).scalars().all())

@@ -61,9 +61,12 @@ def values(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def recomputed(session: Session, *, case_id: str | None = None) -> list[dict[str, Any]]:
-    """The rows a from-scratch computation gives (one case's, or every case's)."""
-    return [values(row) for row in fetch_rows(session, case_id=case_id)]
+def recomputed(
+    session: Session, *, case_id: str | None = None, voided: bool | None = None
+) -> list[dict[str, Any]]:
+    """The rows a from-scratch computation gives (one case's, or every case's; ``voided``
+    as ``fetch_rows``)."""
+    return [values(row) for row in fetch_rows(session, case_id=case_id, voided=voided)]
 
 
 # Every journey write refreshes its case's row: its statements are plain numbers and text,
@@ -71,7 +74,13 @@ def recomputed(session: Session, *, case_id: str | None = None) -> list[dict[str
 # statement itself). The column names are the table's own.
 COLUMNS = tuple(c.name for c in TABLE.columns)
 _LOCK_CASE = "SELECT id FROM cases WHERE id = ? FOR NO KEY UPDATE"  # writers take turns
-_BEFORE = f"SELECT {', '.join(COLUMNS)} FROM case_turnaround WHERE case_id = ?"  # noqa: S608
+# The row as it stands and whether the case has a voided milestone: one round trip (a row
+# always comes back; its columns are NULL when the case has none yet).
+_BEFORE = (
+    f"SELECT {', '.join('t.' + c for c in COLUMNS)}, "  # noqa: S608 - the table's own names
+    "EXISTS (SELECT 1 FROM milestone_correction WHERE action = 'void' AND case_id = ?) "
+    "FROM (SELECT 1 AS one) AS o LEFT JOIN case_turnaround AS t ON t.case_id = ?"
+)
 
 
 def refresh(session: Session, *, case_id: str) -> None:
@@ -83,10 +92,13 @@ def refresh(session: Session, *, case_id: str) -> None:
         # so the last to commit recomputed from what the others committed. A journey step
         # locked the case when it loaded it (the same lock), and need not ask again.
         raw.one(_LOCK_CASE, (case_id,))
-    before = raw.one(_BEFORE, (case_id,))
+    before = raw.one(_BEFORE, (case_id, case_id))
+    if before is None:  # a LEFT JOIN to one row gives one row
+        raise RuntimeError("the turnaround row's read gave nothing")
+    *stored, voided = before
     # SQLite gives its booleans back as 0 and 1, which compare equal to False and True.
-    old = None if before is None else dict(zip(COLUMNS, before, strict=True))
-    fresh = recomputed(session, case_id=case_id)
+    old = None if stored[0] is None else dict(zip(COLUMNS, stored, strict=True))
+    fresh = recomputed(session, case_id=case_id, voided=bool(voided))
     if not fresh:
         if old is not None:
             session.execute(delete(TABLE).where(TABLE.c.case_id == case_id))
