@@ -337,27 +337,25 @@ class Raw:
         finally:
             cur.close()
 
-    def one_after(
-        self, first: str, first_params: Sequence[Any], statement: str, params: Sequence[Any] = ()
-    ) -> tuple[Any, ...] | None:
-        """Run ``first``, then ``statement``, and give the latter's first row. On PostgreSQL
-        both go in one round trip (psycopg's pipeline mode): the server still runs them one
-        after the other, and ``statement``'s snapshot is taken after ``first`` has finished
-        (READ COMMITTED takes one per statement), so it sees what committed while ``first``
-        waited (a lock, say). If ``first`` fails, ``statement`` is not run."""
+    def pipelined(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Each statement's rows, the statements run in order. On PostgreSQL they go in one
+        round trip (psycopg's pipeline mode): the server still runs them one after the
+        other, each with its own snapshot (READ COMMITTED), taken once the one before has
+        finished, so a read after a lock sees what committed while the lock was awaited. If
+        one fails, the ones after it are not run."""
         if not self.postgres:
-            self.run(first, first_params)
-            return self.one(statement, params)
-        before, after = self.driver.cursor(), self.driver.cursor()
+            return [self.all(statement, params) for statement, params in statements]
+        cursors = [self.driver.cursor() for _ in statements]
         try:
             with self.driver.pipeline():
-                before.execute(self.sql(first), first_params)
-                after.execute(self.sql(statement), params)
-            row = after.fetchone()
-            return tuple(row) if row is not None else None
+                for cur, (statement, params) in zip(cursors, statements, strict=True):
+                    cur.execute(self.sql(statement), params)
+            return [[tuple(row) for row in cur.fetchall()] for cur in cursors]
         finally:
-            before.close()
-            after.close()
+            for cur in cursors:
+                cur.close()
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> None:
         cur = self.driver.cursor()

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from app.db import Database, hold_row_lock, holds_row_lock
+from app.db import Database, Raw, hold_row_lock, holds_row_lock
 from models.reference import Site
 
 
@@ -76,3 +77,18 @@ def test_a_lock_taken_in_a_savepoint_is_not_noted(database: Database) -> None:
         with session.begin_nested():
             hold_row_lock(session, "cases", "C1")
         assert not holds_row_lock(session, "cases", "C1")
+
+
+def test_pipelined_statements_answer_in_order(database: Database) -> None:
+    """Several reads in one round trip on PostgreSQL (one after the other on SQLite)."""
+    with database.session(write=True) as session:
+        raw = Raw.of(session)
+        found = raw.pipelined([("SELECT 1", ()), ("SELECT ?", (2,)), ("SELECT 3 WHERE 1 = 0", ())])
+    assert found == [[(1,)], [(2,)], []]
+
+
+def test_a_failing_pipelined_statement_raises(database: Database) -> None:
+    with database.session(write=True) as session:
+        raw = Raw.of(session)
+        with pytest.raises(Exception, match="no_such_table"):
+            raw.pipelined([("SELECT * FROM no_such_table", ()), ("SELECT 1", ())])

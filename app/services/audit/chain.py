@@ -172,7 +172,8 @@ def seal(session: Session) -> None:
         return
     raw = Raw.of(session)
     if raw.postgres:  # the head is read once the lock is held, in the same round trip
-        last = raw.one_after(_LOCK, (AUDIT_LOCK_KEY,), _LAST)
+        _, head = raw.pipelined([(_LOCK, (AUDIT_LOCK_KEY,)), (_LAST, ())])
+        last = head[0] if head else None
     else:  # SQLite: the transaction holds the one writer lock already
         last = raw.one(_LAST)
     seq, prev_hash = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS_HASH)

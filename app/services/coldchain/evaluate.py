@@ -70,9 +70,8 @@ class Pending:
 
 def begin(raw: Raw, *, shipment_id: str, now: datetime) -> Pending:
     """Read a shipment's rules and lock its detector state (the database part before)."""
-    case_id, profile, values = reading_store.shipment_profile(raw, shipment_id)
+    case_id, profile, values, state = reading_store.profile_and_state(raw, shipment_id, now)
     rules, quiet = _rules(values)
-    state = reading_store.lock_state(raw, shipment_id, now)
     stored_open = None
     if state.open_excursion_id is not None:
         stored_open = reading_store.open_excursion(raw, state.open_excursion_id)

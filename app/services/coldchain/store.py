@@ -105,15 +105,6 @@ _PROFILE_OF_SHIPMENT = (
 )
 
 
-def shipment_profile(raw: Raw, shipment_id: str) -> tuple[str, str, tuple[Any, ...]]:
-    """A shipment's case and profile code, and the detector's fields of that temperature
-    profile in PROFILE_FIELDS order."""
-    row = raw.one(_PROFILE_OF_SHIPMENT, [shipment_id])
-    if row is None:  # readings reference the shipment, and it its profile, by foreign key
-        raise RuntimeError(f"inconsistent data: shipment {shipment_id} or its profile missing")
-    return str(row[0]), str(row[1]), tuple(row[2:])
-
-
 # ---- storage ------------------------------------------------------------------------------
 
 
@@ -278,11 +269,30 @@ def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, 
 # ---- detector state -----------------------------------------------------------------------
 
 
+def _state_select(raw: Raw) -> str:
+    select = f"SELECT {_STATE_COLUMNS} FROM shipment_state WHERE shipment_id = ?"  # noqa: S608
+    return select + " FOR NO KEY UPDATE" if raw.postgres else select
+
+
+def profile_and_state(
+    raw: Raw, shipment_id: str, now: datetime
+) -> tuple[str, str, tuple[Any, ...], State]:
+    """A shipment's case, profile code and the detector's fields of its temperature profile
+    (PROFILE_FIELDS order), and its state as ``lock_state`` gives it: one round trip on
+    PostgreSQL when the state exists (every unit of ingest reads both, for each shipment)."""
+    profiles, states = raw.pipelined(
+        [(_PROFILE_OF_SHIPMENT, [shipment_id]), (_state_select(raw), [shipment_id])]
+    )
+    if not profiles:  # readings reference the shipment, and it its profile, by foreign key
+        raise RuntimeError(f"inconsistent data: shipment {shipment_id} or its profile missing")
+    row = profiles[0]
+    state = _state_of(states[0]) if states else lock_state(raw, shipment_id, now)
+    return str(row[0]), str(row[1]), tuple(row[2:]), state
+
+
 def lock_state(raw: Raw, shipment_id: str, now: datetime) -> State:
     """The shipment's detector state, created if missing, locked for this transaction."""
-    select = f"SELECT {_STATE_COLUMNS} FROM shipment_state WHERE shipment_id = ?"  # noqa: S608
-    if raw.postgres:
-        select += " FOR NO KEY UPDATE"
+    select = _state_select(raw)
     row = raw.one(select, [shipment_id])
     if row is None:
         # Insert-if-absent: two writers seeing a new shipment at once cannot both insert.
@@ -295,6 +305,10 @@ def lock_state(raw: Raw, shipment_id: str, now: datetime) -> State:
         row = raw.one(select, [shipment_id])
         if row is None:  # just inserted, or inserted by the winner of the race
             raise RuntimeError("shipment state vanished")
+    return _state_of(row)
+
+
+def _state_of(row: Sequence[Any]) -> State:
     n, last_ts, last_temp, lat, lon, newest, w, wexp, oor, open_id, reeval = row
     return State(
         n=n,
