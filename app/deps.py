@@ -111,19 +111,6 @@ def ensure_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
     return principal
 
 
-def _authenticate_request(request: Request, session: Session) -> Principal:
-    """Check the request's key (``get_caller``'s work, in a worker thread)."""
-    token = bearer_token(request)
-    db = get_db(request)
-    if db.dialect == "sqlite" and request.method not in READ_METHODS:
-        # A short read session of its own: the request's write transaction (and SQLite's
-        # writer lock) starts only when the handler writes, not while a key is being checked.
-        with db.session() as read:
-            return authenticate(request, read, token)
-    # Elsewhere the request's own session: no second connection, ping and BEGIN/ROLLBACK.
-    return authenticate(request, session, token)
-
-
 def caller_in(request: Request, session: Session) -> Principal:
     """The request's caller, checking its key in ``session`` unless already checked.
 
@@ -143,14 +130,24 @@ def caller_in(request: Request, session: Session) -> Principal:
 _CALLER = "v2v_api_caller"  # set only by an API key checked for this request
 
 
+def _caller_checked(request: Request, session: Session) -> Principal:
+    """``caller_in`` for ``get_caller``, in a worker thread."""
+    db = get_db(request)
+    if db.dialect == "sqlite" and request.method not in READ_METHODS:
+        # A short read session of its own: the request's write transaction (and SQLite's
+        # writer lock) starts only when the handler writes, not while a key is being checked.
+        with db.session() as read:
+            return caller_in(request, read)
+    # Elsewhere the request's own session: no second connection, ping and BEGIN/ROLLBACK.
+    return caller_in(request, session)
+
+
 async def get_caller(request: Request, session: SessionDep) -> Principal:
     """Whoever holds the key, device keys included; routes admit roles by name."""
     known: Principal | None = getattr(request.state, _CALLER, None)
-    if known is not None:
+    if known is not None:  # a scoped loader checked it (no trip to a worker thread)
         return known
-    principal = await to_thread.run_sync(_authenticate_request, request, session)
-    setattr(request.state, _CALLER, principal)
-    return principal
+    return await to_thread.run_sync(_caller_checked, request, session)
 
 
 Caller = Annotated[Principal, Depends(get_caller)]

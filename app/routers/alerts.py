@@ -28,6 +28,7 @@ from models.principal import Principal
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 Watcher = Annotated[Principal, require_roles(*ALERT_WATCHERS)]
 Resolver = Annotated[Principal, require_roles(*RESOLVERS)]
+_RESOLVERS = frozenset(RESOLVERS)
 
 
 def load_alert(alert_id: IntId, request: Request, session: SessionDep) -> Alert:
@@ -36,7 +37,7 @@ def load_alert(alert_id: IntId, request: Request, session: SessionDep) -> Alert:
     def load(s: Session, principal: Principal, _lock: bool) -> Alert:
         return scoped_alert(s, actor=principal, alert_id=alert_id)
 
-    return scoped_record(request, session, frozenset(RESOLVERS), load)
+    return scoped_record(request, session, _RESOLVERS, load)
 
 
 ResolvableAlert = Annotated[Alert, Depends(load_alert)]
