@@ -55,7 +55,7 @@ def create_shipment(
 
     def create() -> ShipmentPublic:
         shipment = shipments.create_requested(session, actor=principal, request=body, now=now)
-        return views.detail(session, shipment=shipment, now=now)
+        return views.created(session, shipment=shipment)
 
     return created_once(session, idem, create)
 

@@ -8,6 +8,7 @@ import pytest
 
 from app.clock import FrozenClock
 from tests.conftest import Api
+from tests.helpers import register_devices
 from tests.shipments.test_custody_rules import body, collected
 
 
@@ -177,3 +178,34 @@ def test_bad_shipment_bodies_are_problems(api: Api) -> None:
         assert r.status_code == 422, (bad, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
     assert api.get("ncc", "/api/v1/shipments").json()["items"] == []
+
+
+def test_a_shipment_names_known_sites_profile_and_courier(api: Api) -> None:
+    j = collected(api)
+    cases = (
+        ({"origin": "NOWHERE-1"}, "body/origin", "unknown site 'NOWHERE-1'"),
+        ({"destination": "NOWHERE-2"}, "body/destination", "unknown site 'NOWHERE-2'"),
+        ({"destination": j.site}, "body/destination", "origin and destination are the same site"),
+        ({"profile": "WARM_37"}, "body/profile", "unknown profile 'WARM_37'"),
+        ({"courier": "NO-SUCH-COURIER"}, "body/courier", "unknown courier 'NO-SUCH-COURIER'"),
+    )
+    for change, loc, detail in cases:
+        r = api.post("ncc", "/api/v1/shipments", {**body(j, []), **change})
+        assert r.status_code == 422, (change, r.text)
+        problem = r.json()
+        assert problem["detail"] == detail
+        assert [e["loc"] for e in problem["errors"]] == [loc]
+    assert api.get("ncc", "/api/v1/shipments").json()["items"] == []
+    audit = api.get("admin", "/api/v1/audit?entity=shipment").json()["items"]
+    assert audit == []
+
+
+def test_a_new_shipment_is_answered_as_it_is_read(api: Api) -> None:
+    """The creation's answer is built without reading the shipment back: it must be what a
+    reader sees the moment after."""
+    j = collected(api)
+    register_devices(api, "courier", ["LOG-NEW-1"])
+    made = j.ok(api.post("ncc", "/api/v1/shipments", body(j, ["LOG-NEW-1"])))
+    assert made["custody"] == [] and made["eta"] is None and made["last_reading"] is None
+    assert made["excursion_summary"]["count"] == 0
+    assert api.get("ncc", f"/api/v1/shipments/{made['id']}").json() == made

@@ -124,16 +124,22 @@ def summary(session: Session, *, shipment: Shipment, profile: Profile) -> dict[s
     """Excursion count, open count, out-of-range minutes, worst peak and MKT so far."""
     state = session.get(ShipmentState, shipment.id)
     excursions = list(session.exec(select(Excursion).where(Excursion.shipment_id == shipment.id)))
-    rules = Rules.from_profile(profile)
+    return summarize(state, excursions, Rules.from_profile(profile))
 
-    def distance(e: Excursion) -> float:
-        limit = rules.max_c if e.kind.endswith("high") else (rules.min_c or rules.max_c)
-        return abs(e.peak_c - limit)
 
-    worst = max(excursions, key=distance, default=None)
+def summarize(
+    state: ShipmentState | None, excursions: list[Excursion], rules: Rules | None
+) -> dict[str, object]:
+    """``summary`` of a detector state and excursions; ``rules`` may be None only when
+    neither exists (a shipment nothing has been recorded for: ``nothing_recorded``)."""
+    worst = None
     oor_ms = 0
     mkt = None
-    if state is not None:
+    if state is not None or excursions:
+        if rules is None:
+            raise ValueError("a recorded shipment's summary needs its profile's rules")
+        worst = max(excursions, key=lambda e: _beyond_limit(e, rules), default=None)
+    if state is not None and rules is not None:
         open_ms = sum(e.last_ms - e.started_ms for e in excursions if e.status == "open")
         oor_ms = state.oor_closed_ms + open_ms
         if rules.mkt_limit_c is not None:
@@ -145,6 +151,18 @@ def summary(session: Session, *, shipment: Shipment, profile: Profile) -> dict[s
         "peak_c": worst.peak_c if worst else None,
         "mkt_c": round(mkt, 3) if mkt is not None else None,
     }
+
+
+def _beyond_limit(e: Excursion, rules: Rules) -> float:
+    """How far an excursion's peak went past the limit it crossed."""
+    limit = rules.max_c if e.kind.endswith("high") else (rules.min_c or rules.max_c)
+    return abs(e.peak_c - limit)
+
+
+def nothing_recorded() -> dict[str, object]:
+    """The summary of a shipment no reading has reached yet (one created in this
+    transaction: no other can have written for it)."""
+    return summarize(None, [], None)
 
 
 def last_reading(session: Session, *, shipment_id: str) -> dict[str, object] | None:
