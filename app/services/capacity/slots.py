@@ -15,19 +15,24 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from app.db import Raw
 from app.errors import Conflict, Invalid
 from app.services.alerts import lifecycle as alerts
 from app.services.delays.checks import receipt_slot_key
 from app.times import iso_z
 from models.alert import AlertKind, Severity
 from models.case import Case, Slot
-from models.reference import Product, Route, RouteLeg, Site
+from models.reference import Route, RouteLeg, Site
 
 SEARCH_HORIZON = timedelta(days=180)
 
 
 def positions(site: Site) -> int:
-    return (site.shuttles or 0) * (site.positions_per_shuttle or 16)
+    return _positions(site.shuttles, site.positions_per_shuttle)
+
+
+def _positions(shuttles: int | None, per_shuttle: int | None) -> int:
+    return (shuttles or 0) * (per_shuttle or 16)
 
 
 def inbound_hours(session: Session, *, route: Route) -> float:
@@ -37,10 +42,6 @@ def inbound_hours(session: Session, *, route: Route) -> float:
         )
     ).all()
     return float(sum(legs))
-
-
-def predicted_arrival(session: Session, *, route: Route, apheresis_at: datetime) -> datetime:
-    return apheresis_at + timedelta(hours=inbound_hours(session, route=route))
 
 
 def _reserved(session: Session, site: str, start: datetime, end: datetime) -> list[Slot]:
@@ -70,9 +71,14 @@ def peak_load(slots: Iterable[Slot], start: datetime, end: datetime) -> int:
 
 
 def first_fit(session: Session, site: Site, start: datetime, length: timedelta) -> datetime | None:
-    capacity = positions(site)
+    return _first_fit(session, site.code, positions(site), start, length)
+
+
+def _first_fit(
+    session: Session, site: str, capacity: int, start: datetime, length: timedelta
+) -> datetime | None:
     horizon = start + SEARCH_HORIZON
-    slots = _reserved(session, site.code, start, horizon + length)
+    slots = _reserved(session, site, start, horizon + length)
     candidates = sorted({start, *(s.end_at for s in slots if s.end_at > start)})
     for candidate in candidates:
         window = [s for s in slots if s.start_at < candidate + length and s.end_at > candidate]
@@ -83,46 +89,52 @@ def first_fit(session: Session, site: Site, start: datetime, length: timedelta) 
 
 @dataclass(frozen=True)
 class Plan:
-    site: Site
+    site: str
+    capacity: int
     start_at: datetime
     end_at: datetime
 
 
-def plan(session: Session, *, case: Case, apheresis_at: datetime) -> Plan:
-    route = session.get(Route, case.route)
-    product = session.get(Product, case.product)
-    if route is None or product is None:  # guaranteed by foreign keys and state
-        raise RuntimeError("inconsistent data: route, product missing")
-    site = session.get(Site, route.manufacturing_site)
-    if site is None:  # guaranteed by foreign keys and state
-        raise RuntimeError("inconsistent data: site missing")
-    start = predicted_arrival(session, route=route, apheresis_at=apheresis_at)
-    return Plan(site, start, start + timedelta(hours=product.process_h))
+# A case's factory (its row locked: bookings at one factory are serialised; SQLite has one
+# writer), its positions, the product's process time and the route's inbound hours, in one
+# statement (five round trips on PostgreSQL before).
+_PLAN = """
+SELECT site.code, site.shuttles, site.positions_per_shuttle, product.process_h,
+    (SELECT coalesce(sum(leg.expected_h), 0) FROM route_leg AS leg
+     WHERE leg.route_code = route.code AND leg.direction = 'inbound')
+FROM route JOIN site ON site.code = route.manufacturing_site JOIN product ON product.code = ?
+WHERE route.code = ?
+"""
+_PLAN_LOCKED = {False: _PLAN, True: _PLAN + "FOR NO KEY UPDATE OF site"}
+
+
+def _plan_locked(session: Session, *, case: Case, apheresis_at: datetime) -> Plan:
+    raw = Raw.of(session)
+    row = raw.one(_PLAN_LOCKED[raw.postgres], (case.product, case.route))
+    if row is None:  # guaranteed by foreign keys and state
+        raise RuntimeError(f"inconsistent data: route {case.route} or product {case.product}")
+    site, shuttles, per_shuttle, process_h, inbound_h = row
+    start = apheresis_at + timedelta(hours=float(inbound_h))
+    return Plan(site, _positions(shuttles, per_shuttle), start, start + timedelta(hours=process_h))
 
 
 def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slot:
     """Reserve a position at the case's factory, or refuse with the next time that fits."""
-    p = plan(session, case=case, apheresis_at=apheresis_at)
-    # Serialise bookings per factory (a row lock on PostgreSQL; SQLite has one writer).
-    session.exec(
-        select(Site.code).where(Site.code == p.site.code).with_for_update(key_share=True)
-    ).first()
-    capacity = positions(p.site)
-    if capacity <= 0:
-        raise Invalid(f"factory {p.site.code} has no manufacturing positions configured")
+    p = _plan_locked(session, case=case, apheresis_at=apheresis_at)
+    if p.capacity <= 0:
+        raise Invalid(f"factory {p.site} has no manufacturing positions configured")
     length = p.end_at - p.start_at
-    if (
-        peak_load(_reserved(session, p.site.code, p.start_at, p.end_at), p.start_at, p.end_at)
-        >= capacity
+    if peak_load(_reserved(session, p.site, p.start_at, p.end_at), p.start_at, p.end_at) >= (
+        p.capacity
     ):
-        fit = first_fit(session, p.site, p.start_at, length)
+        fit = _first_fit(session, p.site, p.capacity, p.start_at, length)
         lead = p.start_at - apheresis_at
-        extra = {"factory": p.site.code, "requested_slot_start_at": p.start_at.isoformat()}
+        extra = {"factory": p.site, "requested_slot_start_at": p.start_at.isoformat()}
         if fit is not None:
             extra["next_available_at"] = (fit - lead).isoformat().replace("+00:00", "Z")
             extra["next_slot_start_at"] = fit.isoformat().replace("+00:00", "Z")
         raise Conflict(
-            f"factory {p.site.code} is full when this material would arrive; "
+            f"factory {p.site} is full when this material would arrive; "
             + (
                 "schedule apheresis at or after next_available_at"
                 if fit
@@ -131,7 +143,7 @@ def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slo
             code="factory-full",
             extra=extra,
         )
-    slot = Slot(case_id=case.id, site=p.site.code, start_at=p.start_at, end_at=p.end_at)
+    slot = Slot(case_id=case.id, site=p.site, start_at=p.start_at, end_at=p.end_at)
     session.add(slot)
     session.flush()
     return slot
