@@ -126,3 +126,36 @@ def test_verify_endpoint_checks_a_typed_coi(api: Api) -> None:
     assert not bad["valid"] and re.search("check character", bad["reason"])
     both = api.client.post("/api/v1/coi/verify", json={"coi": coi, "token": "x.y.z"})
     assert both.status_code == 422
+
+
+def test_a_registration_names_a_patient_site_route_and_product_and_one_open_case(
+    api: Api,
+) -> None:
+    good = {"site": "NCC-EAST", "route": "KASHIWA-LOCAL", "product": "CART-CD19"}
+    refused = (
+        ({"site": "NOWHERE-1"}, "body/site", "unknown treatment or apheresis site 'NOWHERE-1'"),
+        # A factory takes no patients.
+        (
+            {"site": "CELLARES-KASHIWA"},
+            "body/site",
+            "unknown treatment or apheresis site 'CELLARES-KASHIWA'",
+        ),
+        ({"route": "NOWHERE-ROUTE"}, "body/route", "unknown route 'NOWHERE-ROUTE'"),
+        ({"product": "NOT-A-PRODUCT"}, "body/product", "unknown product 'NOT-A-PRODUCT'"),
+    )
+    for change, loc, detail in refused:
+        r = api.post("admin", "/api/v1/cases", {**good, **change, "patient_ref": "MRN-9"})
+        assert r.status_code == 422, (change, r.text)
+        assert r.json()["detail"] == detail
+        assert [e["loc"] for e in r.json()["errors"]] == [loc]
+    assert api.get("admin", "/api/v1/cases").json()["items"] == []
+    first = register(api, patient=" MRN-9")
+    # The same patient (its reference trimmed) and product: one open case at a time.
+    r = api.post("ncc", "/api/v1/cases", {**good, "patient_ref": "MRN-9 "})
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "duplicate-case" and r.json()["case_id"] == first["id"]
+    assert [c["id"] for c in api.get("admin", "/api/v1/cases").json()["items"]] == [first["id"]]
+    # Another patient is a case of its own.
+    register(api, patient="MRN-10")
+    actions = [e["action"] for e in api.get("admin", "/api/v1/audit?entity=case").json()["items"]]
+    assert actions == ["case.registered", "case.registered"]

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.db import Raw
 from app.errors import Conflict, Forbidden, Invalid
 from app.services.audit import chain as audit
 from app.services.delays.targets import DURATIONS
@@ -18,7 +19,6 @@ from app.services.identity.coi import Keyring, check_char, next_coi
 from app.times import hours_between
 from models.case import Case, CaseStatus, Milestone
 from models.principal import Principal, Role
-from models.reference import Product, Route, Site
 
 CASE_SITE_KINDS = ("apheresis_center", "treatment_center")
 
@@ -46,22 +46,12 @@ def register(
     """Register a case, issue its COI and signed token; refuse a second open case."""
     if actor.role == Role.coordinator and actor.site != site:
         raise Forbidden("coordinators register cases for their own site only")
-    site_row = session.get(Site, site)
-    if site_row is None or site_row.kind not in CASE_SITE_KINDS:
-        raise Invalid(
-            f"unknown treatment or apheresis site {site!r}",
-            errors=[{"loc": "body/site", "msg": "unknown site"}],
-        )
-    if session.get(Route, route) is None:
-        raise Invalid(f"unknown route {route!r}", errors=[{"loc": "body/route", "msg": "unknown"}])
-    if session.get(Product, product) is None:
-        raise Invalid(
-            f"unknown product {product!r}", errors=[{"loc": "body/product", "msg": "unknown"}]
-        )
     digest = patient_hash(key=patient_key, site=site, patient_ref=patient_ref)
-    _refuse_open_duplicate(session, digest=digest, product=product)
-    year = now.astimezone(ZoneInfo(site_row.timezone)).year
-    coi = next_coi(session, fin=site_row.fin or default_fin, year=year)
+    timezone, fin = _check_reference(
+        session, site=site, route=route, product=product, digest=digest
+    )
+    year = now.astimezone(ZoneInfo(timezone)).year
+    coi = next_coi(session, fin=fin or default_fin, year=year)
     case = Case(
         coi=coi,
         coi_check="",
@@ -104,18 +94,43 @@ def register(
     return case
 
 
-def _refuse_open_duplicate(session: Session, *, digest: str, product: str) -> None:
-    existing = session.exec(
-        select(Case.id).where(
-            Case.patient_hash == digest, Case.product == product, col(Case.closed_at).is_(None)
+# A registration's site, route and product, and an open case of the same patient and
+# product, in one statement (four round trips on PostgreSQL before).
+_REFERENCE = """
+SELECT site.kind, site.timezone, site.fin,
+    EXISTS (SELECT 1 FROM route WHERE code = ?), EXISTS (SELECT 1 FROM product WHERE code = ?),
+    (SELECT id FROM cases WHERE patient_hash = ? AND product = ? AND closed_at IS NULL LIMIT 1)
+FROM (SELECT 1 AS one) AS one LEFT JOIN site ON site.code = ?
+"""
+
+
+def _check_reference(
+    session: Session, *, site: str, route: str, product: str, digest: str
+) -> tuple[str, str | None]:
+    """Refuse an unknown site (or one that takes no patients), route or product, and a
+    second open case of this patient and product; the site's timezone and FIN."""
+    row = Raw.of(session).one(_REFERENCE, (route, product, digest, product, site))
+    if row is None:  # the outer join always gives one row
+        raise RuntimeError("the reference check returned nothing")
+    kind, timezone, fin, route_known, product_known, existing = row
+    if kind not in CASE_SITE_KINDS:  # None: no such site
+        raise Invalid(
+            f"unknown treatment or apheresis site {site!r}",
+            errors=[{"loc": "body/site", "msg": "unknown site"}],
         )
-    ).first()
+    if not route_known:
+        raise Invalid(f"unknown route {route!r}", errors=[{"loc": "body/route", "msg": "unknown"}])
+    if not product_known:
+        raise Invalid(
+            f"unknown product {product!r}", errors=[{"loc": "body/product", "msg": "unknown"}]
+        )
     if existing is not None:
         raise Conflict(
             "an open case already exists for this patient and product",
             code="duplicate-case",
             extra={"case_id": existing},
         )
+    return str(timezone), fin
 
 
 def milestones(session: Session, *, case_id: str) -> list[Milestone]:
