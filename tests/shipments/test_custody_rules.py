@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -318,3 +319,22 @@ def test_the_couriers_delivery_closes_the_transit_alerts(api: Api, database: Dat
     assert {a["kind"] for a in resolved} == {"loss_of_signal", "hold_time_at_risk"}
     assert [until is not None for _, until in assignments(database, ship["id"])] == [True]
     assert sweeps.loss_of_signal(database, now=j.t + timedelta(hours=40)) == 0
+
+
+def test_of_eight_shipments_created_at_once_with_one_logger_exactly_one_takes_it(
+    api: Api, database: Database
+) -> None:
+    """The race the devices' row locks settle: each creation reads who holds the logger only
+    after it holds the lock, so a shipment created a moment before is always seen."""
+    journeys = [collected(api, patient=f"MRN-RACE-{i}") for i in range(8)]
+    register_devices(api, "courier", [LOGGER])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(lambda j: api.post("ncc", "/api/v1/shipments", body(j, [LOGGER])), journeys)
+        )
+    codes = sorted((r.status_code, r.json().get("code")) for r in answers if r.status_code != 201)
+    assert [r.status_code for r in answers].count(201) == 1, [r.text for r in answers]
+    assert codes == [(409, "device-in-use")] * 7
+    with database.engine.connect() as conn:
+        listed = conn.execute(text("SELECT count(*) FROM shipment")).scalar_one()
+    assert listed == 1

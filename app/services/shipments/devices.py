@@ -8,11 +8,14 @@ factory may only list loggers its courier has registered.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.db import Raw
 from app.errors import Conflict, Forbidden, Invalid
 from app.services.access.principals import register_device
 from app.services.access.scope import shipment_scope
@@ -21,7 +24,7 @@ from app.services.shipments.device_ids import canonical
 from models.coldchain import Device
 from models.principal import Principal, Role
 from models.reference import Courier
-from models.shipment import DeviceAssignment, Shipment, ShipmentStatus
+from models.shipment import Shipment, ShipmentStatus
 
 OPEN = (ShipmentStatus.created.value, ShipmentStatus.in_transit.value)
 REGISTRARS = frozenset({Role.admin, Role.courier})
@@ -114,21 +117,18 @@ def ensure_free(
     if not wanted:
         return
     names = set(wanted)
-    list(session.exec(select(Device.id).where(col(Device.id).in_(names)).with_for_update()))
-    riding = select(DeviceAssignment.shipment_id, DeviceAssignment.device_id).where(
-        col(DeviceAssignment.device_id).in_(names),
-        col(DeviceAssignment.assigned_until).is_(None),
-    )
     holders: dict[str, set[str]] = {}
-    for other_id, device_id in session.exec(riding):
+    session.flush()  # the statements below read the tables, not the session
+    raw = Raw.of(session)
+    locked, riding, listed = raw.pipelined(_holders_statements(raw, wanted, shipment_id))
+    del locked  # taken for its locks: read after them, riding and listed are current
+    for other_id, device_id in riding:
         holders.setdefault(device_id, set()).add(other_id)
-    listed = select(Shipment.id, Shipment.device_ids).where(col(Shipment.status).in_(OPEN))
-    if shipment_id is not None:
-        listed = listed.where(Shipment.id != shipment_id)
     open_ids: set[str] = set()
-    for other_id, listed_ids in session.exec(listed):
+    for other_id, listed_ids in listed:
         open_ids.add(other_id)
-        for device_id in set(listed_ids or []) & names:
+        ids = json.loads(listed_ids) if isinstance(listed_ids, str) else listed_ids
+        for device_id in set(ids or []) & names:
             holders.setdefault(device_id, set()).add(other_id)
     for device_id in wanted:
         others = {s for s in holders.get(device_id, set()) if s in open_ids} - {shipment_id}
@@ -144,3 +144,23 @@ def ensure_free(
             code="device-in-use",
             extra={"device_id": device_id, **({"shipment_id": visible} if visible else {})},
         )
+
+
+def _holders_statements(
+    raw: Raw, wanted: list[str], shipment_id: str | None
+) -> list[tuple[str, list[Any]]]:
+    """Lock the devices' rows, then read the open assignments and the open shipments' lists
+    (one round trip on PostgreSQL, pipelined: each read's snapshot is taken after the locks)."""
+    marks = ", ".join("?" * len(wanted))  # placeholders only: the ids are parameters
+    lock = f"SELECT id FROM device WHERE id IN ({marks})"  # noqa: S608
+    lock += " FOR UPDATE" if raw.postgres else ""
+    riding = (
+        "SELECT shipment_id, device_id FROM device_assignment "  # noqa: S608
+        f"WHERE device_id IN ({marks}) AND assigned_until IS NULL"
+    )
+    listed = "SELECT id, device_ids FROM shipment WHERE status IN (?, ?)"
+    listed_params: list[Any] = list(OPEN)
+    if shipment_id is not None:
+        listed += " AND id <> ?"
+        listed_params.append(shipment_id)
+    return [(lock, wanted), (riding, wanted), (listed, listed_params)]
