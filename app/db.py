@@ -290,6 +290,13 @@ def utc_ms(value: Any) -> int:
 _PYFORMAT: dict[str, str] = {}  # statements rewritten for psycopg, by their ``?`` form
 
 
+class Compiled(str):
+    """SQL already in the driver's own placeholder style (a compiled Core statement's
+    text), passed to ``Raw`` as it is."""
+
+    __slots__ = ()
+
+
 class Raw:
     """The DB-API connection of a session's transaction, with one placeholder style.
 
@@ -313,7 +320,7 @@ class Raw:
         self.driver: Any = driver
 
     def sql(self, statement: str) -> str:
-        if not self.postgres:
+        if not self.postgres or isinstance(statement, Compiled):
             return statement
         out = _PYFORMAT.get(statement)
         if out is None:
@@ -344,7 +351,8 @@ class Raw:
         round trip (psycopg's pipeline mode): the server still runs them one after the
         other, each with its own snapshot (READ COMMITTED), taken once the one before has
         finished, so a read after a lock sees what committed while the lock was awaited. If
-        one fails, the ones after it are not run."""
+        one fails, the ones after it are not run. A ``Compiled`` statement goes as it is; a
+        statement that returns no rows (a write) gives an empty list."""
         if not self.postgres:
             return [self.all(statement, params) for statement, params in statements]
         cursors = [self.driver.cursor() for _ in statements]
@@ -352,7 +360,10 @@ class Raw:
             with self.driver.pipeline():
                 for cur, (statement, params) in zip(cursors, statements, strict=True):
                     cur.execute(self.sql(statement), params)
-            return [[tuple(row) for row in cur.fetchall()] for cur in cursors]
+            return [
+                [] if cur.description is None else [tuple(row) for row in cur.fetchall()]
+                for cur in cursors
+            ]
         finally:
             for cur in cursors:
                 cur.close()

@@ -18,7 +18,7 @@ from sqlalchemy import Double, Table, and_, bindparam, cast, exists, extract, fu
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
-from app.db import Raw
+from app.db import Compiled, Raw
 from app.times import as_utc
 from models.case import Case, Milestone, MilestoneCorrection
 from models.coldchain import Excursion
@@ -245,7 +245,14 @@ _ONE_CASE: dict[str, Any] = {}  # dialect+driver -> the compiled one-case statem
 
 
 def _one_case_rows(session: Session, case_id: str) -> list[tuple[Any, ...]]:
-    """``fetch_rows`` for one case from a statement compiled once per dialect.
+    """``fetch_rows`` for one case from a statement compiled once per dialect."""
+    sql, args = one_case_query(session, case_id)
+    return Raw.of(session).compiled(sql, args)
+
+
+def one_case_query(session: Session, case_id: str) -> tuple[Compiled, Any]:
+    """The set query for one case, as driver SQL and its arguments (``Raw``'s ``compiled``
+    or ``pipelined``); ``one_case_rows`` makes its result ``fetch_rows``'.
 
     Compiling the set query costs several times what running it for one case does, and every
     journey write refreshes its case's row, so the compiled form is kept and only the case id
@@ -257,10 +264,20 @@ def _one_case_rows(session: Session, case_id: str) -> list[tuple[Any, ...]]:
     if cached is None:
         stmt = _statement(dialect.name == "postgresql", case_id=bindparam("one_case_id", value=""))
         compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        cached = (str(compiled), compiled.positiontup, compiled.construct_params())
+        cached = (Compiled(str(compiled)), compiled.positiontup, compiled.construct_params())
         _ONE_CASE[key] = cached
     sql, positions, defaults = cached
-    return _run_sql(session, sql, positions, {**defaults, "one_case_id": case_id})
+    params = {**defaults, "one_case_id": case_id}
+    return sql, params if positions is None else [params[k] for k in positions]
+
+
+def one_case_rows(
+    session: Session, found: list[tuple[Any, ...]], case_id: str, *, voided: bool
+) -> list[Sequence[Any]]:
+    """``fetch_rows(case_id=..., voided=...)`` from ``one_case_query``'s rows."""
+    return [
+        row for row in _without_voided(session, found, case_id, voided) if row[FIRST] is not None
+    ]
 
 
 _VOIDED = (

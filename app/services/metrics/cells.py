@@ -98,6 +98,11 @@ def mark(session: Session, keys: Iterable[Key]) -> None:
         Raw.of(session).many(_MARK, entries)
 
 
+def marking(keys: Iterable[Key]) -> list[tuple[str, Key]]:
+    """``mark``'s statements, for a caller that pipelines them with its own (``Raw``)."""
+    return [(_MARK, entry) for entry in dict.fromkeys(keys)]
+
+
 def pack(values: Iterable[float]) -> bytes:
     """Values sorted, as little-endian doubles (a cell's span column)."""
     packed = array("d", sorted(values))

@@ -23,7 +23,7 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
 from app.db import Raw, holds_row_lock
-from app.services.metrics import cells
+from app.services.metrics import case_rows, cells
 from app.services.metrics.case_rows import (
     AT,
     COLUMN,
@@ -84,21 +84,27 @@ _BEFORE = (
 
 
 def refresh(session: Session, *, case_id: str) -> None:
-    """Bring one case's row in step with its records, in the caller's transaction."""
+    """Bring one case's row in step with its records, in the caller's transaction: one round
+    trip reads (after the case's lock, when the caller does not hold it yet), one writes."""
     session.flush()
     raw = Raw.of(session)
+    reads: list[tuple[str, Any]] = []
     if raw.postgres and not holds_row_lock(session, "cases", case_id):
         # Writers of one case's inputs (an event, an excursion from ingest) take turns here,
         # so the last to commit recomputed from what the others committed. A journey step
-        # locked the case when it loaded it (the same lock), and need not ask again.
-        raw.one(_LOCK_CASE, (case_id,))
-    before = raw.one(_BEFORE, (case_id, case_id))
-    if before is None:  # a LEFT JOIN to one row gives one row
+        # locked the case when it loaded it (the same lock), and need not ask again. The
+        # reads after it in the pipeline take their snapshots once it is granted.
+        reads.append((_LOCK_CASE, (case_id,)))
+    reads += [(_BEFORE, (case_id, case_id)), case_rows.one_case_query(session, case_id)]
+    *_, before, found = raw.pipelined(reads)
+    if len(before) != 1:  # a LEFT JOIN to one row gives one row
         raise RuntimeError("the turnaround row's read gave nothing")
-    *stored, voided = before
+    *stored, voided = before[0]
     # SQLite gives its booleans back as 0 and 1, which compare equal to False and True.
     old = None if stored[0] is None else dict(zip(COLUMNS, stored, strict=True))
-    fresh = recomputed(session, case_id=case_id, voided=bool(voided))
+    fresh = [
+        values(row) for row in case_rows.one_case_rows(session, found, case_id, voided=bool(voided))
+    ]
     if not fresh:
         if old is not None:
             session.execute(delete(TABLE).where(TABLE.c.case_id == case_id))
@@ -107,8 +113,8 @@ def refresh(session: Session, *, case_id: str) -> None:
     (row,) = fresh
     if row == old:
         return  # nothing changed: no write, no cell to redo
-    raw.run(_upsert(tuple(row)), tuple(row.values()))
-    cells.mark(session, [cells.key_of(row)] + ([] if old is None else [cells.key_of(old)]))
+    changed = [cells.key_of(row)] + ([] if old is None else [cells.key_of(old)])
+    raw.pipelined([(_upsert(tuple(row)), tuple(row.values())), *cells.marking(changed)])
 
 
 _UPSERTS: dict[tuple[str, ...], str] = {}
