@@ -25,6 +25,7 @@ from app.services.access.scope import (
     scoped_case,
     scoped_shipment,
 )
+from app.services.audit import chain as audit
 from app.services.identity.coi import Keyring
 from models.case import Case
 from models.principal import Principal, Role
@@ -333,7 +334,8 @@ def created_once(
         if (stored := idem.begin(session)) is not None:
             return replay_response(stored)
         body = create().model_dump(mode="json", by_alias=True)
-        idem.finish(session, status_code=status_code, body=body)
+        # The response to replay is stored in the round trip that takes the audit chain's lock.
+        audit.seal(session, first=idem.finishing(status_code=status_code, body=body))
     return JSONResponse(body, status_code=status_code)
 
 

@@ -62,11 +62,13 @@ class Idempotency:
             )
         return int(status_code), json.loads(response_body)
 
-    def finish(self, session: Session, *, status_code: int, body: Any) -> None:
+    def finishing(self, *, status_code: int, body: Any) -> list[tuple[str, tuple[Any, ...]]]:
+        """The statement that stores the response to replay (none when this request did not
+        claim a key), for the caller to run in its transaction before the commit."""
         if not self.claimed:
-            return
+            return []
         response = json.dumps(body, separators=(",", ":"))
-        Raw.of(session).run(_FINISH, (status_code, response, self.principal_id, self.key))
+        return [(_FINISH, (status_code, response, self.principal_id, self.key))]
 
 
 # Every creating POST with a key runs these: plain text and numbers on the driver's

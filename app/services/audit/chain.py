@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -164,17 +165,25 @@ def append(
     session.info.setdefault(_PENDING, []).append((owner, content))
 
 
-def seal(session: Session) -> None:
+def seal(session: Session, *, first: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
     """Link the transaction's recorded entries after the chain's head and insert them, under
-    the chain's lock (held to the commit); nothing to do if none are recorded."""
+    the chain's lock (held to the commit); nothing to do if none are recorded.
+
+    ``first``: the caller's last writes before the commit (``Raw`` statements), run ahead of
+    the chain's lock in the same round trip on PostgreSQL (a creating request's stored
+    response), whether or not entries are recorded."""
     pending = session.info.pop(_PENDING, None)
-    if not pending:
+    raw = Raw.of(session) if pending or first else None
+    if raw is None:
         return
-    raw = Raw.of(session)
+    if not pending:
+        raw.pipelined(first)
+        return
     if raw.postgres:  # the head is read once the lock is held, in the same round trip
-        _, head = raw.pipelined([(_LOCK, (AUDIT_LOCK_KEY,)), (_LAST, ())])
+        *_, head = raw.pipelined([*first, (_LOCK, (AUDIT_LOCK_KEY,)), (_LAST, ())])
         last = head[0] if head else None
     else:  # SQLite: the transaction holds the one writer lock already
+        raw.pipelined(first)
         last = raw.one(_LAST)
     seq, prev_hash = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS_HASH)
     keys = current_keys()
