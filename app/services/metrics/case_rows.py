@@ -285,10 +285,9 @@ _VOIDED = (
     .where(MILESTONE_CORRECTIONS.c.action == "void")
     .distinct()
 )
-# Every journey write's refresh asks it for its case, on the driver's connection.
-_VOIDED_ONE = (
-    "SELECT DISTINCT case_id FROM milestone_correction WHERE action = 'void' AND case_id = ?"
-)
+# Whether one case has a voided milestone (a row when it has): every journey write's refresh
+# asks it (``turnaround_rows`` inside its read of the stored row).
+VOIDED_ONE = "SELECT 1 FROM milestone_correction WHERE action = 'void' AND case_id = ? LIMIT 1"
 
 
 def _without_voided(
@@ -303,7 +302,7 @@ def _without_voided(
     if only is not None and known is not None:  # a journey write's refresh read it
         voided = {only} if known else set()
     elif only is not None:
-        voided = {str(r[0]) for r in Raw.of(session).all(_VOIDED_ONE, (only,))}
+        voided = {only} if Raw.of(session).one(VOIDED_ONE, (only,)) else set()
     else:
         voided = set(session.execute(_VOIDED).scalars().all())
     redo = [row for row in rows if row[0] in voided]

@@ -31,6 +31,7 @@ from app.services.metrics.case_rows import (
     MILESTONES,
     SHIPPED,
     STATUS,
+    VOIDED_ONE,
     fetch_rows,
     group_key,
 )
@@ -78,7 +79,7 @@ _LOCK_CASE = "SELECT id FROM cases WHERE id = ? FOR NO KEY UPDATE"  # writers ta
 # always comes back; its columns are NULL when the case has none yet).
 _BEFORE = (
     f"SELECT {', '.join('t.' + c for c in COLUMNS)}, "  # noqa: S608 - the table's own names
-    "EXISTS (SELECT 1 FROM milestone_correction WHERE action = 'void' AND case_id = ?) "
+    f"EXISTS ({VOIDED_ONE}) "
     "FROM (SELECT 1 AS one) AS o LEFT JOIN case_turnaround AS t ON t.case_id = ?"
 )
 
