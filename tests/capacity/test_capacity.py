@@ -5,6 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
+
+from app.db import Database
 from tests.conftest import NOW, Api
 from tests.helpers import Journey, event, register
 
@@ -100,3 +103,15 @@ def test_rescheduling_moves_the_slot(api: Api) -> None:
     status, body = schedule(api, j.case["id"], j.t + timedelta(days=3))
     assert status == 200 and body["slot"]["start_at"] != first["start_at"]
     assert api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()["slot"] == body["slot"]
+
+
+def test_a_factory_with_no_positions_refuses_every_booking(api: Api, database: Database) -> None:
+    case = register(api)
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE site SET shuttles = 0 WHERE code = 'CELLARES-KASHIWA'"))
+    status, body = schedule(api, case["id"], APHERESIS)
+    assert status == 422, body
+    assert body["detail"] == "factory CELLARES-KASHIWA has no manufacturing positions configured"
+    assert api.get("ncc", f"/api/v1/cases/{case['id']}").json()["status"] == "registered"
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM slot")).scalar_one() == 0
