@@ -28,7 +28,7 @@ from app.services.coldchain.rides import (
     DEFAULT_BOUNDS,
     Assignments,
     LateBounds,
-    owned_devices,
+    owned_rides,
 )
 from app.telemetry import READINGS
 from models.principal import Principal
@@ -193,8 +193,7 @@ def _ingest_columns(
     raw = Raw.of(session)
     ids, ts = columns.device_ids, columns.ts_ms
     distinct = sorted(set(ids))
-    owned = owned_devices(raw, actor, distinct)
-    assignments = Assignments(session, owned, now_ms=now_ms, bounds=bounds)
+    owned, assignments = owned_rides(session, actor, distinct, now_ms=now_ms, bounds=bounds)
     latest_ms = now_ms + future_tolerance_s * 1000
     keep = _one_shipment(assignments, distinct, owned, ts, latest_ms)
     shipments: list[str | None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -73,8 +74,7 @@ class Assignments:
 
     def __init__(
         self,
-        session: Session,
-        device_ids: set[str],
+        intervals: Iterable[reading_store.Interval],
         *,
         now_ms: int | None = None,
         bounds: LateBounds = DEFAULT_BOUNDS,
@@ -82,18 +82,15 @@ class Assignments:
         self.bounds = bounds
         found: dict[str, list[tuple[int, int | None, str, int | None, int | None]]]
         found = defaultdict(list)
-        if device_ids:
-            raw = Raw.of(session)
-            for row in reading_store.assignments(raw, sorted(device_ids)):
-                device_id, start, end, shipment_id, picked, delivered = row
-                found[device_id].append((start, end, shipment_id, picked, delivered))
+        for device_id, start, end, shipment_id, picked, delivered in intervals:
+            found[device_id].append((start, end, shipment_id, picked, delivered))
         tolerance, bound = bounds.pickup_tolerance_ms, bounds.late_bound_ms
         self.by_device: dict[str, list[Ride]] = {}
-        for device_id, intervals in found.items():
-            intervals.sort(key=lambda i: i[0])
+        for device_id, spans in found.items():
+            spans.sort(key=lambda i: i[0])
             rides: list[Ride] = []
             previous_end: int | None = None
-            for start, end, shipment_id, picked, delivered in intervals:
+            for start, end, shipment_id, picked, delivered in spans:
                 at_pickup = picked is None or start <= picked
                 reach = start - tolerance if at_pickup else start
                 if previous_end is not None:
@@ -123,10 +120,35 @@ class Assignments:
         return self.locate(device_id, ts_ms)[0]
 
 
-def owned_devices(raw: Raw, actor: Principal, device_ids: list[str]) -> set[str]:
+def owned_rides(
+    session: Session,
+    actor: Principal,
+    device_ids: Iterable[str],
+    *,
+    now_ms: int | None = None,
+    bounds: LateBounds = DEFAULT_BOUNDS,
+) -> tuple[set[str], Assignments]:
+    """The devices the caller may upload for (a logger: itself; a courier: its
+    organisation's; an admin: any registered) and their rides, read together: one round trip
+    on PostgreSQL. Rides of the others are read and dropped, never used."""
+    wanted = sorted(set(device_ids))
+    if not wanted:
+        return set(), Assignments((), now_ms=now_ms, bounds=bounds)
+    raw = Raw.of(session)
     if actor.role == Role.device:
-        return {actor.device_id} & set(device_ids) if actor.device_id else set()
-    rows = reading_store.device_couriers(raw, device_ids)
-    if actor.role == Role.admin:
-        return {device_id for device_id, _ in rows}
-    return {device_id for device_id, courier in rows if courier == actor.courier}
+        owned = {actor.device_id} & set(wanted) if actor.device_id else set()
+        intervals = reading_store.assignments(raw, sorted(owned)) if owned else []
+    else:
+        couriers, rows = raw.pipelined(
+            [
+                reading_store.device_couriers_query(raw, wanted),
+                reading_store.assignments_query(raw, wanted),
+            ]
+        )
+        owned = {
+            device_id
+            for device_id, courier in reading_store.courier_rows(couriers)
+            if actor.role == Role.admin or courier == actor.courier
+        }
+        intervals = [i for i in reading_store.assignment_rows(rows) if i[0] in owned]
+    return owned, Assignments(intervals, now_ms=now_ms, bounds=bounds)

@@ -46,33 +46,46 @@ _STATE_COLUMNS = (
 
 
 def device_couriers(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, str]]:
-    return [
-        (str(d), str(c))
-        for d, c in raw.all(
-            f"SELECT id, courier FROM device WHERE id IN ({raw.marks(device_ids)})",  # noqa: S608
-            device_ids,
-        )
-    ]
+    return courier_rows(raw.all(*device_couriers_query(raw, device_ids)))
 
 
-def assignments(
-    raw: Raw, device_ids: Sequence[str]
-) -> list[tuple[str, int, int | None, str, int | None, int | None]]:
-    """(device_id, from_ms, until_ms, shipment_id, picked_up_ms, delivered_ms) of every
-    interval of these devices, with its shipment's pickup and delivery (the late-data bounds).
+def device_couriers_query(raw: Raw, device_ids: Sequence[str]) -> tuple[str, Sequence[str]]:
+    """(device_id, courier) of these devices, as a statement for ``Raw``."""
+    sql = f"SELECT id, courier FROM device WHERE id IN ({raw.marks(device_ids)})"  # noqa: S608
+    return sql, device_ids
 
-    ``delivered_ms`` is the later of the delivery and when it was recorded: a delivery
-    recorded late (a document imported after the fact) brings its readings with it.
-    """
-    rows = raw.all(
+
+def courier_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
+    return [(str(d), str(c)) for d, c in rows]
+
+
+Interval = tuple[str, int, int | None, str, int | None, int | None]
+
+
+def assignments(raw: Raw, device_ids: Sequence[str]) -> list[Interval]:
+    return assignment_rows(raw.all(*assignments_query(raw, device_ids)))
+
+
+def assignments_query(raw: Raw, device_ids: Sequence[str]) -> tuple[str, Sequence[str]]:
+    """Every interval of these devices, with its shipment's pickup and delivery (the
+    late-data bounds), as a statement for ``Raw``; ``assignment_rows`` reads its rows."""
+    sql = (
         "SELECT a.device_id, a.assigned_from, a.assigned_until, a.shipment_id, "  # noqa: S608
         "s.picked_up_at, s.delivered_at, CASE WHEN s.delivered_at IS NULL THEN NULL ELSE "
         "(SELECT max(c.recorded_at) FROM custody_event c WHERE c.shipment_id = s.id "
         "AND c.action = 'delivered') END "
         "FROM device_assignment a JOIN shipment s ON s.id = a.shipment_id "
-        f"WHERE a.device_id IN ({raw.marks(device_ids)})",
-        device_ids,
+        f"WHERE a.device_id IN ({raw.marks(device_ids)})"
     )
+    return sql, device_ids
+
+
+def assignment_rows(rows: Sequence[Sequence[Any]]) -> list[Interval]:
+    """(device_id, from_ms, until_ms, shipment_id, picked_up_ms, delivered_ms) per interval.
+
+    ``delivered_ms`` is the later of the delivery and when it was recorded: a delivery
+    recorded late (a document imported after the fact) brings its readings with it.
+    """
     return [
         (
             str(d),

@@ -8,7 +8,7 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.services.alerts.lifecycle import raise_alert
 from app.services.coldchain import ingest as readings
@@ -16,8 +16,7 @@ from app.services.coldchain import rides
 from app.times import rfc3339, to_ms
 from integrations.epcis import Alarm, DeviceRef, SensorData, reading_items
 from models.alert import AlertKind, Severity
-from models.coldchain import Device
-from models.principal import Principal, Role
+from models.principal import Principal
 from models.shipment import Shipment
 
 if TYPE_CHECKING:
@@ -36,14 +35,7 @@ class Devices:
     def __init__(self, session: Session, actor: Principal, data: SensorData) -> None:
         refs = [m.device for m in data.temperatures + data.extras] + [a.device for a in data.alarms]
         ids = {r.explicit for r in refs if r.explicit} | {c for r in refs for c in r.candidates}
-        if actor.role == Role.device:
-            self.owned = {actor.device_id} & ids if actor.device_id else set()
-        else:
-            stmt = select(Device.id).where(col(Device.id).in_(ids))
-            if actor.role != Role.admin:
-                stmt = stmt.where(Device.courier == actor.courier)
-            self.owned = set(session.exec(stmt)) if ids else set()
-        self.assignments = rides.Assignments(session, self.owned)
+        self.owned, self.assignments = rides.owned_rides(session, actor, ids)
 
     def resolve(self, ref: DeviceRef) -> str | None:
         """The device id to use, or None when the event does not say which device it is."""
