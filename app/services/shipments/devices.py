@@ -151,7 +151,7 @@ def _holders_statements(
 ) -> list[tuple[str, list[Any]]]:
     """Lock the devices' rows, then read the open assignments and the open shipments' lists
     (one round trip on PostgreSQL, pipelined: each read's snapshot is taken after the locks)."""
-    marks = ", ".join("?" * len(wanted))  # placeholders only: the ids are parameters
+    marks = raw.marks(wanted)  # placeholders only: the ids are parameters
     lock = f"SELECT id FROM device WHERE id IN ({marks})"  # noqa: S608
     lock += " FOR UPDATE" if raw.postgres else ""
     riding = (
