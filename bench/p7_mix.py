@@ -10,6 +10,8 @@ SQLite, 110 calls/s at 87 % on PostgreSQL: 199 and 126 calls per CPU second).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bench.harness import Figure, Step, ratio_figure, settle
 from loadtest.client import percentile
 from loadtest.cluster import fresh_database
@@ -22,6 +24,7 @@ DEMO_CASES = 300
 BACKENDS = ("sqlite", "postgres")
 STEPS = 2 * len(BACKENDS)
 P99_GOAL_S = 0.100
+BURST_S = 2.0  # the start, when every client sends its first call at once
 # The issue's run of the same mix, before the ingest writer: calls per CPU second.
 REFERENCE_PER_CPU_S = {"sqlite": 177 / 0.89, "postgres": 110 / 0.87}
 OPERATIONS = (
@@ -44,9 +47,12 @@ def run(step: Step) -> list[Figure]:
             step(f"{backend}: the mix for {SECONDS:.0f} s")
             m = measure(url, keys, backend=backend, seconds=SECONDS, mix=Mix())
         short = "SQLite" if backend == "sqlite" else "PG"
+        settled = []
         for op, name in OPERATIONS:
             values = m.ledger.latencies.get(op, [])
             p99 = percentile(values, 99) if values else float("inf")
+            later = m.ledger.latencies_after(op, m.started + BURST_S)
+            settled.append(f"{1000 * percentile(later, 99):.0f}" if later else "-")
             figures.append(
                 Figure(
                     f"P7 {short}",
@@ -58,6 +64,14 @@ def run(step: Step) -> list[Figure]:
                     p99 <= P99_GOAL_S,
                 )
             )
+        # Every client starts at the same instant: the first calls queue behind all the
+        # others'. Shown beside the goal's figures, not instead of them.
+        figures[-1] = replace(
+            figures[-1],
+            note=f"the six p99s above for calls sent {BURST_S:.0f} s or more into the run: "
+            + " / ".join(settled)
+            + " ms",
+        )
         errors = len(m.ledger.errors) + len(m.problems)
         figures.append(
             ratio_figure(

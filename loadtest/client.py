@@ -59,6 +59,8 @@ class Ledger:
     # Every creating call sent, acknowledged or not: the database may hold at most these.
     attempted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # When each of those calls was answered (time.monotonic()), in the same order.
+    answered: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: list[str] = field(default_factory=list)  # 5xx and unexpected refusals
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,8 +76,26 @@ class Ledger:
             self.counts["errors"] += 1
 
     def timing(self, op: str, seconds: float) -> None:
+        now = time.monotonic()
         with self.lock:
             self.latencies[op].append(seconds)
+            self.answered[op].append(now)
+
+    def forget_timings(self) -> None:
+        """Drop every latency recorded so far (a setup's, before the measured run)."""
+        with self.lock:
+            self.latencies.clear()
+            self.answered.clear()
+
+    def latencies_after(self, op: str, start: float) -> list[float]:
+        """The latencies of the calls of ``op`` sent at or after ``start`` (monotonic)."""
+        return [
+            latency
+            for latency, at in zip(
+                self.latencies.get(op, []), self.answered.get(op, []), strict=True
+            )
+            if at - latency >= start
+        ]
 
     def acknowledged(self) -> dict[str, int]:
         return {

@@ -90,6 +90,7 @@ class MixRun:
     elapsed: float
     cpu: float  # server CPU seconds (all processes) during the mix
     problems: list[str]
+    started: float = 0.0  # time.monotonic() when every client was let go at once
 
     @property
     def calls(self) -> int:
@@ -141,7 +142,7 @@ def measure(
             loggers = loggers_in_transit(
                 setup, keys, cases, run=run_id, count=mix.batch_couriers + mix.single_loggers
             )
-        ledger.latencies.clear()
+        ledger.forget_timings()
         ledger.counts.clear()
         deadline = Deadline()
         servers = [server] if ingest is server else [server, ingest]
@@ -162,7 +163,7 @@ def measure(
         elapsed = time.monotonic() - t0
         cpu = sum(s.cpu_seconds() for s in servers) - cpu0
         problems = trouble(list(logdir.glob("uvicorn-*.log")))
-    return MixRun(backend, split, echo_alone, alone_s, ledger, elapsed, cpu, problems)
+    return MixRun(backend, split, echo_alone, alone_s, ledger, elapsed, cpu, problems, t0)
 
 
 def run(
