@@ -103,11 +103,13 @@ def require_physical_order(latest: datetime | None, *, occurred_at: datetime) ->
         )
 
 
-# Every event reads its route's factory and the case's latest physical milestone: one
-# statement on the driver's connection (see _LAST_PHYSICAL), one round trip.
+# Every event reads its route's factory, the case's latest physical milestone and whether
+# any webhook is active: one statement on the driver's connection (see _LAST_PHYSICAL), one
+# round trip.
 _FACTORY_AND_LAST = f"""
 SELECT (SELECT manufacturing_site FROM route WHERE code = ?),
-       ({_LAST_PHYSICAL.strip()})"""  # noqa: S608 - constant text, no input
+       ({_LAST_PHYSICAL.strip()}),
+       {webhook_outbox.ANY_ACTIVE}"""  # noqa: S608 - constant text, no input
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -150,6 +152,7 @@ def record_event(
         raise RuntimeError("inconsistent data: route missing")
     manufacturing_site = str(found[0])
     latest_physical = None if found[1] is None else as_utc(found[1])
+    any_webhook = bool(found[2])
     expected_site = manufacturing_site if event_type in MANUFACTURING_EVENTS else case.site
     if site != expected_site:  # the expected site exists (foreign keys): only others are read
         if session.get(Site, site) is None:
@@ -217,7 +220,9 @@ def record_event(
         after={**snapshot(case), "occurred_at": occurred_at, "site": site},
         reason=note,
     )
-    webhook_outbox.enqueue_for_milestone(session, case=case, milestone=milestone, now=now)
+    webhook_outbox.enqueue_for_milestone(
+        session, case=case, milestone=milestone, now=now, any_active=any_webhook
+    )
     delivery.on_receipt(
         session, case=case, actor=actor, event_type=event_type, occurred_at=occurred_at, now=now
     )
