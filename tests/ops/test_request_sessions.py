@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from app.db import Database, Raw, hold_row_lock, holds_row_lock
+from app.db import Database, hold_row_lock, holds_row_lock
+from app.raw import Raw
 from models.reference import Site
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.db import Raw
 from app.errors import Conflict, Invalid
+from app.raw import Raw
 from models.base import utcnow
 
 MAX_KEY_LENGTH = 200

@@ -10,8 +10,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from app.db import Raw, utc_ms
 from app.errors import Forbidden, Invalid
+from app.raw import Raw, utc_ms
 from app.services.audit import chain as audit
 from app.services.shipments.device_ids import canonical
 from models.coldchain import Device

@@ -35,8 +35,8 @@ from sqlalchemy import Table, event, insert
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
-from app.db import Raw
 from app.errors import Invalid
+from app.raw import Raw
 from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from app.db import Raw
 from app.errors import Conflict, Invalid
+from app.raw import Raw
 from app.services.alerts import lifecycle as alerts
 from app.services.delays.checks import receipt_slot_key
 from app.times import iso_z

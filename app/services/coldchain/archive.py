@@ -39,8 +39,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
-from app.db import utc_ms
 from app.errors import Conflict, Invalid
+from app.raw import utc_ms
 from app.services.audit import chain as audit
 from app.services.audit.manifest import canonical_row, lines_digest
 from app.services.coldchain import archive_file as af

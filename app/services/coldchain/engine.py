@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
-from app.db import Raw
+from app.raw import Raw
 from app.services.coldchain import alarms, frozen
 from app.services.coldchain import excursion_rows as rows
 from app.services.coldchain import store as reading_store

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.db import Raw
+from app.raw import Raw
 from app.services.coldchain import alarms
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import store as reading_store

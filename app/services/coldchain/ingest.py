@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.db import Raw, on_commit
+from app.db import on_commit
 from app.errors import AppError
+from app.raw import Raw
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import engine as coldchain
 from app.services.coldchain import evaluate as ingest_eval

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import Raw
+from app.raw import Raw
 from app.services.coldchain import store as reading_store
 from models.principal import Principal, Role
 

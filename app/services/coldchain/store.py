@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from app.db import Raw, utc_ms
+from app.raw import Raw, utc_ms
 from app.services.coldchain.detector import PROFILE_FIELDS, Exc, State
 
 # Columns of ``reading`` in insert order; a plain reading binds only the first four + last.

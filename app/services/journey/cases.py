@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.db import Raw
 from app.errors import Conflict, Forbidden, Invalid
+from app.raw import Raw
 from app.services.audit import chain as audit
 from app.services.delays.targets import DURATIONS
 from app.services.identity.coi import Keyring, check_char, next_coi

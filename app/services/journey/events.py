@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.db import Raw
 from app.errors import Forbidden, IllegalTransition, Invalid
+from app.raw import Raw
 from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi

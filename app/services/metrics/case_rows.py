@@ -18,7 +18,7 @@ from sqlalchemy import Double, Table, and_, bindparam, cast, exists, extract, fu
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
-from app.db import Compiled, Raw
+from app.raw import Compiled, Raw
 from app.times import as_utc
 from models.case import Case, Milestone, MilestoneCorrection
 from models.coldchain import Excursion

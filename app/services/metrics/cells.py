@@ -58,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
-from app.db import Raw
+from app.raw import Raw
 from app.services.metrics.case_rows import _driver_rows
 from models.metrics import CELL, SPANS, CaseTurnaround, TurnaroundCell, TurnaroundCellDirty
 

@@ -22,7 +22,8 @@ from sqlalchemy import Table, delete, insert
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
-from app.db import Raw, holds_row_lock
+from app.db import holds_row_lock
+from app.raw import Raw
 from app.services.metrics import case_rows, cells
 from app.services.metrics.case_rows import (
     AT,

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.db import Raw
 from app.errors import Conflict, Forbidden, Invalid
+from app.raw import Raw
 from app.services.access.principals import register_device
 from app.services.access.scope import shipment_scope
 from app.services.audit import chain as audit

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.db import Raw, hold_row_lock
+from app.db import hold_row_lock
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
+from app.raw import Raw
 from app.services.access.scope import scoped_case
 from app.services.audit import chain as audit
 from app.services.identity.scan import require_coi

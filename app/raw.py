@@ -1,0 +1,141 @@
+"""Statements on the driver's own connection: the hot paths' plain SQL, without the ORM.
+
+``Raw.of(session)`` gives the DB-API connection of the session's transaction, with one
+placeholder style (``?``) on both databases, and runs statements one at a time or, on
+PostgreSQL, several in one round trip (``pipelined``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+
+
+def utc_ms(value: Any) -> int:
+    """Epoch milliseconds of a stored instant (SQLite: naive UTC text; PostgreSQL: aware)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+_PYFORMAT: dict[str, str] = {}  # statements rewritten for psycopg, by their ``?`` form
+
+
+class Compiled(str):
+    """SQL already in the driver's own placeholder style (a compiled Core statement's
+    text), passed to ``Raw`` as it is."""
+
+    __slots__ = ()
+
+
+class Raw:
+    """The DB-API connection of a session's transaction, with one placeholder style.
+
+    ``Raw.of(session)`` gives the one kept for the session's current transaction.
+    """
+
+    @classmethod
+    def of(cls, session: Session) -> Raw:
+        conn = session.connection()
+        raw: Raw | None = session.info.get("v2v_raw")
+        if raw is None or raw.conn is not conn:
+            raw = session.info["v2v_raw"] = cls(session)
+        return raw
+
+    def __init__(self, session: Session) -> None:
+        conn = self.conn = session.connection()
+        self.postgres = conn.dialect.name == "postgresql"
+        driver = conn.connection.driver_connection
+        if driver is None:  # a pooled connection always has one
+            raise RuntimeError("no DB-API connection behind the session")
+        self.driver: Any = driver
+
+    def sql(self, statement: str) -> str:
+        if not self.postgres or isinstance(statement, Compiled):
+            return statement
+        out = _PYFORMAT.get(statement)
+        if out is None:
+            out = _PYFORMAT[statement] = statement.replace("?", "%s")
+        return out
+
+    def all(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def one(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+            row = cur.fetchone()
+            return tuple(row) if row is not None else None
+        finally:
+            cur.close()
+
+    def pipelined(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Each statement's rows, the statements run in order. On PostgreSQL they go in one
+        round trip (psycopg's pipeline mode): the server still runs them one after the
+        other, each with its own snapshot (READ COMMITTED), taken once the one before has
+        finished, so a read after a lock sees what committed while the lock was awaited. If
+        one fails, the ones after it are not run. A ``Compiled`` statement goes as it is; a
+        statement that returns no rows (a write) gives an empty list."""
+        if not self.postgres:
+            return [self.all(statement, params) for statement, params in statements]
+        cursors = [self.driver.cursor() for _ in statements]
+        try:
+            with self.driver.pipeline():
+                for cur, (statement, params) in zip(cursors, statements, strict=True):
+                    cur.execute(self.sql(statement), params)
+            return [
+                [] if cur.description is None else [tuple(row) for row in cur.fetchall()]
+                for cur in cursors
+            ]
+        finally:
+            for cur in cursors:
+                cur.close()
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.execute(self.sql(statement), params)
+        finally:
+            cur.close()
+
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        cur = self.driver.cursor()
+        try:
+            cur.executemany(self.sql(statement), rows)
+        finally:
+            cur.close()
+
+    def compiled(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any], *, binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """All rows of SQL already compiled for this driver (its own placeholders, not
+        ``?``: a compiled Core statement's text and parameters); ``binary``: PostgreSQL's
+        binary format (bytea columns in half the bytes of hex)."""
+        cur = self.driver.cursor(binary=True) if binary and self.postgres else self.driver.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def marks(self, values: Sequence[Any]) -> str:
+        """Placeholders for an IN list."""
+        return ", ".join("?" for _ in values)
+
+    def stamp(self, at: datetime) -> Any:
+        """An instant as the UTCDateTime column type stores it."""
+        at = at.astimezone(UTC)
+        return at if self.postgres else at.replace(tzinfo=None).isoformat(" ", "microseconds")
