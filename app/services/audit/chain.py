@@ -173,9 +173,9 @@ def seal(session: Session, *, first: Sequence[tuple[str, Sequence[Any]]] = ()) -
     the chain's lock in the same round trip on PostgreSQL (a creating request's stored
     response), whether or not entries are recorded."""
     pending = session.info.pop(_PENDING, None)
-    raw = Raw.of(session) if pending or first else None
-    if raw is None:
+    if not pending and not first:
         return
+    raw = Raw.of(session)
     if not pending:
         raw.pipelined(first)
         return

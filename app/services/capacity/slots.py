@@ -22,7 +22,7 @@ from app.services.delays.checks import receipt_slot_key
 from app.times import iso_z
 from models.alert import AlertKind, Severity
 from models.case import Case, Slot
-from models.reference import Route, RouteLeg, Site
+from models.reference import Route, Site
 
 SEARCH_HORIZON = timedelta(days=180)
 
@@ -35,13 +35,16 @@ def _positions(shuttles: int | None, per_shuttle: int | None) -> int:
     return (shuttles or 0) * (per_shuttle or 16)
 
 
+# A route's inbound hours: how long after apheresis its material reaches the factory.
+_INBOUND_H = (
+    "SELECT coalesce(sum(expected_h), 0) FROM route_leg "
+    "WHERE route_code = ? AND direction = 'inbound'"
+)
+
+
 def inbound_hours(session: Session, *, route: Route) -> float:
-    legs = session.exec(
-        select(RouteLeg.expected_h).where(
-            RouteLeg.route_code == route.code, RouteLeg.direction == "inbound"
-        )
-    ).all()
-    return float(sum(legs))
+    row = Raw.of(session).one(_INBOUND_H, (route.code,))
+    return float(row[0]) if row is not None else 0.0
 
 
 def _reserved(session: Session, site: str, start: datetime, end: datetime) -> list[Slot]:
@@ -98,19 +101,17 @@ class Plan:
 # A case's factory (its row locked: bookings at one factory are serialised; SQLite has one
 # writer), its positions, the product's process time and the route's inbound hours, in one
 # statement (five round trips on PostgreSQL before).
-_PLAN = """
-SELECT site.code, site.shuttles, site.positions_per_shuttle, product.process_h,
-    (SELECT coalesce(sum(leg.expected_h), 0) FROM route_leg AS leg
-     WHERE leg.route_code = route.code AND leg.direction = 'inbound')
+_PLAN = f"""
+SELECT site.code, site.shuttles, site.positions_per_shuttle, product.process_h, ({_INBOUND_H})
 FROM route JOIN site ON site.code = route.manufacturing_site JOIN product ON product.code = ?
 WHERE route.code = ?
-"""
+"""  # noqa: S608 - constant text, no input
 _PLAN_LOCKED = {False: _PLAN, True: _PLAN + "FOR NO KEY UPDATE OF site"}
 
 
 def _plan_locked(session: Session, *, case: Case, apheresis_at: datetime) -> Plan:
     raw = Raw.of(session)
-    row = raw.one(_PLAN_LOCKED[raw.postgres], (case.product, case.route))
+    row = raw.one(_PLAN_LOCKED[raw.postgres], (case.route, case.product, case.route))
     if row is None:  # guaranteed by foreign keys and state
         raise RuntimeError(f"inconsistent data: route {case.route} or product {case.product}")
     site, shuttles, per_shuttle, process_h, inbound_h = row

@@ -45,10 +45,6 @@ _STATE_COLUMNS = (
 # ---- lookups ------------------------------------------------------------------------------
 
 
-def device_couriers(raw: Raw, device_ids: Sequence[str]) -> list[tuple[str, str]]:
-    return courier_rows(raw.all(*device_couriers_query(raw, device_ids)))
-
-
 def device_couriers_query(raw: Raw, device_ids: Sequence[str]) -> tuple[str, Sequence[str]]:
     """(device_id, courier) of these devices, as a statement for ``Raw``."""
     sql = f"SELECT id, courier FROM device WHERE id IN ({raw.marks(device_ids)})"  # noqa: S608

@@ -120,8 +120,8 @@ def ensure_free(
     holders: dict[str, set[str]] = {}
     session.flush()  # the statements below read the tables, not the session
     raw = Raw.of(session)
-    locked, riding, listed = raw.pipelined(_holders_statements(raw, wanted, shipment_id))
-    del locked  # taken for its locks: read after them, riding and listed are current
+    # The first statement is run for its locks: read after them, riding and listed are current.
+    _, riding, listed = raw.pipelined(_holders_statements(raw, wanted, shipment_id))
     for other_id, device_id in riding:
         holders.setdefault(device_id, set()).add(other_id)
     open_ids: set[str] = set()
