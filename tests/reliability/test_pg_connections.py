@@ -1,0 +1,72 @@
+"""PostgreSQL connections that die while pooled (the server restarted, an administrator or a
+proxy ended them) are replaced before a request uses them: no caller sees an error for it.
+
+The pool checks a connection as it leaves (its BEGIN is the check, ``app.db``); these tests
+end every server process of the database between two requests and expect both answered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from app.db import Database
+from tests.conftest import Api, fresh_db
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from fresh_db(request, request.param, tmp_path)
+
+
+def _end_connections(db_url: str) -> int:
+    """Terminate every other server process of the database; how many there were."""
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_requests_after_pooled_connections_are_ended_are_answered(api: Api, db_url: str) -> None:
+    assert api.get("admin", "/api/v1/cases").status_code == 200
+    assert _end_connections(db_url) >= 1  # the pool held at least the one it just used
+
+    read = api.get("admin", "/api/v1/cases")
+    assert read.status_code == 200, read.text
+    body = {"readings": [{"device_id": "LOG-NOBODY", "ts": "2026-11-25T23:00:00Z", "temp_c": 4}]}
+    # A write too: a refusal from the service (no such device for this courier), not a 500.
+    write = api.post("courier", "/api/v1/readings", json=body)
+    assert write.status_code < 500, write.text
+
+
+def test_a_session_begins_on_a_live_connection_and_ends_cleanly(database: Database) -> None:
+    with database.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    dsn = str(database.engine.url.set(drivername="postgresql").render_as_string(False))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # The next checkout finds the ended connection and takes a new one.
+    with database.engine.connect() as conn:
+        again: Any = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert again != pid
+        state = conn.execute(
+            text("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        ).scalar_one()
+        assert state == "active"
+    with database.engine.connect() as conn:  # returned without a transaction left open
+        left = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+        assert left == 0
