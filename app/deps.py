@@ -335,7 +335,8 @@ def created_once(
             return replay_response(stored)
         body = create().model_dump(mode="json", by_alias=True)
         # The response to replay is stored in the round trip that takes the audit chain's lock.
-        audit.seal(session, first=idem.finishing(status_code=status_code, body=body))
+        # ... and on PostgreSQL the COMMIT goes in the round trip that inserts the entries.
+        audit.seal(session, first=idem.finishing(status_code=status_code, body=body), commit=True)
     return JSONResponse(body, status_code=status_code)
 
 

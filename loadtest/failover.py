@@ -138,11 +138,16 @@ def probe(url: str, logdir: Path, *, instances: int = 3, interval: float = 1.0) 
             return report
         killed = time.time()
         procs[report.leader].kill()
-        found = _wait(lambda: [r for r in runs_of(procs) if r.at > killed], 3 * interval + 10)
-        if found is None:
+
+        # Another instance's runs: the killed one may have printed a last run as it died,
+        # and what it printed may not be there on a second read.
+        def taken_over() -> list[JobRun]:
+            return [r for r in runs_of(procs) if r.at > killed and r.who != report.leader]
+
+        if _wait(taken_over, 3 * interval + 10) is None or not (runs := taken_over()):
             report.notes.append("no instance took over")
             return report
-        first = min((r for r in runs_of(procs) if r.at > killed), key=lambda r: r.at)
+        first = min(runs, key=lambda r: r.at)
         report.successor, report.failover_s = first.who, first.at - killed
         a0 = first.at + interval
         time.sleep(max(0.0, a0 + interval * 4 - time.time()))

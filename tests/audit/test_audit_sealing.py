@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from app.db import Database, savepoint
 from app.services.audit import chain
 from models.audit import AuditEntry
+from models.reference import Site
 from tests.conftest import NOW
 
 
@@ -128,4 +129,44 @@ def test_a_commit_inside_a_savepoint_seals_its_entries(database: Database) -> No
         _record(session, "inner")
         session.commit()  # commits the savepoint and the transaction around it
     assert _actions(database) == ["outer", "inner"]
+    _verified(database)
+
+
+def test_a_seal_that_commits_stores_what_the_session_would(database: Database) -> None:
+    """``seal(commit=True)`` (a creating request's last step) sends the entries with the
+    COMMIT on PostgreSQL: the row is the one the ORM's insert stores, a change the session has
+    not flushed yet is committed in the same transaction, and the session's own commit
+    afterwards only does its bookkeeping."""
+    details = {"nested": {"n": 1}, "text": "ü"}
+    for name, commit in (("through-session", False), ("with-commit", True)):
+        with database.session(write=True) as session:
+            site = session.get(Site, "NCC-EAST")
+            assert site is not None
+            chain.append(
+                session, actor="test", action=name, entity="test", entity_id=name, at=NOW,
+                after=details,
+            )  # fmt: skip
+            site.name = f"site {name}"  # pending: not flushed before the seal
+            chain.seal(session, commit=commit)
+            session.commit()
+            assert not session.in_transaction()
+        with database.session() as session:
+            row = session.exec(select(AuditEntry).where(AuditEntry.action == name)).one()
+            assert (row.at, row.before, row.after) == (NOW, None, details)
+            null = session.execute(
+                text("SELECT before IS NULL FROM audit_log WHERE action = :a"), {"a": name}
+            )
+            assert not null.scalar_one()  # a missing value is JSON null, as the ORM stores it
+            named = session.execute(text("SELECT name FROM site WHERE code = 'NCC-EAST'"))
+            assert named.scalar_one() == f"site {name}"
+            if database.dialect == "postgresql":  # one transaction wrote both rows
+                xmins = session.execute(
+                    text(
+                        "SELECT (SELECT xmin::text FROM site WHERE code = 'NCC-EAST'), "
+                        "(SELECT xmin::text FROM audit_log WHERE action = :a)"
+                    ),
+                    {"a": name},
+                ).one()
+                assert xmins[0] == xmins[1]
+    assert _actions(database) == ["through-session", "with-commit"]
     _verified(database)

@@ -165,13 +165,21 @@ def append(
     session.info.setdefault(_PENDING, []).append((owner, content))
 
 
-def seal(session: Session, *, first: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
+def seal(
+    session: Session, *, first: Sequence[tuple[str, Sequence[Any]]] = (), commit: bool = False
+) -> None:
     """Link the transaction's recorded entries after the chain's head and insert them, under
     the chain's lock (held to the commit); nothing to do if none are recorded.
 
     ``first``: the caller's last writes before the commit (``Raw`` statements), run ahead of
     the chain's lock in the same round trip on PostgreSQL (a creating request's stored
-    response), whether or not entries are recorded."""
+    response), whether or not entries are recorded.
+
+    ``commit``: the caller commits next and writes nothing more: on PostgreSQL the entries
+    and the COMMIT go in one round trip (the session's own commit then finds the transaction
+    ended and only runs its bookkeeping). The lock is released a round trip sooner too."""
+    if commit:
+        session.flush()  # nothing of the transaction may be left to write after its COMMIT
     pending = session.info.pop(_PENDING, None)
     if not pending and not first:
         return
@@ -193,7 +201,27 @@ def seal(session: Session, *, first: Sequence[tuple[str, Sequence[Any]]] = ()) -
         digest = entry_hash(key=keys.active_secret, kid=keys.active_kid, **entry)
         rows.append({**entry, "kid": keys.active_kid, "hash": digest})
         seq, prev_hash = seq + 1, digest
+    if commit and raw.postgres:
+        raw.pipelined([*((_INSERT_RAW, _raw_values(raw, row)) for row in rows), ("COMMIT", ())])
+        return
     session.execute(_INSERT, rows)
+
+
+# The entry as the driver's own INSERT, for the round trip that also commits (``seal``); the
+# columns are the model's (no input reaches the statement's text).
+_COLUMNS = tuple(column.name for column in _TABLE.columns)
+_NAMES, _MARKS = ", ".join(_COLUMNS), ", ".join("?" for _ in _COLUMNS)
+_INSERT_RAW = f"INSERT INTO audit_log ({_NAMES}) VALUES ({_MARKS})"  # noqa: S608
+_JSON_COLUMNS = frozenset({"before", "after"})
+
+
+def _raw_values(raw: Raw, row: dict[str, Any]) -> list[Any]:
+    """The row's values as SQLAlchemy's column types would bind them: JSON as its text (a
+    missing value as JSON null, as the ``JSON`` type stores it), the instant in UTC."""
+    return [
+        json.dumps(row[c]) if c in _JSON_COLUMNS else raw.stamp(row[c]) if c == "at" else row[c]
+        for c in _COLUMNS
+    ]
 
 
 _PENDING = "v2v_audit_pending"
