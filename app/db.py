@@ -71,6 +71,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 10)
     if parsed.get_backend_name() != "sqlite":
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
         event.listen(engine, "checkout", _begin_as_ping)
+        event.listen(engine, "set_connection_execution_options", _unbegin_for_isolation)
         return engine
     _require_sqlite_json()
     database = parsed.database or ""
@@ -146,6 +147,16 @@ def _begin_as_ping(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError(str(exc)) from exc
     if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
         raise DisconnectionError(str(pgconn.get_error_message()).strip())
+
+
+def _unbegin_for_isolation(conn: Any, options: dict[str, Any]) -> None:
+    """An isolation level (``AUTOCOMMIT`` among them) is set before a transaction begins: the
+    ``BEGIN`` a connection left the pool with is rolled back first if nothing ran in it."""
+    if "isolation_level" not in options or conn.in_transaction():
+        return
+    driver = conn.connection.driver_connection
+    if driver.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        driver.rollback()
 
 
 def on_commit(session: Session, action: Callable[[], None]) -> None:

@@ -70,3 +70,15 @@ def test_a_session_begins_on_a_live_connection_and_ends_cleanly(database: Databa
             )
         ).scalar_one()
         assert left == 0
+
+
+def test_a_connection_asked_for_autocommit_runs_outside_a_transaction(database: Database) -> None:
+    # VACUUM refuses to run in a transaction block: the BEGIN the connection left the pool
+    # with must be gone once AUTOCOMMIT is asked for, and back for the next checkout.
+    with database.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM site"))
+    with database.engine.connect() as conn:
+        level = conn.execute(text("SHOW transaction_isolation")).scalar_one()
+        assert level == "read committed"
+        status = conn.connection.driver_connection.pgconn.transaction_status  # type: ignore[union-attr]
+        assert status == psycopg.pq.TransactionStatus.INTRANS
