@@ -113,6 +113,10 @@ class LeaderLock:
             if self._conn is not None:
                 try:
                     self._conn.execute(text("SELECT 1"))
+                    # The lock is the session's, not the transaction's: ending the check's
+                    # transaction keeps it, and the connection is not left "idle in
+                    # transaction" between ticks (which a server-side timeout would end).
+                    self._conn.rollback()
                     return True
                 except Exception:  # noqa: BLE001 - a dead connection means the lock is gone
                     self._drop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
+
 from app.clock import FrozenClock
 from app.db import Database
 from app.scheduler import Scheduler
@@ -35,6 +37,16 @@ def test_exactly_one_instance_runs_each_tick_and_leadership_moves_on(database: D
                 assert all(ran)
         if database.dialect == "postgresql":
             leader = next(s for s in instances if s.lock.held())
+            # Between ticks the leader's connection holds its lock outside any transaction.
+            with database.engine.connect() as conn:
+                open_ = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND state LIKE 'idle in transaction%' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            assert open_ == 0
             assert {name for name, _ in runs} == {f"i{instances.index(leader)}"}
             # The leader dies: its connection closes and the lock goes to the next caller.
             leader.lock.release()
