@@ -170,3 +170,20 @@ def test_a_seal_that_commits_stores_what_the_session_would(database: Database) -
                 assert xmins[0] == xmins[1]
     assert _actions(database) == ["through-session", "with-commit"]
     _verified(database)
+
+
+def test_a_seal_that_commits_with_nothing_recorded_still_writes_its_first_statements(
+    database: Database,
+) -> None:
+    with database.session(write=True) as session:
+        site = session.get(Site, "NCC-EAST")
+        assert site is not None
+        site.timezone = "Asia/Seoul"  # pending: flushed before the COMMIT
+        first = [("UPDATE site SET name = ? WHERE code = ?", ("renamed", "NCC-EAST"))]
+        chain.seal(session, first=first, commit=True)
+        session.commit()
+        assert not session.in_transaction()
+    with database.session() as session:
+        row = session.execute(text("SELECT name, timezone FROM site WHERE code = 'NCC-EAST'")).one()
+        assert tuple(row) == ("renamed", "Asia/Seoul")
+    assert _actions(database) == []  # nothing was recorded, nothing sealed

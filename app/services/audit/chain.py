@@ -31,7 +31,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Table, event, insert
+from sqlalchemy import JSON, Table, event, insert
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
@@ -40,6 +40,7 @@ from app.raw import Raw
 from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
+from models.base import UTCDateTime
 from models.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def seal(
         return
     raw = Raw.of(session)
     if not pending:
-        raw.pipelined(first)
+        raw.pipelined([*first, *_COMMIT] if commit and raw.postgres else first)
         return
     if raw.postgres:  # the head is read once the lock is held, in the same round trip
         *_, head = raw.pipelined([*first, (_LOCK, (AUDIT_LOCK_KEY,)), (_LAST, ())])
@@ -202,7 +203,7 @@ def seal(
         rows.append({**entry, "kid": keys.active_kid, "hash": digest})
         seq, prev_hash = seq + 1, digest
     if commit and raw.postgres:
-        raw.pipelined([*((_INSERT_RAW, _raw_values(raw, row)) for row in rows), ("COMMIT", ())])
+        raw.pipelined([*((_INSERT_RAW, _raw_values(raw, row)) for row in rows), *_COMMIT])
         return
     session.execute(_INSERT, rows)
 
@@ -210,17 +211,19 @@ def seal(
 # The entry as the driver's own INSERT, for the round trip that also commits (``seal``); the
 # columns are the model's (no input reaches the statement's text).
 _COLUMNS = tuple(column.name for column in _TABLE.columns)
+_COMMIT = (("COMMIT", ()),)
 _NAMES, _MARKS = ", ".join(_COLUMNS), ", ".join("?" for _ in _COLUMNS)
 _INSERT_RAW = f"INSERT INTO audit_log ({_NAMES}) VALUES ({_MARKS})"  # noqa: S608
-_JSON_COLUMNS = frozenset({"before", "after"})
+_JSON_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, JSON))
+_INSTANTS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, UTCDateTime))
 
 
 def _raw_values(raw: Raw, row: dict[str, Any]) -> list[Any]:
     """The row's values as SQLAlchemy's column types would bind them: JSON as its text (a
-    missing value as JSON null, as the ``JSON`` type stores it), the instant in UTC."""
+    missing value as JSON null, as the ``JSON`` type stores it), instants in UTC."""
     return [
-        json.dumps(row[c]) if c in _JSON_COLUMNS else raw.stamp(row[c]) if c == "at" else row[c]
-        for c in _COLUMNS
+        json.dumps(v) if c in _JSON_COLUMNS else raw.stamp(v) if c in _INSTANTS else v
+        for c, v in ((c, row[c]) for c in _COLUMNS)
     ]
 
 
