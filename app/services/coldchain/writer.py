@@ -11,7 +11,7 @@ request queued behind every batch before it, each paying its own commit (an fsyn
 One writer keeps the serialisation that protects the GIL (no executemany in several threads
 at once) and shares the commit. A group is bounded in time as well as size (a person's
 journey write on SQLite waits at the writer gate for the group in progress): 20 ms on
-PostgreSQL, where three writers overlap their round trips. On SQLite the writer takes the
+PostgreSQL, where two writers overlap their round trips. On SQLite the writer takes the
 writer lock for a turn of up to 50 ms and commits a group every 10 ms within it, answering
 its callers each time: a reading waits for its own group, not the whole turn, and the turn
 ends early, once a group is committed, when another writer of the process (a person's
@@ -77,7 +77,14 @@ SQLITE_GROUP_S = 0.010
 # shipments in opposite orders deadlock; PostgreSQL then fails one unit, which runs again
 # alone (a guarded unit: its savepoint is rolled back) or takes its group with it (a
 # checked unit: the group is rolled back and each of its units runs again alone).
-POSTGRES_WRITERS = 3
+# Every writer's Python competes for the process's interpreter with people's journey steps.
+# Under the PostgreSQL mix (2026-12-07, `loadtest.load --seconds 20`, runs interleaved),
+# three writers against two: events' p99 135-161 ms (three runs) against 108-117 (two),
+# custody's 111-119 against 93-95, single readings' 109-124 against 111-114; 3,600-4,100
+# readings/s stored against 2,000 (couriers' 100-reading uploads waited 130 ms at the median
+# instead of 250). P4 (one uploader) was the same (0.81x against 0.82x). One writer starved
+# uploads (1 s each) and slowed live readings (p99 185-216 ms). People first: two.
+POSTGRES_WRITERS = 2
 # A unit of this many readings or fewer (a logger's live reading) is served before the
 # batches queued with it: it waits for its own group's commit, not behind courier uploads.
 SMALL_UNIT = 10
