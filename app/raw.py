@@ -136,6 +136,9 @@ class Raw:
         return ", ".join("?" for _ in values)
 
     def stamp(self, at: datetime) -> Any:
-        """An instant as the UTCDateTime column type stores it."""
+        """An instant as the UTCDateTime column type stores it (a naive one refused, as the
+        type refuses it)."""
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError("naive datetime refused: every instant must carry a UTC offset")
         at = at.astimezone(UTC)
         return at if self.postgres else at.replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -132,11 +132,11 @@ def test_a_commit_inside_a_savepoint_seals_its_entries(database: Database) -> No
     _verified(database)
 
 
-def test_a_seal_that_commits_stores_what_the_session_would(database: Database) -> None:
+def test_a_seal_that_commits_stores_the_same_entry_in_one_transaction(database: Database) -> None:
     """``seal(commit=True)`` (a creating request's last step) sends the entries with the
-    COMMIT on PostgreSQL: the row is the one the ORM's insert stores, a change the session has
-    not flushed yet is committed in the same transaction, and the session's own commit
-    afterwards only does its bookkeeping."""
+    COMMIT on PostgreSQL: the row is the one a seal before the session's commit stores, read
+    back through the ORM as written, a change the session has not flushed yet is committed in
+    the same transaction, and the session's own commit afterwards only does its bookkeeping."""
     details = {"nested": {"n": 1}, "text": "ü"}
     for name, commit in (("through-session", False), ("with-commit", True)):
         with database.session(write=True) as session:

@@ -31,7 +31,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Table, event, insert
+from sqlalchemy import JSON, Table, event
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
@@ -47,14 +47,13 @@ log = logging.getLogger(__name__)
 
 # An arbitrary constant naming the audit chain's advisory lock on PostgreSQL.
 AUDIT_LOCK_KEY = 0x5632_5641_5544  # "V2VAUD"
-# Every journey step appends: its statements are built once (SQLAlchemy then caches their
-# compiled form) and the entry is inserted without an ORM object to track.
+# Every journey step appends: the entry is inserted on the driver's connection (``_INSERT``
+# below), without an ORM object to track.
 _TABLE: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 # Every write request seals: the chain's head is read on the driver's connection (plain
 # numbers and text; through SQLAlchemy's Session the statement cost several times itself).
 _LOCK = "SELECT pg_advisory_xact_lock(?)"
 _LAST = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-_INSERT = insert(_TABLE)
 
 
 # Far below the interpreter's recursion limit; input is capped shallower at the edge.
@@ -202,28 +201,33 @@ def seal(
         digest = entry_hash(key=keys.active_secret, kid=keys.active_kid, **entry)
         rows.append({**entry, "kid": keys.active_kid, "hash": digest})
         seq, prev_hash = seq + 1, digest
+    inserts = [(_INSERT, _values(raw, row)) for row in rows]
     if commit and raw.postgres:
-        raw.pipelined([*((_INSERT_RAW, _raw_values(raw, row)) for row in rows), *_COMMIT])
-        return
-    session.execute(_INSERT, rows)
+        raw.pipelined([*inserts, *_COMMIT])
+    else:
+        raw.many(_INSERT, [values for _, values in inserts])
 
 
-# The entry as the driver's own INSERT, for the round trip that also commits (``seal``); the
-# columns are the model's (no input reaches the statement's text).
+# An entry as the driver's own INSERT; the columns are the model's (no input reaches the
+# statement's text).
 _COLUMNS = tuple(column.name for column in _TABLE.columns)
 _COMMIT = (("COMMIT", ()),)
 _NAMES, _MARKS = ", ".join(_COLUMNS), ", ".join("?" for _ in _COLUMNS)
-_INSERT_RAW = f"INSERT INTO audit_log ({_NAMES}) VALUES ({_MARKS})"  # noqa: S608
+_INSERT = f"INSERT INTO audit_log ({_NAMES}) VALUES ({_MARKS})"  # noqa: S608
 _JSON_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, JSON))
 _INSTANTS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, UTCDateTime))
 
 
-def _raw_values(raw: Raw, row: dict[str, Any]) -> list[Any]:
+def _values(raw: Raw, row: dict[str, Any]) -> list[Any]:
     """The row's values as SQLAlchemy's column types would bind them: JSON as its text (a
     missing value as JSON null, as the ``JSON`` type stores it), instants in UTC."""
     return [
-        json.dumps(v) if c in _JSON_COLUMNS else raw.stamp(v) if c in _INSTANTS else v
-        for c, v in ((c, row[c]) for c in _COLUMNS)
+        json.dumps(row[c])
+        if c in _JSON_COLUMNS
+        else raw.stamp(row[c])
+        if c in _INSTANTS
+        else row[c]
+        for c in _COLUMNS
     ]
 
 

@@ -123,32 +123,25 @@ def fetch_rows(
     routes: Sequence[str] | None = None,
     manufacturing_site: str | None = None,
     product: str | None = None,
-    case_id: str | None = None,
     collected_from: datetime | None = None,
     collected_to: datetime | None = None,
-    voided: bool | None = None,
 ) -> list[Sequence[Any]]:
-    """Collected cases as plain rows in CaseRow's layout, from one set query (``voided``:
-    whether the one ``case_id`` has a voided milestone, when the caller has read it)."""
+    """Collected cases as plain rows in CaseRow's layout, from one set query (one case's:
+    ``one_case_query`` and ``one_case_rows``)."""
     postgresql = session.get_bind().dialect.name == "postgresql"
-    if case_id is not None and not (site or routes or manufacturing_site or product):
-        # One case (every write's refresh): the statement is compiled once per dialect.
-        found = _one_case_rows(session, case_id)
-    else:
-        stmt = _statement(
-            postgresql,
-            site=site,
-            routes=routes,
-            manufacturing_site=manufacturing_site,
-            product=product,
-            case_id=case_id,
-        )
-        found = _driver_rows(session, stmt)
+    stmt = _statement(
+        postgresql,
+        site=site,
+        routes=routes,
+        manufacturing_site=manufacturing_site,
+        product=product,
+    )
+    found = _driver_rows(session, stmt)
     low = collected_from.timestamp() if collected_from else -math.inf
     high = collected_to.timestamp() if collected_to else math.inf
     return [
         row
-        for row in _without_voided(session, found, case_id, voided)
+        for row in _without_voided(session, found)
         if row[FIRST] is not None and low <= row[FIRST] < high
     ]
 
@@ -244,15 +237,9 @@ def _statement(
 _ONE_CASE: dict[str, Any] = {}  # dialect+driver -> the compiled one-case statement
 
 
-def _one_case_rows(session: Session, case_id: str) -> list[tuple[Any, ...]]:
-    """``fetch_rows`` for one case from a statement compiled once per dialect."""
-    sql, args = one_case_query(session, case_id)
-    return Raw.of(session).compiled(sql, args)
-
-
 def one_case_query(session: Session, case_id: str) -> tuple[Compiled, Any]:
-    """The set query for one case, as driver SQL and its arguments (``Raw``'s ``compiled``
-    or ``pipelined``); ``one_case_rows`` makes its result ``fetch_rows``'.
+    """The set query for one case, as driver SQL and its arguments (for ``Raw``'s
+    ``pipelined``); ``one_case_rows`` makes its result what ``fetch_rows`` gives.
 
     Compiling the set query costs several times what running it for one case does, and every
     journey write refreshes its case's row, so the compiled form is kept and only the case id
@@ -274,10 +261,10 @@ def one_case_query(session: Session, case_id: str) -> tuple[Compiled, Any]:
 def one_case_rows(
     session: Session, found: list[tuple[Any, ...]], case_id: str, *, voided: bool
 ) -> list[Sequence[Any]]:
-    """``fetch_rows(case_id=..., voided=...)`` from ``one_case_query``'s rows."""
-    return [
-        row for row in _without_voided(session, found, case_id, voided) if row[FIRST] is not None
-    ]
+    """``fetch_rows``' rows for one case from ``one_case_query``'s (``voided``: whether the
+    case has a voided milestone, read by the caller)."""
+    known = {case_id} if voided else set()
+    return [row for row in _without_voided(session, found, known) if row[FIRST] is not None]
 
 
 _VOIDED = (
@@ -291,7 +278,7 @@ VOIDED_ONE = "SELECT 1 FROM milestone_correction WHERE action = 'void' AND case_
 
 
 def _without_voided(
-    session: Session, rows: list[tuple[Any, ...]], only: str | None, known: bool | None = None
+    session: Session, rows: list[tuple[Any, ...]], voided: set[str] | None = None
 ) -> list[tuple[Any, ...]]:
     """The rows with the times of the cases that have a voided milestone taken again from
     their valid and amended milestones only.
@@ -299,11 +286,7 @@ def _without_voided(
     Voids are rare and kept in the small ``milestone_correction`` table, so the set query
     above stays on its covering index (which has no status) and only these cases are redone.
     """
-    if only is not None and known is not None:  # a journey write's refresh read it
-        voided = {only} if known else set()
-    elif only is not None:
-        voided = {only} if Raw.of(session).one(VOIDED_ONE, (only,)) else set()
-    else:
+    if voided is None:  # else the caller read them (a journey write's refresh, its case's)
         voided = set(session.execute(_VOIDED).scalars().all())
     redo = [row for row in rows if row[0] in voided]
     if not redo:

@@ -63,12 +63,9 @@ def values(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def recomputed(
-    session: Session, *, case_id: str | None = None, voided: bool | None = None
-) -> list[dict[str, Any]]:
-    """The rows a from-scratch computation gives (one case's, or every case's; ``voided``
-    as ``fetch_rows``)."""
-    return [values(row) for row in fetch_rows(session, case_id=case_id, voided=voided)]
+def recomputed(session: Session) -> list[dict[str, Any]]:
+    """Every case's row as a from-scratch computation gives it."""
+    return [values(row) for row in fetch_rows(session)]
 
 
 # Every journey write refreshes its case's row: its statements are plain numbers and text,
