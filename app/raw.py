@@ -49,6 +49,7 @@ class Raw:
 
     def __init__(self, session: Session) -> None:
         conn = self.conn = session.connection()
+        self.info = session.info  # the session's own notes (``ingest_no_wait``)
         self.postgres = conn.dialect.name == "postgresql"
         driver = conn.connection.driver_connection
         if driver is None:  # a pooled connection always has one

@@ -321,3 +321,74 @@ def test_sqlite_writers_are_served_in_arrival_order() -> None:
     assert gate.acquire(blocking=False)  # free again once the last one left
     assert not gate.acquire(timeout=0.01)  # a timeout gives up without taking it
     gate.release()
+
+
+def _xact(session: Session) -> str:
+    return str(session.execute(text("SELECT pg_current_xact_id()")).scalar_one())
+
+
+def test_two_groups_taking_shipments_in_opposite_orders_do_not_deadlock(
+    api: Api, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two writers (two processes' writers, or two threads of one): each group's first unit
+    holds its shipment while the other group's next unit wants it. The later unit does not
+    wait (which would deadlock: PostgreSQL would fail a group after a second); it runs alone
+    once its group has committed, and every caller gets its readings stored."""
+    if database.dialect == "sqlite":
+        pytest.skip("SQLite has one writer: groups never overlap")
+    _, ship_a, t0 = in_transit(api, patient="MRN-DL-A")
+    _, ship_b, _ = in_transit(api, patient="MRN-DL-B")
+    dev_a, dev_b = ship_a["device_ids"][0], ship_b["device_ids"][0]
+    actor = _courier(api, database)
+    writers = [Writer(database, threads=1, budget_s=60) for _ in range(2)]
+    holding = [threading.Event(), threading.Event()]
+    go = threading.Event()
+    transactions: dict[str, str] = {}
+
+    def first(k: int, device: str) -> Any:
+        def work(session: Session) -> ingest.IngestResult:
+            transactions[f"first{k}"] = _xact(session)
+            stored = ingest.ingest(
+                session, actor=actor, items=readings(device, t0, [5.0] * 5, every=1), now=NOW
+            )
+            holding[k].set()  # this group now holds the shipment's state
+            assert go.wait(30)
+            return stored
+
+        return work
+
+    def later(k: int, device: str) -> Any:
+        def work(session: Session) -> ingest.IngestResult:
+            transactions[f"later{k}"] = _xact(session)  # the last attempt's
+            items = readings(device, t0 + 10 * MIN, [5.0] * 5, every=1)
+            return ingest.ingest(session, actor=actor, items=items, now=NOW)
+
+        return work
+
+    caplog.set_level("WARNING", logger=writer_module.__name__)
+    hold, running = threading.Event(), [threading.Event(), threading.Event()]
+    busy = [
+        w.submit(lambda _s, k=k: running[k].set() or hold.wait(30)) for k, w in enumerate(writers)
+    ]
+    assert running[0].wait(30) and running[1].wait(30)  # each writer busy: the rest queue
+    firsts = [writers[0].submit(first(0, dev_a)), writers[1].submit(first(1, dev_b))]
+    # Queued behind each group's first unit: the shipment the other group holds.
+    laters = [
+        writers[0].submit(later(0, dev_b), size=5, check=lambda _s: None),
+        writers[1].submit(later(1, dev_a), size=5),
+    ]
+    hold.set()
+    [b.result(timeout=30) for b in busy]
+    assert holding[0].wait(30) and holding[1].wait(30)
+    go.set()
+    assert [f.result(timeout=30).accepted for f in firsts] == [5, 5]
+    assert [f.result(timeout=30).accepted for f in laters] == [5, 5]
+    assert [r.message for r in caplog.records] == []  # no group failed (no deadlock)
+    # Each later unit ran in a transaction of its own, after its group's commit.
+    assert transactions["later0"] != transactions["first0"]
+    assert transactions["later1"] != transactions["first1"]
+    start_ms = int(t0.timestamp() * 1000)
+    for device in (dev_a, dev_b):
+        assert _stored(database, device) == [
+            start_ms + i * 60_000 for i in [*range(5), *range(10, 15)]
+        ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -211,3 +212,40 @@ def test_retry_after_parsing() -> None:
 
 def test_a_full_page_of_readings_fits_one_ingest_batch() -> None:
     assert couriers.MAX_EVENTS_PER_PAGE <= readings_service.MAX_BATCH
+
+
+def test_a_scan_does_not_wait_for_a_sweep_raising_an_alert_on_the_case(
+    api: Api, database: Database, settings: Settings
+) -> None:
+    """A sweep inserting an alert holds key-share locks on its case and shipment (the foreign
+    keys' checks) until it commits, and then may want a row the scan holds: the scan's own
+    locks must not conflict with those (they did: a deadlock under load on PostgreSQL)."""
+    if database.dialect == "sqlite":
+        pytest.skip("SQLite locks the whole database, not rows")
+    j = Journey(api, patient="MRN-K9")
+    j.schedule()
+    j.step("collected")
+    shipment = j.ship("to_manufacturing", "FRESH_2_8")
+    fake = FakeCourier(
+        {None: page([scan(shipment["id"], "picked_up", j.t + 10 * MIN, j.coi)], "c1")}
+    )
+    configure(database)
+    sweep = database.engine.connect()
+    done: list[int] = []
+    try:
+        with sweep.begin():
+            for table, key in (("cases", j.case["id"]), ("shipment", shipment["id"])):
+                sweep.execute(
+                    text(f"SELECT 1 FROM {table} WHERE id = :k FOR KEY SHARE"), {"k": key}
+                )  # noqa: S608
+            worker = threading.Thread(target=lambda: done.append(poll(database, settings, fake)))
+            worker.start()
+            worker.join(15)
+            finished_beside_the_sweep = not worker.is_alive()
+        worker.join(30)
+    finally:
+        sweep.close()
+    assert finished_beside_the_sweep
+    assert done == [1]
+    body = api.get("admin", f"/api/v1/shipments/{shipment['id']}").json()
+    assert [c["action"] for c in body["custody"]] == ["picked_up"]

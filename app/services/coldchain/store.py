@@ -278,9 +278,31 @@ def upsert_postgresql(raw: Raw, rows: list[tuple[Any, ...]]) -> list[tuple[Any, 
 # ---- detector state -----------------------------------------------------------------------
 
 
+# The ingest writer runs several units in one transaction (writer.py). Once a group holds
+# its first unit's shipments, a later unit must not wait for a shipment another transaction
+# holds: two groups taking the same shipments in opposite orders would deadlock, and
+# PostgreSQL breaks a deadlock only after ``deadlock_timeout`` (a second), failing a group.
+# With this note in the session's info, a state held elsewhere (or not created yet, whose
+# insert could wait too) raises ``StateBusy`` instead, before the unit has written anything
+# (ingest reads and locks each shipment's state first); the writer runs the unit again on
+# its own once the group has committed.
+NO_WAIT = "ingest_no_wait"
+
+
+class StateBusy(Exception):  # noqa: N818 - a signal to the writer, not an error
+    """A shipment's detector state is held by another transaction, and this unit may not
+    wait for it here."""
+
+
+def _no_wait(raw: Raw) -> bool:
+    return raw.postgres and bool(raw.info.get(NO_WAIT))
+
+
 def _state_select(raw: Raw) -> str:
     select = f"SELECT {_STATE_COLUMNS} FROM shipment_state WHERE shipment_id = ?"  # noqa: S608
-    return select + " FOR NO KEY UPDATE" if raw.postgres else select
+    if not raw.postgres:
+        return select
+    return select + (" FOR NO KEY UPDATE SKIP LOCKED" if _no_wait(raw) else " FOR NO KEY UPDATE")
 
 
 def profile_and_state(
@@ -295,7 +317,12 @@ def profile_and_state(
     if not profiles:  # readings reference the shipment, and it its profile, by foreign key
         raise RuntimeError(f"inconsistent data: shipment {shipment_id} or its profile missing")
     row = profiles[0]
-    state = _state_of(states[0]) if states else lock_state(raw, shipment_id, now)
+    if states:
+        state = _state_of(states[0])
+    elif _no_wait(raw):
+        raise StateBusy(shipment_id)
+    else:
+        state = lock_state(raw, shipment_id, now)
     return str(row[0]), str(row[1]), tuple(row[2:]), state
 
 
@@ -303,6 +330,8 @@ def lock_state(raw: Raw, shipment_id: str, now: datetime) -> State:
     """The shipment's detector state, created if missing, locked for this transaction."""
     select = _state_select(raw)
     row = raw.one(select, [shipment_id])
+    if row is None and _no_wait(raw):
+        raise StateBusy(shipment_id)
     if row is None:
         # Insert-if-absent: two writers seeing a new shipment at once cannot both insert.
         raw.run(

@@ -26,6 +26,9 @@ timeout, a deadlock with another process, a failed COMMIT) sends the unit, or ev
 a group whose commit failed, back to run alone in a transaction of its own, as before: the
 outcome a caller sees never depends on who shared its group. Deduplication is the unique
 ``(device_id, ts_ms)`` key as ever; within a group a later unit sees the earlier ones' rows.
+A unit after a group's first never waits for a shipment another transaction holds (two
+groups taking shipments in opposite orders would deadlock): it runs alone after the commit
+(``store.NO_WAIT``).
 
 A unit may come as two parts: a ``check`` that refuses (an ``AppError``) before anything is
 written, and the ``work`` that writes. Such a unit needs no savepoint (a SAVEPOINT and its
@@ -51,6 +54,7 @@ from sqlmodel import Session
 
 from app.db import Database, savepoint
 from app.errors import AppError
+from app.services.coldchain.store import NO_WAIT, StateBusy
 from app.sqlite_gate import INGEST_THREAD
 
 log = logging.getLogger(__name__)
@@ -73,10 +77,8 @@ SQLITE_GROUP_BUDGET_S = 0.050  # a turn at SQLite's writer lock (Database.turn)
 SQLITE_GROUP_S = 0.010
 # SQLite has one writer lock: one writer thread. A PostgreSQL writer spends most of a group
 # waiting for round trips (a dozen statements a unit), and units of different shipments
-# do not lock each other: a few writers overlap those waits. Two groups that lock the same
-# shipments in opposite orders deadlock; PostgreSQL then fails one unit, which runs again
-# alone (a guarded unit: its savepoint is rolled back) or takes its group with it (a
-# checked unit: the group is rolled back and each of its units runs again alone).
+# do not lock each other: a few writers overlap those waits. A group's later units take no
+# shipment another transaction holds (store.NO_WAIT), so two groups never deadlock.
 # Every writer's Python competes for the process's interpreter with people's journey steps.
 # Under the PostgreSQL mix (2026-12-07, `loadtest.load --seconds 20`, runs interleaved),
 # three writers against two: events' p99 135-161 ms (three runs) against 108-117 (two),
@@ -275,6 +277,8 @@ class Writer:
                     # back): what the group wrote before is not certain to be kept.
                     raise RuntimeError("an ingest unit ended the group's transaction")
                 readings += unit.size
+                # Later units lock no shipment another transaction holds (store.NO_WAIT).
+                session.info[NO_WAIT] = True
                 if len(group) >= MAX_GROUP_UNITS or time.monotonic() - started > budget_s:
                     break
                 unit = self._next(readings)
@@ -304,7 +308,11 @@ class Writer:
             except AppError as exc:  # a refusal: nothing written
                 unit.future.set_exception(exc)
                 return
-            unit.value = unit.work(session)
+            try:
+                unit.value = unit.work(session)
+            except StateBusy:  # raised before the unit wrote anything (store.NO_WAIT)
+                unit.alone = True
+                return
         except BaseException:  # the work failed, or the check other than by refusing
             unit.alone = True
             raise

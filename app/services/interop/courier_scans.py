@@ -20,7 +20,9 @@ MAX_ERROR_LENGTH = 500
 def _find_shipment(session: Session, *, courier: str, ref: str) -> Shipment | str:
     """Our shipment id, or the container serial of this courier's one open shipment."""
     by_id = session.exec(
-        select(Shipment).where(Shipment.id == ref, Shipment.courier == courier).with_for_update()
+        select(Shipment)
+        .where(Shipment.id == ref, Shipment.courier == courier)
+        .with_for_update(key_share=True)
     ).first()
     if by_id is not None:
         return by_id
@@ -31,7 +33,7 @@ def _find_shipment(session: Session, *, courier: str, ref: str) -> Shipment | st
             Shipment.courier == courier,
             col(Shipment.status).in_(shipments.ACTIVE),
         )
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     if len(matches) == 1:
         return matches[0]
@@ -56,7 +58,9 @@ def apply_scan(
     shipment = _find_shipment(session, courier=courier, ref=scan.shipment_ref)
     if isinstance(shipment, str):
         return shipment
-    case = session.exec(select(Case).where(Case.id == shipment.case_id).with_for_update()).one()
+    case = session.exec(
+        select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
+    ).one()
     try:
         # A savepoint: a refused scan leaves nothing behind, the rest of the page goes on.
         with session.begin_nested():

@@ -153,7 +153,7 @@ def _holders_statements(
     (one round trip on PostgreSQL, pipelined: each read's snapshot is taken after the locks)."""
     marks = raw.marks(wanted)  # placeholders only: the ids are parameters
     lock = f"SELECT id FROM device WHERE id IN ({marks})"  # noqa: S608
-    lock += " FOR UPDATE" if raw.postgres else ""
+    lock += " FOR NO KEY UPDATE" if raw.postgres else ""
     riding = (
         "SELECT shipment_id, device_id FROM device_assignment "  # noqa: S608
         f"WHERE device_id IN ({marks}) AND assigned_until IS NULL"
