@@ -41,14 +41,19 @@ class Raw:
 
     @classmethod
     def of(cls, session: Session) -> Raw:
-        conn = session.connection()
         raw: Raw | None = session.info.get("v2v_raw")
-        if raw is None or raw.conn is not conn:
-            raw = session.info["v2v_raw"] = cls(session)
+        if raw is not None:
+            # The same root transaction, still active, holds the same connection: no need to
+            # ask the session for it (a fifth of a millisecond per journey write, all told).
+            txn = session.get_transaction()
+            if txn is raw.txn and txn is not None and txn.is_active:
+                return raw
+        raw = session.info["v2v_raw"] = cls(session)
         return raw
 
     def __init__(self, session: Session) -> None:
         conn = self.conn = session.connection()
+        self.txn = session.get_transaction()  # held: its identity is never reused meanwhile
         self.info = session.info  # the session's own notes (``ingest_no_wait``)
         self.postgres = conn.dialect.name == "postgresql"
         driver = conn.connection.driver_connection

@@ -93,3 +93,24 @@ def test_a_failing_pipelined_statement_raises(database: Database) -> None:
         raw = Raw.of(session)
         with pytest.raises(Exception, match="no_such_table"):
             raw.pipelined([("SELECT * FROM no_such_table", ()), ("SELECT 1", ())])
+
+
+def test_raw_is_the_transactions_connection_and_follows_the_session(database: Database) -> None:
+    """Within one transaction every ``Raw.of`` is the same connection (savepoints included);
+    after a commit or a rollback it is the new transaction's, never the ended one's."""
+    code = _site_code(database)
+    with database.session(write=True) as session:
+        first = Raw.of(session)
+        with session.begin_nested():
+            assert Raw.of(session) is first
+        assert first.driver is session.connection().connection.driver_connection
+        session.commit()
+        second = Raw.of(session)
+        assert second is not first
+        assert second.driver is session.connection().connection.driver_connection
+        session.rollback()
+        third = Raw.of(session)
+        assert third is not second
+        # The new transaction's raw connection sees what the session's own reads see.
+        assert third.one("SELECT code FROM site WHERE code = ?", [code]) == (code,)
+        assert third.driver is session.connection().connection.driver_connection
