@@ -101,8 +101,14 @@ def test_raw_is_the_transactions_connection_and_follows_the_session(database: Da
     code = _site_code(database)
     with database.session(write=True) as session:
         first = Raw.of(session)
-        with session.begin_nested():
-            assert Raw.of(session) is first
+        first.run("CREATE TEMP TABLE raw_probe (k TEXT)")
+        first.run("INSERT INTO raw_probe VALUES ('kept')")
+        nested = session.begin_nested()
+        assert Raw.of(session) is first
+        Raw.of(session).run("INSERT INTO raw_probe VALUES ('taken back')")
+        nested.rollback()
+        # The savepoint held the raw write: rolling it back took the row with it.
+        assert Raw.of(session).all("SELECT k FROM raw_probe") == [("kept",)]
         assert first.driver is session.connection().connection.driver_connection
         session.commit()
         second = Raw.of(session)

@@ -78,7 +78,10 @@ SQLITE_GROUP_S = 0.010
 # SQLite has one writer lock: one writer thread. A PostgreSQL writer spends most of a group
 # waiting for round trips (a dozen statements a unit), and units of different shipments
 # do not lock each other: a few writers overlap those waits. A group's later units take no
-# shipment another transaction holds (store.NO_WAIT), so two groups never deadlock.
+# shipment's detector state another transaction holds (store.NO_WAIT), so two groups of
+# readings never deadlock on them. Custody steps inside a unit (EPCIS captures, courier
+# feed pages) still wait for their shipment's and case's rows: two such groups can still
+# deadlock there, PostgreSQL fails one unit after a second, and it runs again alone.
 # Every writer's Python competes for the process's interpreter with people's journey steps.
 # Under the PostgreSQL mix (2026-12-07, `loadtest.load --seconds 20`, runs interleaved),
 # three writers against two: events' p99 135-161 ms (three runs) against 108-117 (two),
@@ -156,6 +159,9 @@ class Writer:
 
         ``check``, if given, runs first in the same transaction and may refuse the unit
         with an ``AppError``; it must write nothing (the unit then runs without a savepoint).
+        Such a unit's ``work`` must also take its shipments' detector states (the ingest
+        service's order) before it writes: a ``StateBusy`` it raises is answered by running
+        it again alone, and anything it had written would stay in the group's commit.
         """
         unit = _Unit(work, max(1, size), check)
         with self._cond:
@@ -294,7 +300,15 @@ class Writer:
             unit.done = True
         except AppError as exc:  # the caller's own refusal: answer it
             unit.future.set_exception(exc)
-        except Exception:  # noqa: BLE001 - retried alone below, its error then answered
+        except StateBusy:  # a shipment another transaction holds: alone, after the commit
+            unit.alone = True
+        except Exception as exc:  # noqa: BLE001 - retried alone below, its error then answered
+            # Seen, not raised: a deadlock or a lost connection here is worth knowing about.
+            log.info(
+                "an ingest unit failed in its group (%s: %s); it runs alone",
+                type(exc).__name__,
+                exc,
+            )
             unit.alone = True
 
     @staticmethod
