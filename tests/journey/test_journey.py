@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlmodel import Session, select
 
+from models.case import Case, Milestone
+from models.shipment import CustodyEvent
 from tests.conftest import NOW, Api
 from tests.helpers import Journey, event, register
 
@@ -165,3 +169,71 @@ def test_an_event_at_the_wrong_or_an_unknown_site_is_refused_and_changes_nothing
     case = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
     assert (case["status"], case["milestones"]) == ("apheresis_scheduled", [])
     assert event(api, "ncc", j.case, "collected", at, "NCC-EAST", j.coi).status_code == 201
+
+
+def test_an_event_is_stored_as_the_orm_reads_it_back(api: Api, database) -> None:  # type: ignore[no-untyped-def]
+    """The event's milestone and the case's new status are written by the driver's own
+    statements: read back through the models, they are what was posted, and the row is
+    stored as the models store one (``data`` without a value is JSON null, as a milestone
+    amended through the models keeps it)."""
+    j = Journey(api, patient="MRN-RAW1")
+    j.schedule()
+    posted = j.step("collected", hours=2)
+    with Session(database.engine) as session:
+        stored = session.get(Milestone, posted["id"])
+        assert stored is not None
+        assert (stored.type, stored.case_id, stored.cycle, stored.site) == (
+            "collected",
+            j.case["id"],
+            1,
+            posted["site"],
+        )
+        assert stored.occurred_at.isoformat().replace("+00:00", "Z") == posted["occurred_at"]
+        assert stored.recorded_at.isoformat().replace("+00:00", "Z") == posted["recorded_at"]
+        assert (stored.note, stored.data, stored.status) == (None, None, "valid")
+        case = session.exec(select(Case).where(Case.id == j.case["id"])).one()
+        assert case.status == posted["case_status"] == "collected"
+        assert case.updated_at.isoformat().replace("+00:00", "Z") == posted["recorded_at"]
+        raw = session.execute(
+            text("SELECT data IS NULL, CAST(data AS TEXT) FROM milestone WHERE id = :i"),
+            {"i": posted["id"]},
+        ).one()
+        assert (bool(raw[0]), raw[1]) == (False, "null")
+    # The case's detail (read through the models) shows the milestone with its time.
+    detail = api.get("ncc", f"/api/v1/cases/{j.case['id']}").json()
+    assert [(m["id"], m["occurred_at"]) for m in detail["milestones"]] == [
+        (posted["id"], posted["occurred_at"])
+    ]
+
+
+def test_custody_events_are_stored_as_the_orm_reads_them_back(api: Api, database) -> None:  # type: ignore[no-untyped-def]
+    """Custody scans are written by the driver's own statement too: through the models they
+    read back as posted, in order, and without ``data`` they hold JSON null."""
+    j = Journey(api, patient="MRN-RAW2")
+    j.schedule()
+    j.step("collected")
+    shipment = j.ship("to_manufacturing", "FRESH_2_8")
+    posted = [j.custody(shipment, action) for action in ("picked_up", "handoff", "delivered")]
+    with Session(database.engine) as session:
+        stored = session.exec(
+            select(CustodyEvent)
+            .where(CustodyEvent.shipment_id == shipment["id"])
+            .order_by(CustodyEvent.id)
+        ).all()
+        assert [e.id for e in stored] == [p["id"] for p in posted]
+        for event, answer in zip(stored, posted, strict=True):
+            assert (event.action, event.from_party, event.to_party, event.data) == (
+                answer["action"],
+                "sender",
+                "receiver",
+                None,
+            )
+            assert event.occurred_at.isoformat().replace("+00:00", "Z") == answer["occurred_at"]
+        nulls = session.execute(
+            text("SELECT count(*) FROM custody_event WHERE shipment_id = :s AND data IS NULL"),
+            {"s": shipment["id"]},
+        ).scalar_one()
+        assert nulls == 0
+    detail = api.get("admin", f"/api/v1/shipments/{shipment['id']}").json()
+    assert [c["id"] for c in detail["custody"]] == [p["id"] for p in posted]
+    assert detail["status"] == "delivered"

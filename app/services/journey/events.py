@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from app.errors import Forbidden, IllegalTransition, Invalid
@@ -189,9 +191,6 @@ def record_event(
         case.closed_at = now
     if target in (S.cancelled, S.failed):
         capacity.release_slots(session, case=case)
-    case.status = target.value
-    case.updated_at = now
-    session.add(case)
     milestone = Milestone(
         case_id=case.id,
         type=event_type,
@@ -204,8 +203,7 @@ def record_event(
         note=note,
         data=audit.jsonable(data) if data else None,
     )
-    session.add(milestone)
-    session.flush()
+    _store(session, case=case, milestone=milestone, status=target.value, now=now)
     if event_type == "received_at_manufacturing":
         capacity.follow_receipt(session, case=case, received_at=occurred_at, now=now)
     turnaround_rows.refresh(session, case_id=case.id)
@@ -227,6 +225,57 @@ def record_event(
         session, case=case, actor=actor, event_type=event_type, occurred_at=occurred_at, now=now
     )
     return milestone
+
+
+_SET_STATUS = "UPDATE cases SET status = ?, updated_at = ? WHERE id = ?"
+_MILESTONE_COLUMNS = (
+    "case_id",
+    "type",
+    "cycle",
+    "occurred_at",
+    "recorded_at",
+    "site",
+    "actor",
+    "actor_id",
+    "note",
+    "data",
+    "status",
+)
+_INSERT_MILESTONE = (
+    f"INSERT INTO milestone ({', '.join(_MILESTONE_COLUMNS)}) "  # noqa: S608 - fixed names
+    f"VALUES ({', '.join('?' for _ in _MILESTONE_COLUMNS)}) RETURNING id"
+)
+
+
+def _store(
+    session: Session, *, case: Case, milestone: Milestone, status: str, now: datetime
+) -> None:
+    """Write the case's new status and its new milestone: the driver's two statements, in one
+    round trip on PostgreSQL (the ORM's flush of the same two rows was a tenth of an event's
+    CPU). The loaded case is brought in step as if flushed; the milestone gets its id and
+    stays out of the session (nothing in it is pending)."""
+    session.flush()  # what the steps above changed through the ORM is written first
+    raw = Raw.of(session)
+    # As the ORM stores them: instants by the column type, ``data`` as JSON (None: 'null').
+    values = [
+        milestone.case_id,
+        milestone.type,
+        milestone.cycle,
+        raw.stamp(milestone.occurred_at),
+        raw.stamp(milestone.recorded_at),
+        milestone.site,
+        milestone.actor,
+        milestone.actor_id,
+        milestone.note,
+        json.dumps(milestone.data),
+        milestone.status,
+    ]
+    _, inserted = raw.pipelined(
+        [(_SET_STATUS, [status, raw.stamp(now), case.id]), (_INSERT_MILESTONE, values)]
+    )
+    set_committed_value(case, "status", status)
+    set_committed_value(case, "updated_at", now)
+    milestone.id = int(inserted[0][0])
 
 
 def _parse_instant(value: Any, loc: str) -> datetime:
