@@ -7,11 +7,15 @@ PostgreSQL, several in one round trip (``pipelined``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import JSON, Table
 from sqlmodel import Session
+
+from models.base import UTCDateTime
 
 
 def utc_ms(value: Any) -> int:
@@ -156,3 +160,33 @@ class Raw:
             raise ValueError("naive datetime refused: every instant must carry a UTC offset")
         at = at.astimezone(UTC)
         return at if self.postgres else at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class TableInsert:
+    """A table's INSERT as the driver's own statement, over the model's columns (no input
+    reaches its text; ``skip`` leaves out a generated key), its values bound as SQLAlchemy's
+    column types bind them: JSON as its text (None as JSON null, as the ``JSON`` type stores
+    it) and instants as ``UTCDateTime`` stores them."""
+
+    def __init__(self, table: Table, *, skip: Sequence[str] = (), returning: str | None = None):
+        self.columns = tuple(c.name for c in table.columns if c.name not in skip)
+        names, marks = ", ".join(self.columns), ", ".join("?" for _ in self.columns)
+        self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+        if returning is not None:
+            self.sql += f" RETURNING {returning}"
+        self._json = frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
+        self._instants = frozenset(c.name for c in table.columns if isinstance(c.type, UTCDateTime))
+
+    def values(self, raw: Raw, row: Mapping[str, Any]) -> list[Any]:
+        return [
+            json.dumps(row[c])
+            if c in self._json
+            else raw.stamp(row[c])
+            if c in self._instants
+            else row[c]
+            for c in self.columns
+        ]
+
+    def values_of(self, raw: Raw, instance: object) -> list[Any]:
+        """The values of a model instance's attributes."""
+        return self.values(raw, {c: getattr(instance, c) for c in self.columns})

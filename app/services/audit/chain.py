@@ -31,16 +31,15 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Table, event
+from sqlalchemy import Table, event
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid
-from app.raw import Raw
+from app.raw import Raw, TableInsert
 from app.services.audit.keys import AuditKeys, current_keys
 from app.times import iso_z
 from models.audit import GENESIS_HASH, AuditEntry
-from models.base import UTCDateTime
 from models.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -201,34 +200,16 @@ def seal(
         digest = entry_hash(key=keys.active_secret, kid=keys.active_kid, **entry)
         rows.append({**entry, "kid": keys.active_kid, "hash": digest})
         seq, prev_hash = seq + 1, digest
-    inserts = [(_INSERT, _values(raw, row)) for row in rows]
+    inserts = [(_INSERT.sql, _INSERT.values(raw, row)) for row in rows]
     if commit and raw.postgres:
         raw.pipelined([*inserts, *_COMMIT])
     else:
-        raw.many(_INSERT, [values for _, values in inserts])
+        raw.many(_INSERT.sql, [values for _, values in inserts])
 
 
-# An entry as the driver's own INSERT; the columns are the model's (no input reaches the
-# statement's text).
-_COLUMNS = tuple(column.name for column in _TABLE.columns)
+# An entry as the driver's own INSERT.
+_INSERT = TableInsert(_TABLE)
 _COMMIT = (("COMMIT", ()),)
-_NAMES, _MARKS = ", ".join(_COLUMNS), ", ".join("?" for _ in _COLUMNS)
-_INSERT = f"INSERT INTO audit_log ({_NAMES}) VALUES ({_MARKS})"  # noqa: S608
-_JSON_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, JSON))
-_INSTANTS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, UTCDateTime))
-
-
-def _values(raw: Raw, row: dict[str, Any]) -> list[Any]:
-    """The row's values as SQLAlchemy's column types would bind them: JSON as its text (a
-    missing value as JSON null, as the ``JSON`` type stores it), instants in UTC."""
-    return [
-        json.dumps(row[c])
-        if c in _JSON_COLUMNS
-        else raw.stamp(row[c])
-        if c in _INSTANTS
-        else row[c]
-        for c in _COLUMNS
-    ]
 
 
 _PENDING = "v2v_audit_pending"

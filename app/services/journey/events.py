@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +9,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from app.errors import Forbidden, IllegalTransition, Invalid
-from app.raw import Raw
+from app.raw import Raw, TableInsert
 from app.services.audit import chain as audit
 from app.services.capacity import slots as capacity
 from app.services.identity.scan import require_coi
@@ -228,23 +227,7 @@ def record_event(
 
 
 _SET_STATUS = "UPDATE cases SET status = ?, updated_at = ? WHERE id = ?"
-_MILESTONE_COLUMNS = (
-    "case_id",
-    "type",
-    "cycle",
-    "occurred_at",
-    "recorded_at",
-    "site",
-    "actor",
-    "actor_id",
-    "note",
-    "data",
-    "status",
-)
-_INSERT_MILESTONE = (
-    f"INSERT INTO milestone ({', '.join(_MILESTONE_COLUMNS)}) "  # noqa: S608 - fixed names
-    f"VALUES ({', '.join('?' for _ in _MILESTONE_COLUMNS)}) RETURNING id"
-)
+_INSERT_MILESTONE = TableInsert(Milestone.__table__, skip=("id",), returning="id")  # type: ignore[attr-defined]
 
 
 def _store(
@@ -256,22 +239,11 @@ def _store(
     stays out of the session (nothing in it is pending)."""
     session.flush()  # what the steps above changed through the ORM is written first
     raw = Raw.of(session)
-    # As the ORM stores them: instants by the column type, ``data`` as JSON (None: 'null').
-    values = [
-        milestone.case_id,
-        milestone.type,
-        milestone.cycle,
-        raw.stamp(milestone.occurred_at),
-        raw.stamp(milestone.recorded_at),
-        milestone.site,
-        milestone.actor,
-        milestone.actor_id,
-        milestone.note,
-        json.dumps(milestone.data),
-        milestone.status,
-    ]
     _, inserted = raw.pipelined(
-        [(_SET_STATUS, [status, raw.stamp(now), case.id]), (_INSERT_MILESTONE, values)]
+        [
+            (_SET_STATUS, [status, raw.stamp(now), case.id]),
+            (_INSERT_MILESTONE.sql, _INSERT_MILESTONE.values_of(raw, milestone)),
+        ]
     )
     set_committed_value(case, "status", status)
     set_committed_value(case, "updated_at", now)

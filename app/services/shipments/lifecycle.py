@@ -6,7 +6,6 @@ outbound one moves it into transit to the treatment site. Every scan presents th
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from app.db import hold_row_lock
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
-from app.raw import Raw
+from app.raw import Raw, TableInsert
 from app.services.access.scope import scoped_case
 from app.services.audit import chain as audit
 from app.services.identity.scan import require_coi
@@ -357,23 +356,7 @@ def custody_chain(session: Session, *, shipment_id: str) -> list[CustodyEvent]:
     )
 
 
-_CUSTODY_COLUMNS = (
-    "shipment_id",
-    "action",
-    "occurred_at",
-    "recorded_at",
-    "from_party",
-    "to_party",
-    "lat",
-    "lon",
-    "actor",
-    "actor_id",
-    "data",
-)
-_INSERT_CUSTODY = (
-    f"INSERT INTO custody_event ({', '.join(_CUSTODY_COLUMNS)}) "  # noqa: S608 - fixed names
-    f"VALUES ({', '.join('?' for _ in _CUSTODY_COLUMNS)}) RETURNING id"
-)
+_INSERT_CUSTODY = TableInsert(CustodyEvent.__table__, skip=("id",), returning="id")  # type: ignore[attr-defined]
 
 
 def _insert_custody(session: Session, event: CustodyEvent) -> None:
@@ -382,20 +365,5 @@ def _insert_custody(session: Session, event: CustodyEvent) -> None:
     event gets its id and stays out of the session."""
     session.flush()
     raw = Raw.of(session)
-    (row,) = raw.all(
-        _INSERT_CUSTODY,
-        [
-            event.shipment_id,
-            event.action,
-            raw.stamp(event.occurred_at),
-            raw.stamp(event.recorded_at),
-            event.from_party,
-            event.to_party,
-            event.lat,
-            event.lon,
-            event.actor,
-            event.actor_id,
-            json.dumps(event.data),  # as the ORM stores it: None is JSON null
-        ],
-    )
+    (row,) = raw.all(_INSERT_CUSTODY.sql, _INSERT_CUSTODY.values_of(raw, event))
     event.id = int(row[0])
