@@ -9,9 +9,8 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from app.raw import Raw
-from app.services.coldchain import alarms, frozen
+from app.services.coldchain import alarms, frozen, state_store
 from app.services.coldchain import excursion_rows as rows
-from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, feed
 from app.services.metrics import turnaround_rows
 from app.services.metrics.case_rows import FLAGGING_SEVERITIES
@@ -81,7 +80,7 @@ def _finish(
     session: Session, *, shipment: rows.ShipmentKey, rules: Rules, state: State, now: datetime
 ) -> None:
     state.open_excursion_id = state.open.db_id if state.open else None
-    reading_store.save_state(Raw.of(session), shipment.id, state, now)
+    state_store.save_state(Raw.of(session), shipment.id, state, now)
     for spec in alarms.shipment_level(
         shipment_id=shipment.id, case_id=shipment.case_id, rules=rules, state=state
     ):
@@ -92,7 +91,7 @@ def reevaluate(session: Session, *, shipment: Shipment, profile: Profile, now: d
     """Replay the shipment's stored readings from scratch and reconcile its excursions with
     the stored ones: signed ones stay frozen, every change is audited (``frozen``)."""
     raw = Raw.of(session)
-    state = reading_store.lock_state(raw, shipment.id, now).replay()
+    state = state_store.lock_state(raw, shipment.id, now).replay()
     rules = Rules.from_profile(profile)
     readings = session.execute(
         select_columns(col(Reading.ts_ms), col(Reading.temp_c))

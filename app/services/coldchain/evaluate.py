@@ -2,7 +2,7 @@
 
 Most batches of a healthy shipment are in range, in time order, with no excursion open: the
 detector then only advances its counters and mean-kinetic-temperature sums, which this
-module does on the raw connection (reading_store). Anything else — a reading out of the
+module does on the raw connection (state_store). Anything else — a reading out of the
 quiet band, an open excursion, a shipment alert to refresh — goes through the ORM path of
 coldchain, which writes excursions and alerts. Both give exactly what ``excursions.step``
 gives reading by reading; late readings mark the shipment for re-evaluation as before.
@@ -21,9 +21,8 @@ from typing import Any
 from sqlmodel import Session
 
 from app.raw import Raw
-from app.services.coldchain import alarms
+from app.services.coldchain import alarms, state_store
 from app.services.coldchain import engine as coldchain
-from app.services.coldchain import store as reading_store
 from app.services.coldchain.detector import Exc, Rules, State, accumulate_mkt, step
 from app.services.coldchain.excursion_rows import ShipmentRef
 
@@ -70,11 +69,11 @@ class Pending:
 
 def begin(raw: Raw, *, shipment_id: str, now: datetime) -> Pending:
     """Read a shipment's rules and lock its detector state (the database part before)."""
-    case_id, profile, values, state = reading_store.profile_and_state(raw, shipment_id, now)
+    case_id, profile, values, state = state_store.profile_and_state(raw, shipment_id, now)
     rules, quiet = _rules(values)
     stored_open = None
     if state.open_excursion_id is not None:
-        stored_open = reading_store.open_excursion(raw, state.open_excursion_id)
+        stored_open = state_store.open_excursion(raw, state.open_excursion_id)
     return Pending(ShipmentRef(shipment_id, case_id, profile), rules, quiet, state, stored_open)
 
 
@@ -115,7 +114,7 @@ def compute(pending: Pending, rows: Sequence[coldchain.Row]) -> None:
 def finish(session: Session, raw: Raw, pending: Pending, *, now: datetime) -> None:
     """Write what ``compute`` decided (flushes; caller commits)."""
     if pending.state.needs_reeval or pending.save_only:
-        reading_store.save_state(raw, pending.shipment.id, pending.state, now)
+        state_store.save_state(raw, pending.shipment.id, pending.state, now)
         return
     coldchain.persist(
         session,

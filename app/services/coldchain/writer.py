@@ -28,7 +28,7 @@ outcome a caller sees never depends on who shared its group. Deduplication is th
 ``(device_id, ts_ms)`` key as ever; within a group a later unit sees the earlier ones' rows.
 A unit after a group's first never waits for a shipment another transaction holds (two
 groups taking shipments in opposite orders would deadlock): it runs alone after the commit
-(``store.NO_WAIT``).
+(``state_store.NO_WAIT``).
 
 A unit may come as two parts: a ``check`` that refuses (an ``AppError``) before anything is
 written, and the ``work`` that writes. Such a unit needs no savepoint (a SAVEPOINT and its
@@ -54,7 +54,7 @@ from sqlmodel import Session
 
 from app.db import Database, savepoint
 from app.errors import AppError
-from app.services.coldchain.store import NO_WAIT, StateBusy
+from app.services.coldchain.state_store import NO_WAIT, StateBusy
 from app.sqlite_gate import INGEST_THREAD
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ SQLITE_GROUP_S = 0.010
 # SQLite has one writer lock: one writer thread. A PostgreSQL writer spends most of a group
 # waiting for round trips (a dozen statements a unit), and units of different shipments
 # do not lock each other: a few writers overlap those waits. A group's later units take no
-# shipment's detector state another transaction holds (store.NO_WAIT), so two groups of
+# shipment's detector state another transaction holds (state_store.NO_WAIT), so two groups of
 # readings never deadlock on them. Custody steps inside a unit (EPCIS captures, courier
 # feed pages) still wait for their shipment's and case's rows: two such groups can still
 # deadlock there, PostgreSQL fails one unit after a second, and it runs again alone.
@@ -283,7 +283,7 @@ class Writer:
                     # back): what the group wrote before is not certain to be kept.
                     raise RuntimeError("an ingest unit ended the group's transaction")
                 readings += unit.size
-                # Later units lock no shipment another transaction holds (store.NO_WAIT).
+                # Later units lock no shipment another transaction holds (state_store.NO_WAIT).
                 session.info[NO_WAIT] = True
                 if len(group) >= MAX_GROUP_UNITS or time.monotonic() - started > budget_s:
                     break
@@ -324,7 +324,7 @@ class Writer:
                 return
             try:
                 unit.value = unit.work(session)
-            except StateBusy:  # raised before the unit wrote anything (store.NO_WAIT)
+            except StateBusy:  # raised before the unit wrote anything (state_store.NO_WAIT)
                 unit.alone = True
                 return
         except BaseException:  # the work failed, or the check other than by refusing
