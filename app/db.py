@@ -191,9 +191,11 @@ def hold_row_lock(session: Session, table: str, key: str) -> None:
     if session.in_nested_transaction():
         return
     transaction = session.get_transaction()
-    held: tuple[object, set[tuple[str, str]]] | None = session.info.get(_LOCKED)
-    if held is None or held[0] is not transaction:
-        held = session.info[_LOCKED] = (transaction, set())
+    held: tuple[Callable[[], object], set[tuple[str, str]]] | None = session.info.get(_LOCKED)
+    if held is None or held[0]() is not transaction:
+        # Weakly: the session's info holding its own transaction would be a reference cycle
+        # (see ``app.raw.Raw``).
+        held = session.info[_LOCKED] = (weakref.ref(transaction), set())
     held[1].add((table, key))
 
 
@@ -201,10 +203,10 @@ def holds_row_lock(session: Session, table: str, key: str) -> bool:
     """Whether ``hold_row_lock`` noted this row in the session's current transaction (a
     transaction that ended took its locks and its notes with it)."""
     held = session.info.get(_LOCKED)
-    return held is not None and held[0] is session.get_transaction() and (table, key) in held[1]
+    return held is not None and held[0]() is session.get_transaction() and (table, key) in held[1]
 
 
-_LOCKED = "v2v_row_locks"  # (the transaction that took them, {(table, key)})
+_LOCKED = "v2v_row_locks"  # (a weak reference to the transaction that took them, {(table, key)})
 
 
 @contextmanager

@@ -8,7 +8,8 @@ PostgreSQL, several in one round trip (``pipelined``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,15 @@ class Compiled(str):
     __slots__ = ()
 
 
+def _none() -> None:
+    return None
+
+
+def _ref(obj: object | None) -> Callable[[], Any]:
+    """A weak reference to ``obj``, or a callable giving None."""
+    return _none if obj is None else weakref.ref(obj)
+
+
 class Raw:
     """The DB-API connection of a session's transaction, with one placeholder style.
 
@@ -52,26 +62,36 @@ class Raw:
             # unless a savepoint began or ended since: the session emits a savepoint's
             # SAVEPOINT only when it is asked for its connection inside it.
             txn = session.get_transaction()
-            if txn is raw.txn and txn is not None and txn.is_active:
+            if txn is not None and txn is raw.txn() and txn.is_active:
                 nested = session.get_nested_transaction()
-                if nested is not raw.nested:
+                if nested is not raw.nested():
                     session.connection()
-                    raw.nested = nested
+                    raw.nested = _ref(nested)
                 return raw
         raw = session.info["v2v_raw"] = cls(session)
         return raw
 
     def __init__(self, session: Session) -> None:
         conn = self.conn = session.connection()
-        # Held, so their identities are never reused meanwhile.
-        self.txn = session.get_transaction()
-        self.nested = session.get_nested_transaction()
-        self.info = session.info  # the session's own notes (``ingest_no_wait``)
+        # The session keeps this object in its ``info``, so it refers back to the session
+        # and its transactions only weakly: a cycle would leave the session, its connection
+        # and every row it loaded to the cyclic garbage collector, whose collections of
+        # tens of thousands of such objects stalled every thread of the server for 10-30 ms
+        # every second or two under load.
+        self._session = weakref.ref(session)
+        self.txn = _ref(session.get_transaction())
+        self.nested = _ref(session.get_nested_transaction())
         self.postgres = conn.dialect.name == "postgresql"
         driver = conn.connection.driver_connection
         if driver is None:  # a pooled connection always has one
             raise RuntimeError("no DB-API connection behind the session")
         self.driver: Any = driver
+
+    @property
+    def info(self) -> dict[Any, Any]:
+        """The session's own notes (``ingest_no_wait``); empty once it is gone."""
+        session = self._session()
+        return session.info if session is not None else {}
 
     def sql(self, statement: str) -> str:
         if not self.postgres or isinstance(statement, Compiled):
