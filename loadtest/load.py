@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from bench.harness import ROOT, workdir
 from bench.serving import serve
 from loadtest.actors import Cases, dashboard, loggers_in_transit, spawn, upload, walker
-from loadtest.client import Abandon, Client, Deadline, Ledger
+from loadtest.client import Abandon, Client, Deadline, Ledger, collector_paused
 from loadtest.cluster import fresh_database, trouble
 from loadtest.report import latency_table
 
@@ -146,22 +146,24 @@ def measure(
         ledger.counts.clear()
         deadline = Deadline()
         servers = [server] if ingest is server else [server, ingest]
-        cpu0 = sum(s.cpu_seconds() for s in servers)
-        t0 = time.monotonic()
-        deadline.at = t0 + seconds
-        args = (urls, ledger, deadline)
-        threads = [
-            spawn(upload, [ingest.base], ledger, deadline, keys["courier"], lg, _sizes(i, mix), i)
-            for i, lg in enumerate(loggers)
-        ]
-        threads += [spawn(walker, *args, keys, cases, run_id) for _ in range(mix.walkers)]
-        pause = mix.dashboard_pause_ms / 1000
-        threads += [spawn(dashboard, *args, keys["ncc"], pause) for _ in range(mix.dashboards)]
-        threads.append(spawn(echo, *args, keys["courier"], mix.echo_pause_ms / 1000))
-        for thread in threads:
-            thread.join(timeout=seconds + 60)
-        elapsed = time.monotonic() - t0
-        cpu = sum(s.cpu_seconds() for s in servers) - cpu0
+        with collector_paused():  # the clients' pauses are not the server's latency
+            cpu0 = sum(s.cpu_seconds() for s in servers)
+            t0 = time.monotonic()
+            deadline.at = t0 + seconds
+            args = (urls, ledger, deadline)
+            courier = keys["courier"]
+            threads = [
+                spawn(upload, [ingest.base], ledger, deadline, courier, lg, _sizes(i, mix), i)
+                for i, lg in enumerate(loggers)
+            ]
+            threads += [spawn(walker, *args, keys, cases, run_id) for _ in range(mix.walkers)]
+            pause = mix.dashboard_pause_ms / 1000
+            threads += [spawn(dashboard, *args, keys["ncc"], pause) for _ in range(mix.dashboards)]
+            threads.append(spawn(echo, *args, keys["courier"], mix.echo_pause_ms / 1000))
+            for thread in threads:
+                thread.join(timeout=seconds + 60)
+            elapsed = time.monotonic() - t0
+            cpu = sum(s.cpu_seconds() for s in servers) - cpu0
         problems = trouble(list(logdir.glob("uvicorn-*.log")))
     return MixRun(backend, split, echo_alone, alone_s, ledger, elapsed, cpu, problems, t0)
 
