@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.sessions import SessionMiddleware
 
 from app import __version__, apidocs, gctune, openapi, routeindex, web
@@ -48,6 +50,8 @@ from app.routers import (
 from app.services.identity.coi import Keyring
 from integrations.geocoding import SiteGeocoder
 
+log = logging.getLogger("v2v.db")
+
 API_PREFIX = "/api/v1"
 
 DESCRIPTION = """Tracks the vein-to-vein journey of autologous CAR-T cell therapy: apheresis,
@@ -78,6 +82,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if database is None:  # a server's own pool (tests share one database among apps)
+            try:
+                await to_thread.run_sync(db.open_pool)
+            except SQLAlchemyError as exc:  # the database may come up after the server
+                log.warning("could not open the database pool at start: %s", type(exc).__name__)
         gctune.settle()  # once per process: what start-up made is not walked again
         scheduler = None
         if settings.scheduler_enabled:

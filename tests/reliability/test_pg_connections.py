@@ -12,9 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from app.config import Settings
 from app.db import Database
+from app.main import create_app
 from tests.conftest import Api, fresh_db
 
 
@@ -79,3 +82,38 @@ def test_a_connection_asked_for_autocommit_runs_outside_a_transaction(database: 
         assert level == "read committed"
         status = conn.connection.driver_connection.pgconn.transaction_status  # type: ignore[union-attr]
         assert status == psycopg.pq.TransactionStatus.INTRANS
+
+
+def _backends(db_url: str) -> int:
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_server_opens_its_pool_as_it_starts(settings: Settings, db_url: str) -> None:
+    """The first burst of requests after a start does not wait for connections to open."""
+    settings = settings.model_copy(update={"db_pool_size": 4})
+    app = create_app(settings)
+    before = _backends(db_url)
+    with TestClient(app) as client:
+        assert _backends(db_url) - before == 4
+        assert client.get("/healthz").status_code < 500
+    assert _backends(db_url) == before  # and closes them as it stops
+
+
+def test_a_server_starts_while_its_database_is_down(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its requests fail until the database is back, but the process comes up (a database
+    starting after the server, as containers often do), saying why in its log."""
+    down = settings.model_copy(
+        update={"database_url": "postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=1"}
+    )
+    with TestClient(create_app(down)) as client:
+        assert client.get("/openapi.json").status_code == 200
+    assert "could not open the database pool at start: OperationalError" in caplog.text
