@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from app import gctune
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter(
@@ -45,3 +47,6 @@ WRITER_HOLD = Histogram(
     registry=REGISTRY,
     buckets=_LOCK_BUCKETS,
 )
+
+# The cyclic collector's pauses (app/gctune.py counts them from inside each collection).
+REGISTRY.register(gctune.PAUSES)
