@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from app.db import Database, hold_row_lock, holds_row_lock
 from app.raw import Raw
+from loadtest.client import collector_paused
 from models.reference import Site
 from tests.conftest import Api
 from tests.helpers import Journey, iso
@@ -127,16 +128,6 @@ def test_raw_is_the_transactions_connection_and_follows_the_session(database: Da
         assert third.driver is session.connection().connection.driver_connection
 
 
-@contextmanager
-def _no_cycle_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def test_a_write_session_is_freed_without_the_cycle_collector(database: Database) -> None:
     """Everything a request's write session held (its transaction and connection, the rows
     it loaded, the driver connection's ``Raw``, the row locks it noted) goes when the session
@@ -144,7 +135,7 @@ def test_a_write_session_is_freed_without_the_cycle_collector(database: Database
     collector, whose collections of tens of thousands of such objects stalled every thread
     of a loaded server for 10-30 ms every second or two."""
     code = _site_code(database)
-    with _no_cycle_collector():
+    with collector_paused():
         with database.session(write=True, hold=True) as session:
             site = session.get(Site, code)
             assert site is not None
@@ -166,7 +157,7 @@ def test_requests_leave_no_session_behind(api: Api) -> None:
     def alive() -> list[object]:
         return [o for o in gc.get_objects() if isinstance(o, (Session, Raw))]
 
-    with _no_cycle_collector():
+    with collector_paused():
         # Only this test's: another test may still hold its own (a fixture, a traceback).
         earlier = [weakref.ref(o) for o in alive()]
         journey = Journey(api)

@@ -26,16 +26,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from fresh_db(request, request.param, tmp_path)
 
 
-def _end_connections(db_url: str) -> int:
-    """Terminate every other server process of the database; how many there were."""
+def _other_backends(db_url: str, what: str) -> int:
+    """``what`` (an aggregate over ``pid``) of every other server process of the database."""
     dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"SELECT {what} FROM pg_stat_activity "  # noqa: S608 - our own fixed expressions
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _end_connections(db_url: str) -> int:
+    """Terminate every other server process of the database; how many there were."""
+    return _other_backends(db_url, "count(pg_terminate_backend(pid))")
+
+
+def _backends(db_url: str) -> int:
+    return _other_backends(db_url, "count(*)")
 
 
 def test_requests_after_pooled_connections_are_ended_are_answered(api: Api, db_url: str) -> None:
@@ -82,17 +91,6 @@ def test_a_connection_asked_for_autocommit_runs_outside_a_transaction(database: 
         assert level == "read committed"
         status = conn.connection.driver_connection.pgconn.transaction_status  # type: ignore[union-attr]
         assert status == psycopg.pq.TransactionStatus.INTRANS
-
-
-def _backends(db_url: str) -> int:
-    dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_a_server_opens_its_pool_as_it_starts(settings: Settings, db_url: str) -> None:
