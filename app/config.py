@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         description="Bearer token Prometheus sends to scrape `/metrics`; without one, "
         "`/metrics` answers loopback clients only.",
     )
+    opentelemetry: bool = Field(
+        False,
+        description="Let FastAPI trace requests and record their metrics and logs through "
+        "the process's OpenTelemetry providers (an SDK set up around the server, e.g. "
+        "`opentelemetry-instrument`). Off, it does not look for them on every request; "
+        "`/metrics` is served either way.",
+    )
     session_max_age_s: int = Field(
         12 * 3600,
         ge=300,

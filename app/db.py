@@ -20,13 +20,13 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel, select
 
 from app.sqlite_gate import FairLock, GatedConnection, gate_for
 
@@ -207,6 +207,24 @@ def holds_row_lock(session: Session, table: str, key: str) -> bool:
 
 
 _LOCKED = "v2v_row_locks"  # (a weak reference to the transaction that took them, {(table, key)})
+
+Row = TypeVar("Row", bound=SQLModel)
+_FOR_WRITE_KEY = "for_write_key"
+
+
+@functools.cache
+def _for_write(model: type[SQLModel]) -> Any:
+    (key,) = model.__table__.primary_key.columns  # type: ignore[attr-defined]
+    return select(model).where(key == bindparam(_FOR_WRITE_KEY)).with_for_update(key_share=True)
+
+
+def row_for_write(session: Session, model: type[Row], key: object) -> Row | None:
+    """Row ``key`` of ``model`` locked for this transaction's write (PostgreSQL: ``FOR NO
+    KEY UPDATE``, which blocks only writers of the same row; SQLite: the write transaction
+    holds the one writer lock already), or None. The statement is built once per model: built
+    per call, it and its cache key cost about as much CPU as running it."""
+    found: Row | None = session.exec(_for_write(model), params={_FOR_WRITE_KEY: key}).first()
+    return found
 
 
 @contextmanager

@@ -6,8 +6,12 @@ learns that another hospital's patient is in the system.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, false, or_, true
+from functools import cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, bindparam, false, or_, true
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.db import hold_row_lock
 from app.errors import NotFound
@@ -76,12 +80,72 @@ def shipment_scope(principal: Principal) -> ColumnElement[bool]:
     return false()
 
 
+# The scoped loads of every journey step, built once per kind of caller with the caller's
+# site or courier as a bound parameter: a statement built per request (and its cache key,
+# walked anew each time) cost about as much CPU as running it. Same conditions as
+# ``case_scope`` and ``shipment_scope`` (a caller without a site or courier matches
+# nothing either way: every case has a site, every route a factory, every shipment a
+# courier).
+_RECORD_ID = "scope_record_id"
+
+
+def _case_kind(principal: Principal) -> tuple[str, dict[str, Any]]:
+    role = principal.role
+    if role in (Role.admin, Role.qa):
+        return "all", {}
+    if role == Role.coordinator:
+        return "site", {"scope_site": principal.site}
+    if role == Role.manufacturer:
+        return "factory", {"scope_site": principal.site}
+    return "none", {}
+
+
+def _shipment_kind(principal: Principal) -> tuple[str, dict[str, Any]]:
+    role = principal.role
+    if role in (Role.admin, Role.qa):
+        return "all", {}
+    if role == Role.courier:
+        return "courier", {"scope_courier": principal.courier}
+    if role in (Role.coordinator, Role.manufacturer):
+        return _case_kind(principal)
+    return "none", {}
+
+
+def _case_condition(kind: str) -> ColumnElement[bool]:
+    if kind == "all":
+        return true()
+    if kind == "site":
+        return col(Case.site) == bindparam("scope_site")
+    if kind == "factory":
+        factory = select(Route.code).where(Route.manufacturing_site == bindparam("scope_site"))
+        return col(Case.route).in_(factory)
+    return false()
+
+
+@cache
+def _one_case(kind: str, lock: bool) -> SelectOfScalar[Case]:
+    stmt = select(Case).where(Case.id == bindparam(_RECORD_ID), _case_condition(kind))
+    return stmt.with_for_update(key_share=True) if lock else stmt
+
+
+@cache
+def _one_shipment(kind: str, lock: bool) -> SelectOfScalar[Shipment]:
+    if kind == "all":
+        scope: ColumnElement[bool] = true()
+    elif kind == "courier":
+        scope = col(Shipment.courier) == bindparam("scope_courier")
+    elif kind == "none":
+        scope = false()
+    else:
+        scope = col(Shipment.case_id).in_(select(Case.id).where(_case_condition(kind)))
+    stmt = select(Shipment).where(Shipment.id == bindparam(_RECORD_ID), scope)
+    return stmt.with_for_update(key_share=True) if lock else stmt
+
+
 def scoped_case(session: Session, *, principal: Principal, case_id: str, lock: bool) -> Case:
     """The case if the principal may see it, else 404; ``lock`` holds it for a write."""
-    stmt = select(Case).where(Case.id == case_id, case_scope(principal))
-    if lock:
-        stmt = stmt.with_for_update(key_share=True)
-    case = session.exec(stmt).first()
+    kind, params = _case_kind(principal)
+    case = session.exec(_one_case(kind, lock), params={_RECORD_ID: case_id, **params}).first()
     if case is None:
         raise NotFound("no such case")
     if lock:
@@ -93,10 +157,9 @@ def scoped_shipment(
     session: Session, *, principal: Principal, shipment_id: str, lock: bool
 ) -> Shipment:
     """The shipment if the principal may see it, else 404; ``lock`` holds it for a write."""
-    stmt = select(Shipment).where(Shipment.id == shipment_id, shipment_scope(principal))
-    if lock:
-        stmt = stmt.with_for_update(key_share=True)
-    shipment = session.exec(stmt).first()
+    kind, params = _shipment_kind(principal)
+    stmt = _one_shipment(kind, lock)
+    shipment = session.exec(stmt, params={_RECORD_ID: shipment_id, **params}).first()
     if shipment is None:
         raise NotFound("no such shipment")
     return shipment

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Invalid
@@ -47,17 +48,21 @@ def inbound_hours(session: Session, *, route: Route) -> float:
     return float(row[0]) if row is not None else 0.0
 
 
+# Statements every schedule, event or receipt asks, built once: built per call, a statement
+# and its cache key cost about as much CPU as running it.
+_RESERVED = select(Slot).where(
+    Slot.site == bindparam("site"),
+    Slot.status == "reserved",
+    col(Slot.start_at) < bindparam("end"),
+    col(Slot.end_at) > bindparam("start"),
+)
+_CASE_RESERVED = select(Slot).where(Slot.case_id == bindparam("case_id"), Slot.status == "reserved")
+_CURRENT = _CASE_RESERVED.order_by(col(Slot.id).desc())
+_SITE_FOR_WRITE = select(Site).where(Site.code == bindparam("site")).with_for_update(key_share=True)
+
+
 def _reserved(session: Session, site: str, start: datetime, end: datetime) -> list[Slot]:
-    return list(
-        session.exec(
-            select(Slot).where(
-                Slot.site == site,
-                Slot.status == "reserved",
-                col(Slot.start_at) < end,
-                col(Slot.end_at) > start,
-            )
-        )
-    )
+    return list(session.exec(_RESERVED, params={"site": site, "start": start, "end": end}))
 
 
 def peak_load(slots: Iterable[Slot], start: datetime, end: datetime) -> int:
@@ -151,9 +156,7 @@ def reserve_slot(session: Session, *, case: Case, apheresis_at: datetime) -> Slo
 
 
 def release_slots(session: Session, *, case: Case) -> None:
-    for slot in session.exec(
-        select(Slot).where(Slot.case_id == case.id, Slot.status == "reserved")
-    ):
+    for slot in session.exec(_CASE_RESERVED, params={"case_id": case.id}):
         slot.status = "released"
         session.add(slot)
     session.flush()
@@ -199,9 +202,7 @@ def reinstate(session: Session, *, case: Case, now: datetime) -> Slot | None:
 
 def _check_fit(session: Session, *, case: Case, slot: Slot, now: datetime, why: str) -> None:
     """Raise (or, once it fits again, resolve) the case's slot_conflict for an imposed slot."""
-    site = session.exec(
-        select(Site).where(Site.code == slot.site).with_for_update(key_share=True)
-    ).one()
+    site = session.exec(_SITE_FOR_WRITE, params={"site": slot.site}).one()
     others = [
         s for s in _reserved(session, site.code, slot.start_at, slot.end_at) if s.id != slot.id
     ]
@@ -227,11 +228,7 @@ def _check_fit(session: Session, *, case: Case, slot: Slot, now: datetime, why: 
 
 
 def current_slot(session: Session, *, case_id: str) -> Slot | None:
-    return session.exec(
-        select(Slot)
-        .where(Slot.case_id == case_id, Slot.status == "reserved")
-        .order_by(col(Slot.id).desc())
-    ).first()
+    return session.exec(_CURRENT, params={"case_id": case_id}).first()
 
 
 def availability(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 from stdnum.iso7064 import mod_37_2
@@ -94,21 +96,27 @@ def next_coi(session: Session, *, fin: str, year: int) -> str:
     if not FIN_RE.fullmatch(fin):
         raise ValueError(f"invalid facility identification number {fin!r}")
     yy = year % 100
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(CoiSequence)
-        .values(fin=fin, year=yy, last_seq=1)
-        .on_conflict_do_update(
-            index_elements=["fin", "year"],
-            set_={"last_seq": CoiSequence.__table__.c.last_seq + 1},  # type: ignore[attr-defined]
-        )
-        .returning(CoiSequence.__table__.c.last_seq)  # type: ignore[attr-defined]
-    )
-    seq = int(session.execute(stmt).scalar_one())
+    stmt = _next_in_sequence(session.get_bind().dialect.name)
+    seq = int(session.execute(stmt, {"fin": fin, "year": yy}).scalar_one())
     if seq > MAX_SEQUENCE:
         raise OverflowError(f"COI sequence exhausted for FIN {fin} in year {yy:02d}")
     return f"CH{fin}{yy:02d}{seq:06d}"
+
+
+@functools.cache
+def _next_in_sequence(dialect: str) -> Any:
+    """The upsert that takes a FIN's next number in a year, built once per dialect (every
+    registration runs it)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = CoiSequence.__table__  # type: ignore[attr-defined]
+    return (
+        insert(table)  # the table's, not the model's: no ORM bulk-insert machinery per call
+        .values(fin=bindparam("fin"), year=bindparam("year"), last_seq=1)
+        .on_conflict_do_update(
+            index_elements=["fin", "year"], set_={"last_seq": table.c.last_seq + 1}
+        )
+        .returning(table.c.last_seq)
+    )
 
 
 def _b64e(data: bytes) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Invalid
@@ -56,28 +56,34 @@ def check(
     )
 
 
+# Asked at every thaw and infusion, so built once (built per call, a statement and its cache
+# key cost about as much CPU as running it): when the case's product was thawed in this
+# cycle, how long a thawed product keeps, whether the site wants a second person.
+_THAWED_AT = select(func.max(Milestone.occurred_at)).where(
+    Milestone.case_id == bindparam("case_id"),
+    Milestone.cycle == bindparam("cycle"),
+    Milestone.type == "thawed",
+    col(Milestone.status) != "voided",
+)
+_THAW_EXPIRY = select(Product.thaw_expiry_min).where(Product.code == bindparam("code"))
+_SECOND_VERIFIER = select(Site.require_second_verifier).where(Site.code == bindparam("code"))
+
+
 def refuse_if_thaw_expired(session: Session, *, case: Case, infused_at: datetime) -> None:
     """An expired thawed product is never infused (the product's ``thaw_expiry_min``)."""
-    thawed_at = session.exec(
-        select(func.max(Milestone.occurred_at)).where(
-            Milestone.case_id == case.id,
-            Milestone.cycle == case.cycle,
-            Milestone.type == "thawed",
-            col(Milestone.status) != "voided",
-        )
-    ).one()
-    product = session.get(Product, case.product)
-    if thawed_at is None or product is None:
+    thawed_at = session.exec(_THAWED_AT, params={"case_id": case.id, "cycle": case.cycle}).one()
+    expiry_min = session.exec(_THAW_EXPIRY, params={"code": case.product}).first()
+    if thawed_at is None or expiry_min is None:
         return
     minutes = (infused_at - as_utc(thawed_at)).total_seconds() / 60
-    if minutes > product.thaw_expiry_min:
+    if minutes > expiry_min:
         raise ThawExpired(
             f"infusion refused: the product thawed at {iso_z(as_utc(thawed_at))} expired "
-            f"{product.thaw_expiry_min:g} min after thawing ({minutes:.0f} min had passed)",
+            f"{expiry_min:g} min after thawing ({minutes:.0f} min had passed)",
             extra={
                 "case_id": case.id,
                 "thawed_at": iso_z(as_utc(thawed_at)),
-                "thaw_expiry_min": product.thaw_expiry_min,
+                "thaw_expiry_min": expiry_min,
             },
         )
 
@@ -93,9 +99,8 @@ def _with_verifier(
 ) -> dict[str, Any] | None:
     key = (data or {}).get("verified_by")
     if key is None:
-        site = session.get(Site, case.site)
-        if site is not None and site.require_second_verifier:
-            raise _invalid(f"site {site.code} requires a second verifier at the bedside")
+        if session.exec(_SECOND_VERIFIER, params={"code": case.site}).first():
+            raise _invalid(f"site {case.site} requires a second verifier at the bedside")
         return data
     if not isinstance(key, str) or not key.strip():
         raise _invalid("verified_by must be the second person's API key")

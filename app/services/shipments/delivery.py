@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from app.services.alerts import lifecycle as alerts
@@ -28,24 +29,37 @@ RECEIPTS = {
 }
 
 
+# What a delivery ends, asked with every delivery scan: built once (see ``end_transit``).
+_OPEN_ASSIGNMENTS = select(DeviceAssignment).where(
+    DeviceAssignment.shipment_id == bindparam("shipment_id"),
+    col(DeviceAssignment.assigned_until).is_(None),
+)
+_OPEN_TRANSIT_ALERTS = select(Alert).where(
+    Alert.shipment_id == bindparam("shipment_id"),
+    col(Alert.kind).in_(TRANSIT_ALERTS),
+    col(Alert.status) != AlertStatus.resolved.value,
+)
+
+
+_IN_TRANSIT = (
+    select(Shipment)
+    .where(
+        Shipment.case_id == bindparam("case_id"),
+        Shipment.direction == bindparam("direction"),
+        Shipment.status == St.in_transit.value,
+    )
+    .with_for_update(key_share=True)
+)
+
+
 def end_transit(session: Session, *, shipment: Shipment, at: datetime, now: datetime) -> list[int]:
     """End the shipment's device assignments at ``at`` and resolve its transit alerts."""
-    for assignment in session.exec(
-        select(DeviceAssignment).where(
-            DeviceAssignment.shipment_id == shipment.id,
-            col(DeviceAssignment.assigned_until).is_(None),
-        )
-    ):
+    params = {"shipment_id": shipment.id}
+    for assignment in session.exec(_OPEN_ASSIGNMENTS, params=params):
         assignment.assigned_until = max(at, assignment.assigned_from)
         session.add(assignment)
     resolved: list[int] = []
-    for alert in session.exec(
-        select(Alert).where(
-            Alert.shipment_id == shipment.id,
-            col(Alert.kind).in_(TRANSIT_ALERTS),
-            col(Alert.status) != AlertStatus.resolved.value,
-        )
-    ):
+    for alert in session.exec(_OPEN_TRANSIT_ALERTS, params=params):
         alerts.resolve(session, alert=alert, now=now)
         alert.resolve_reason = alert.resolve_reason or "shipment delivered"
         session.add(alert)
@@ -73,13 +87,7 @@ def on_receipt(
     if direction is None:
         return None
     shipment = session.exec(
-        select(Shipment)
-        .where(
-            Shipment.case_id == case.id,
-            Shipment.direction == direction.value,
-            Shipment.status == St.in_transit.value,
-        )
-        .with_for_update(key_share=True)
+        _IN_TRANSIT, params={"case_id": case.id, "direction": direction.value}
     ).first()
     if shipment is None:
         return None

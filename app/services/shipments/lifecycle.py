@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.db import hold_row_lock
+from app.db import hold_row_lock, row_for_write
 from app.errors import Conflict, Forbidden, IllegalTransition, Invalid
 from app.raw import Raw, TableInsert
 from app.services.access.scope import scoped_case
@@ -249,8 +249,9 @@ def record_custody(
 ) -> CustodyEvent:
     """Record a custody scan; pickup and delivery move the shipment (and the case)."""
     if case is None:  # feeds that hold the case already pass it; otherwise it is locked here
-        stmt = select(Case).where(Case.id == shipment.case_id).with_for_update(key_share=True)
-        case = session.exec(stmt).one()
+        case = row_for_write(session, Case, shipment.case_id)
+        if case is None:  # a shipment's case exists (foreign key)
+            raise RuntimeError(f"inconsistent data: shipment {shipment.id} has no case")
         hold_row_lock(session, "cases", case.id)
     if Role(actor.role) not in CUSTODY_ROLES:
         raise Forbidden(f"role {actor.role} may not record custody")
