@@ -68,8 +68,16 @@ def _stat_cpu_seconds(path: Path) -> float:
 
 
 @contextmanager
-def serve(label: str, database_url: str, logdir: Path, *, target: str = APP) -> Iterator[Server]:
-    """Run uvicorn on a free port until the block ends."""
+def serve(
+    label: str,
+    database_url: str,
+    logdir: Path,
+    *,
+    target: str = APP,
+    root: Path | None = None,
+) -> Iterator[Server]:
+    """Run uvicorn on a free port until the block ends; ``root``: the checkout whose code it
+    serves (this one by default)."""
     port = free_port()
     env = {
         **os.environ,
@@ -83,7 +91,7 @@ def serve(label: str, database_url: str, logdir: Path, *, target: str = APP) -> 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             server_command(target, port),
-            cwd=ROOT,
+            cwd=root or ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
