@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -93,17 +93,29 @@ def bearer_token(request: Request) -> str:
 
 def authenticate(request: Request, session: Session, token: str) -> Principal:
     """The principal holding this key, checked in the given session (401 if none)."""
+    return authenticate_along(request, session, token)[0]
+
+
+def authenticate_along(
+    request: Request,
+    session: Session,
+    token: str,
+    along: Sequence[tuple[str, Sequence[Any]]] = (),
+) -> tuple[Principal, list[list[tuple[Any, ...]]]]:
+    """``authenticate``, and the rows of the reads ``along`` sent with the key's check in one
+    round trip (``principals.authenticate_along``)."""
     settings: Settings = request.app.state.settings
-    principal = principals.authenticate(
+    principal, rows = principals.authenticate_along(
         session,
         api_key=token,
         secret_key=settings.secret_key.get_secret_value(),
         now=request.app.state.clock(),
+        along=along,
     )
     if principal is None:
         raise Unauthorized("invalid or revoked API key")
     request.state.principal = principal
-    return principal
+    return principal, rows
 
 
 def ensure_role(principal: Principal, allowed: frozenset[Role]) -> Principal:

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from app.config import Settings
-from app.deps import authenticate, bearer_token, ensure_role, get_db
+from app.deps import authenticate_along, bearer_token, ensure_role, get_db
+from app.raw import Raw
 from app.services.coldchain import decode as reading_batch
 from app.services.coldchain import ingest as readings
 from app.services.coldchain import rides, writer
@@ -55,16 +56,22 @@ async def post_readings(request: Request) -> JSONResponse:
         )
     charged: list[str] = []  # the rate limit is charged once, even if the unit runs twice
     actor: list[Principal] = []
+    read: list[rides.Read] = []
 
     def check(session: Session) -> None:
         # Every refusal comes before anything is written: the writer needs no savepoint.
-        principal = ensure_role(authenticate(request, session, token), INGEST_ROLES)
+        # The devices' rides are read in the key's round trip; used only once it is checked.
+        along = readings.ride_reads(Raw.of(session), prepared)
+        principal, found = authenticate_along(request, session, token, along)
+        ensure_role(principal, INGEST_ROLES)
         if not charged:
             request.app.state.ingest_limiter.hit(principal.id)
             charged.append(principal.id)
         if prepared.refused is not None:
             raise prepared.refused
         actor[:] = [principal]
+        devices = tuple(sorted(set(prepared.columns.device_ids)))
+        read[:] = [rides.Read(devices, *found)] if len(found) == 2 else []
 
     def work(session: Session) -> readings.IngestResult:
         return readings.store_prepared(
@@ -74,6 +81,7 @@ async def post_readings(request: Request) -> JSONResponse:
             now=now,
             future_tolerance_s=tolerance,
             bounds=rides.LateBounds.of(settings),
+            read=read[0] if read else None,
         )
 
     result = await asyncio.wrap_future(writer.submit(db, work, size=len(prepared), check=check))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,9 @@ from sqlalchemy import text
 from app.clock import FrozenClock
 from app.db import Database
 from app.jobs import sweeps
-from models.principal import Role
+from app.raw import Raw
+from app.services.coldchain import ingest, rides
+from models.principal import Principal, Role
 from tests.conftest import NOW, Api
 from tests.helpers import Journey
 
@@ -341,3 +344,50 @@ def test_fresh_material_stability_limit(api: Api, database: Database) -> None:
     assert sweeps.hold_time(database, now=collected + timedelta(hours=30.5)) == 1
     (alert,) = api.get("ncc", "/api/v1/alerts?kind=hold_time_at_risk").json()["items"]
     assert alert["severity"] == "critical" and "stability limit 30 h" in alert["message"]
+
+
+def test_rides_are_read_ahead_of_the_key_check_only_for_one_device(database: Database) -> None:
+    """A live reading's rides go with its key's check in one round trip; a caller whose key
+    then fails has made us read one device's rides at most, never a thousand devices'."""
+    now = NOW
+    one = readings("LOG-A", now, [5.0, 5.1])
+    two = [*one, *readings("LOG-B", now, [5.0])]
+    with database.session() as session:
+        raw = Raw.of(session)
+        ahead = ingest.ride_reads(raw, ingest.prepare_json(_body(one), now=now))
+        assert [params for _, params in ahead] == [["LOG-A"], ["LOG-A"]]
+        assert ingest.ride_reads(raw, ingest.prepare_json(_body(two), now=now)) == []
+        assert ingest.ride_reads(raw, ingest.prepare_json(b'{"readings": 1}', now=now)) == []
+
+
+def test_rides_read_ahead_are_used_only_for_the_same_devices(api: Api, database: Database) -> None:
+    _, ship, t0 = in_transit(api)
+    device = ship["device_ids"][0]
+    with database.session() as session:
+        raw = Raw.of(session)
+        couriers, intervals = raw.pipelined(rides.ride_reads(raw, [device]))
+        courier = api_courier(couriers)
+        actor = Principal(name="c", role=Role.courier, courier=courier)
+        read = rides.Read((device,), couriers, intervals)
+        owned, found = rides.owned_rides(session, actor, [device], read=read)
+        assert owned == {device} and found.locate(device, _ms(t0) + 60_000)[0] == ship["id"]
+        # Read for another device: not used, the rides are read again.
+        stale = rides.Read(("LOG-ELSEWHERE",), [], [])
+        owned, found = rides.owned_rides(session, actor, [device], read=stale)
+        assert owned == {device} and found.locate(device, _ms(t0) + 60_000)[0] == ship["id"]
+        # Read for this device, but empty: taken as read (nothing owned, no ride).
+        empty = rides.Read((device,), [], [])
+        assert rides.owned_rides(session, actor, [device], read=empty)[0] == set()
+
+
+def _body(items: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"readings": items}).encode()
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def api_courier(couriers: list[tuple[Any, ...]]) -> str:
+    (row,) = couriers
+    return str(row[1])

@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -198,11 +200,41 @@ def authenticate(
     session: Session, *, api_key: str, secret_key: str, now: datetime
 ) -> Principal | None:
     """The active principal holding this key, compared in constant time, or None."""
+    return authenticate_along(session, api_key=api_key, secret_key=secret_key, now=now)[0]
+
+
+_BY_PREFIX = "SELECT id, key_hash, revoked_at FROM principal WHERE key_prefix = ?"
+
+
+def authenticate_along(
+    session: Session,
+    *,
+    api_key: str,
+    secret_key: str,
+    now: datetime,
+    along: Sequence[tuple[str, Sequence[Any]]] = (),
+) -> tuple[Principal | None, list[list[tuple[Any, ...]]]]:
+    """``authenticate``, with the caller's reads ``along`` (``Raw`` statements that write
+    nothing) sent in the same round trip on PostgreSQL: the principal, and their rows
+    (none if the key is malformed). Whatever the key, the caller must not use them for a
+    principal that is None."""
     prefix = _split(api_key)
     if prefix is None:
-        return None
+        return None, []
     raw = Raw.of(session)
-    row = raw.one("SELECT id, key_hash, revoked_at FROM principal WHERE key_prefix = ?", [prefix])
+    if not along:
+        return _checked_key(session, raw.one(_BY_PREFIX, [prefix]), api_key, secret_key, now), []
+    found, *rows = raw.pipelined([(_BY_PREFIX, [prefix]), *along])
+    return _checked_key(session, found[0] if found else None, api_key, secret_key, now), rows
+
+
+def _checked_key(
+    session: Session,
+    row: tuple[Any, ...] | None,
+    api_key: str,
+    secret_key: str,
+    now: datetime,
+) -> Principal | None:
     if row is None:
         # Same work as a hit, so timing does not reveal which prefixes exist.
         hmac.compare_digest(hash_key(secret_key, api_key), "0" * 64)

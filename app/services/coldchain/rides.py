@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import Session
 
@@ -120,6 +121,26 @@ class Assignments:
         return self.locate(device_id, ts_ms)[0]
 
 
+@dataclass(frozen=True)
+class Read:
+    """``ride_reads`` of some devices and their rows: read before the caller was known, in
+    the round trip that checked its key (``principals.authenticate_along``)."""
+
+    device_ids: tuple[str, ...]
+    couriers: list[tuple[Any, ...]]
+    rides: list[tuple[Any, ...]]
+
+
+def ride_reads(raw: Raw, device_ids: Iterable[str]) -> list[tuple[str, Sequence[Any]]]:
+    """What ``owned_rides`` reads about these devices, whoever asks (their organisations and
+    every interval), as ``Raw`` statements."""
+    wanted = sorted(set(device_ids))
+    return [
+        reading_store.device_couriers_query(raw, wanted),
+        reading_store.assignments_query(raw, wanted),
+    ]
+
+
 def owned_rides(
     session: Session,
     actor: Principal,
@@ -127,28 +148,27 @@ def owned_rides(
     *,
     now_ms: int | None = None,
     bounds: LateBounds = DEFAULT_BOUNDS,
+    read: Read | None = None,
 ) -> tuple[set[str], Assignments]:
     """The devices the caller may upload for (a logger: itself; a courier: its
     organisation's; an admin: any registered) and their rides, read together: one round trip
-    on PostgreSQL. Rides of the others are read and dropped, never used."""
+    on PostgreSQL, none if ``read`` holds them already (read for exactly these devices in
+    this transaction). Rides of the others are read and dropped, never used."""
     wanted = sorted(set(device_ids))
     if not wanted:
         return set(), Assignments((), now_ms=now_ms, bounds=bounds)
     raw = Raw.of(session)
+    if read is not None and read.device_ids == tuple(wanted):
+        couriers, rows = read.couriers, read.rides
+    else:
+        couriers, rows = raw.pipelined(ride_reads(raw, wanted))
     if actor.role == Role.device:
         owned = {actor.device_id} & set(wanted) if actor.device_id else set()
-        intervals = reading_store.assignments(raw, sorted(owned)) if owned else []
     else:
-        couriers, rows = raw.pipelined(
-            [
-                reading_store.device_couriers_query(raw, wanted),
-                reading_store.assignments_query(raw, wanted),
-            ]
-        )
         owned = {
             device_id
             for device_id, courier in reading_store.courier_rows(couriers)
             if actor.role == Role.admin or courier == actor.courier
         }
-        intervals = [i for i in reading_store.assignment_rows(rows) if i[0] in owned]
+    intervals = [i for i in reading_store.assignment_rows(rows) if i[0] in owned]
     return owned, Assignments(intervals, now_ms=now_ms, bounds=bounds)
