@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Table
+from sqlalchemy import Row, Table
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -56,12 +57,20 @@ _ACTIVE = select_columns(_HOOKS.c.id, _HOOKS.c.kinds, _HOOKS.c.sites).where(
 ANY_ACTIVE = "EXISTS (SELECT 1 FROM webhook WHERE active)"
 
 
-def _subscribers(session: Session, *, kind: str, site: str | None) -> list[Webhook]:
-    """Active webhooks wanting this kind at this site. A site-scoped webhook never gets an
-    event whose case is unknown (``site`` None): it could be any site's."""
+def _subscribers(
+    session: Session,
+    *,
+    kind: str,
+    site: str | None,
+    active: Sequence[Row[Any]] | None = None,
+) -> list[Webhook]:
+    """Active webhooks wanting this kind at this site (``active``: the ``_ACTIVE`` rows, if
+    read already). A site-scoped webhook never gets an event whose case is unknown (``site``
+    None): it could be any site's."""
+    rows = session.execute(_ACTIVE).all() if active is None else active
     wanted = [
         hook_id
-        for hook_id, kinds, sites in session.execute(_ACTIVE)
+        for hook_id, kinds, sites in rows
         if (not kinds or kind in kinds) and (not sites or (site is not None and site in sites))
     ]
     if not wanted:
@@ -84,8 +93,13 @@ def enqueue_for_alert(
     session: Session, *, alert: Alert, event: WebhookEvent, now: datetime
 ) -> list[WebhookDelivery]:
     """One pending delivery per active webhook subscribed to this alert's kind and site."""
+    # The active webhooks first: with none (most deployments, and every alert that ingest
+    # refreshes with each batch of an excursion), the alert's case is never looked up.
+    active = session.execute(_ACTIVE).all()
+    if not active:
+        return []
     case = _case_of_alert(session, alert)
-    hooks = _subscribers(session, kind=alert.kind, site=case.site if case else None)
+    hooks = _subscribers(session, kind=alert.kind, site=case.site if case else None, active=active)
     if not hooks:
         return []
     alert_body = AlertPublic.model_validate(alert).model_dump(mode="json")
