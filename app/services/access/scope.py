@@ -32,15 +32,8 @@ CAPACITY_PLANNERS = (Role.admin, Role.coordinator, Role.manufacturer)
 
 def case_scope(principal: Principal) -> ColumnElement[bool]:
     """SQL condition on ``Case`` selecting the cases this principal may see."""
-    role = principal.role
-    if role in (Role.admin, Role.qa):
-        return true()
-    if role == Role.coordinator:
-        return col(Case.site) == principal.site
-    if role == Role.manufacturer:
-        routes = select(Route.code).where(Route.manufacturing_site == principal.site)
-        return col(Case.route).in_(routes)
-    return false()
+    kind, params = _case_kind(principal)
+    return _case_condition(kind, params.get(_SITE))
 
 
 def factory_in_scope(session: Session, *, principal: Principal, code: str) -> bool:
@@ -70,23 +63,18 @@ def factory_in_scope(session: Session, *, principal: Principal, code: str) -> bo
 
 def shipment_scope(principal: Principal) -> ColumnElement[bool]:
     """SQL condition on ``Shipment`` selecting the shipments this principal may see."""
-    if principal.role in (Role.admin, Role.qa):
-        return true()
-    if principal.role == Role.courier:
-        return col(Shipment.courier) == principal.courier
-    if principal.role in (Role.coordinator, Role.manufacturer):
-        cases = select(Case.id).where(case_scope(principal))
-        return col(Shipment.case_id).in_(cases)
-    return false()
+    kind, params = _shipment_kind(principal)
+    return _shipment_condition(kind, params.get(_SITE), params.get(_COURIER))
 
 
-# The scoped loads of every journey step, built once per kind of caller with the caller's
-# site or courier as a bound parameter: a statement built per request (and its cache key,
-# walked anew each time) cost about as much CPU as running it. Same conditions as
-# ``case_scope`` and ``shipment_scope`` (a caller without a site or courier matches
-# nothing either way: every case has a site, every route a factory, every shipment a
-# courier).
-_RECORD_ID = "scope_record_id"
+# Who sees what, by kind of caller: a coordinator its site's cases, a factory the cases of
+# the routes it manufactures for, a courier its organisation's shipments, admin and QA all,
+# anyone else none. A caller without a site or courier matches nothing (every case has a
+# site, every route a factory, every shipment a courier). The conditions take the site or
+# courier as a value (``case_scope``, in statements built per call) or as a bound parameter
+# (the scoped loads of every journey step, built once per kind: a statement built per
+# request, its cache key walked anew each time, cost about as much CPU as running it).
+_SITE, _COURIER, _RECORD_ID = "scope_site", "scope_courier", "scope_record_id"
 
 
 def _case_kind(principal: Principal) -> tuple[str, dict[str, Any]]:
@@ -94,9 +82,9 @@ def _case_kind(principal: Principal) -> tuple[str, dict[str, Any]]:
     if role in (Role.admin, Role.qa):
         return "all", {}
     if role == Role.coordinator:
-        return "site", {"scope_site": principal.site}
+        return "site", {_SITE: principal.site}
     if role == Role.manufacturer:
-        return "factory", {"scope_site": principal.site}
+        return "factory", {_SITE: principal.site}
     return "none", {}
 
 
@@ -105,40 +93,46 @@ def _shipment_kind(principal: Principal) -> tuple[str, dict[str, Any]]:
     if role in (Role.admin, Role.qa):
         return "all", {}
     if role == Role.courier:
-        return "courier", {"scope_courier": principal.courier}
+        return "courier", {_COURIER: principal.courier}
     if role in (Role.coordinator, Role.manufacturer):
         return _case_kind(principal)
     return "none", {}
 
 
-def _case_condition(kind: str) -> ColumnElement[bool]:
+def _case_condition(kind: str, site: Any) -> ColumnElement[bool]:
+    """``site``: the caller's site, or a bound parameter standing for it."""
     if kind == "all":
         return true()
     if kind == "site":
-        return col(Case.site) == bindparam("scope_site")
+        same_site: ColumnElement[bool] = col(Case.site) == site
+        return same_site
     if kind == "factory":
-        factory = select(Route.code).where(Route.manufacturing_site == bindparam("scope_site"))
-        return col(Case.route).in_(factory)
+        return col(Case.route).in_(select(Route.code).where(Route.manufacturing_site == site))
     return false()
+
+
+def _shipment_condition(kind: str, site: Any, courier: Any) -> ColumnElement[bool]:
+    if kind == "all":
+        return true()
+    if kind == "courier":
+        same_courier: ColumnElement[bool] = col(Shipment.courier) == courier
+        return same_courier
+    if kind == "none":
+        return false()
+    return col(Shipment.case_id).in_(select(Case.id).where(_case_condition(kind, site)))
 
 
 @cache
 def _one_case(kind: str, lock: bool) -> SelectOfScalar[Case]:
-    stmt = select(Case).where(Case.id == bindparam(_RECORD_ID), _case_condition(kind))
+    where = _case_condition(kind, bindparam(_SITE))
+    stmt = select(Case).where(Case.id == bindparam(_RECORD_ID), where)
     return stmt.with_for_update(key_share=True) if lock else stmt
 
 
 @cache
 def _one_shipment(kind: str, lock: bool) -> SelectOfScalar[Shipment]:
-    if kind == "all":
-        scope: ColumnElement[bool] = true()
-    elif kind == "courier":
-        scope = col(Shipment.courier) == bindparam("scope_courier")
-    elif kind == "none":
-        scope = false()
-    else:
-        scope = col(Shipment.case_id).in_(select(Case.id).where(_case_condition(kind)))
-    stmt = select(Shipment).where(Shipment.id == bindparam(_RECORD_ID), scope)
+    where = _shipment_condition(kind, bindparam(_SITE), bindparam(_COURIER))
+    stmt = select(Shipment).where(Shipment.id == bindparam(_RECORD_ID), where)
     return stmt.with_for_update(key_share=True) if lock else stmt
 
 
