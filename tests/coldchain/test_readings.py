@@ -13,6 +13,7 @@ from app.clock import FrozenClock
 from app.db import Database
 from app.jobs import sweeps
 from app.raw import Raw
+from app.services.access import principals
 from app.services.coldchain import ingest, rides
 from models.principal import Principal, Role
 from tests.conftest import NOW, Api
@@ -391,3 +392,27 @@ def _ms(at: datetime) -> int:
 def api_courier(couriers: list[tuple[Any, ...]]) -> str:
     (row,) = couriers
     return str(row[1])
+
+
+def test_reads_go_with_a_key_only_once_that_key_has_worked(api: Api, database: Database) -> None:
+    """A stranger's key (right shape, wrong secret) never makes us read anything but the key's
+    own row, even under a prefix that has worked; a key reads ahead only after it has
+    passed once in this process."""
+    key = api.key("read-ahead courier", Role.courier, courier="KASHIWA-COLD")
+    secret = api.settings.secret_key.get_secret_value()
+    wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+
+    def along(api_key: str) -> tuple[Principal | None, list[Any]]:
+        with database.session() as session:
+            raw = Raw.of(session)
+            ahead = rides.ride_reads(raw, ["LOG-A"])
+            return principals.authenticate_along(
+                session, api_key=api_key, secret_key=secret, now=NOW, along=ahead
+            )
+
+    assert along(wrong) == (None, [])  # never passed: the key's row alone
+    first, rows = along(key)
+    assert first is not None and rows == []  # passes, but was not known to before
+    again, rows = along(key)
+    assert again is not None and len(rows) == 2  # known now: the reads went with it
+    assert along(wrong)[0] is None  # a wrong secret under a known prefix is still refused

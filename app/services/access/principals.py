@@ -189,6 +189,8 @@ def register_device(session: Session, *, device_id: str, courier: str) -> Device
 # whole row through the ORM only when nothing changed. Copies, never a session's instance.
 _LOADED: dict[str, tuple[str, Principal]] = {}
 _LOADED_MAX = 10_000
+# Key prefixes whose key has passed ``authenticate`` in this process (``authenticate_along``).
+_PASSED: set[str] = set()
 
 
 def forget(principal_id: str) -> None:
@@ -215,22 +217,28 @@ def authenticate_along(
     along: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> tuple[Principal | None, list[list[tuple[Any, ...]]]]:
     """``authenticate``, with the caller's reads ``along`` (``Raw`` statements that write
-    nothing) sent in the same round trip on PostgreSQL: the principal, and their rows
-    (none if the key is malformed). Whatever the key, the caller must not use them for a
-    principal that is None."""
+    nothing) sent in the same round trip on PostgreSQL: the principal, and their rows.
+    They are sent only for a key whose prefix has passed here before (a key this process
+    has seen work), so that a stranger's request never makes us read anything but the
+    key's own row; otherwise, and for a malformed key, no rows come back and the caller
+    reads for itself once the key is checked. The caller must not use them for a principal
+    that is None."""
     prefix = _split(api_key)
     if prefix is None:
         return None, []
     raw = Raw.of(session)
-    if not along:
-        return _checked_key(session, raw.one(_BY_PREFIX, [prefix]), api_key, secret_key, now), []
+    if not along or prefix not in _PASSED:
+        row = raw.one(_BY_PREFIX, [prefix])
+        return _checked_key(session, row, prefix, api_key, secret_key, now), []
     found, *rows = raw.pipelined([(_BY_PREFIX, [prefix]), *along])
-    return _checked_key(session, found[0] if found else None, api_key, secret_key, now), rows
+    row = found[0] if found else None
+    return _checked_key(session, row, prefix, api_key, secret_key, now), rows
 
 
 def _checked_key(
     session: Session,
     row: tuple[Any, ...] | None,
+    prefix: str,
     api_key: str,
     secret_key: str,
     now: datetime,
@@ -244,6 +252,9 @@ def _checked_key(
         return None
     if revoked_at is not None and utc_ms(revoked_at) <= now.timestamp() * 1000:
         return None
+    if len(_PASSED) >= _LOADED_MAX:
+        _PASSED.clear()
+    _PASSED.add(prefix)
     cached = _LOADED.get(principal_id)
     if cached is not None and cached[0] == key_hash and revoked_at is None:
         return cached[1]
