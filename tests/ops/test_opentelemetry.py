@@ -4,7 +4,6 @@ on, it does, so an SDK set up around the server sees the requests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no 
 
 
 @pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How often anything asked OpenTelemetry for its tracer provider."""
     asked: list[int] = []
     real = trace.get_tracer_provider
@@ -29,7 +28,7 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         return real()
 
     monkeypatch.setattr(trace, "get_tracer_provider", counting)
-    yield asked
+    return asked
 
 
 @pytest.mark.parametrize(("on", "asks"), [(False, False), (True, True)])
