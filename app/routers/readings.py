@@ -56,12 +56,13 @@ async def post_readings(request: Request) -> JSONResponse:
         )
     charged: list[str] = []  # the rate limit is charged once, even if the unit runs twice
     actor: list[Principal] = []
-    read: list[rides.Read] = []
+    read: list[rides.Read | None] = [None]
 
     def check(session: Session) -> None:
         # Every refusal comes before anything is written: the writer needs no savepoint.
         # The devices' rides are read in the key's round trip; used only once it is checked.
-        along = readings.ride_reads(Raw.of(session), prepared)
+        devices = prepared.columns.device_ids  # none for a refused body
+        along = rides.read_ahead(Raw.of(session), devices)
         principal, found = authenticate_along(request, session, token, along)
         ensure_role(principal, INGEST_ROLES)
         if not charged:
@@ -70,8 +71,7 @@ async def post_readings(request: Request) -> JSONResponse:
         if prepared.refused is not None:
             raise prepared.refused
         actor[:] = [principal]
-        devices = tuple(sorted(set(prepared.columns.device_ids)))
-        read[:] = [rides.Read(devices, *found)] if len(found) == 2 else []
+        read[:] = [rides.Read.of(devices, found)]
 
     def work(session: Session) -> readings.IngestResult:
         return readings.store_prepared(
@@ -81,7 +81,7 @@ async def post_readings(request: Request) -> JSONResponse:
             now=now,
             future_tolerance_s=tolerance,
             bounds=rides.LateBounds.of(settings),
-            read=read[0] if read else None,
+            read=read[0],
         )
 
     result = await asyncio.wrap_future(writer.submit(db, work, size=len(prepared), check=check))

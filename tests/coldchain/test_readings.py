@@ -355,10 +355,13 @@ def test_rides_are_read_ahead_of_the_key_check_only_for_one_device(database: Dat
     two = [*one, *readings("LOG-B", now, [5.0])]
     with database.session() as session:
         raw = Raw.of(session)
-        ahead = ingest.ride_reads(raw, ingest.prepare_json(_body(one), now=now))
-        assert [params for _, params in ahead] == [["LOG-A"], ["LOG-A"]]
-        assert ingest.ride_reads(raw, ingest.prepare_json(_body(two), now=now)) == []
-        assert ingest.ride_reads(raw, ingest.prepare_json(b'{"readings": 1}', now=now)) == []
+
+        def ahead_of(body: bytes) -> list[tuple[str, Any]]:
+            return rides.read_ahead(raw, ingest.prepare_json(body, now=now).columns.device_ids)
+
+        assert [params for _, params in ahead_of(_body(one))] == [["LOG-A"], ["LOG-A"]]
+        assert ahead_of(_body(two)) == []
+        assert ahead_of(b'{"readings": 1}') == []  # a refused body: no readings
 
 
 def test_rides_read_ahead_are_used_only_for_the_same_devices(api: Api, database: Database) -> None:

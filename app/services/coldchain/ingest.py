@@ -9,7 +9,7 @@ statement (no ORM object per reading) and fed to the excursion detector of its s
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -110,19 +110,6 @@ def store_prepared(
         bounds=bounds,
         read=read,
     )
-
-
-def ride_reads(raw: Raw, prepared: Prepared) -> list[tuple[str, Sequence[Any]]]:
-    """The reads ``store_prepared`` starts with, for a caller to send ahead (in the round
-    trip that checks its key): only for a body of one device's readings (nearly every one),
-    so that a caller whose key then fails costs one device's indexed reads, never a
-    thousand devices'; none for a refused body."""
-    if prepared.refused is not None or not len(prepared):
-        return []
-    ids = prepared.columns.device_ids
-    if ids.count(ids[0]) != len(ids):
-        return []
-    return rides.ride_reads(raw, ids[:1])
 
 
 def ingest_json(
@@ -315,38 +302,6 @@ def _no_repeats(ids: list[str], ts: list[int]) -> bool:
     return len(set(zip(ids, ts, strict=True))) == len(ts)
 
 
-def _groups(
-    columns: Columns, shipments: list[str | None], fresh: list[int]
-) -> dict[tuple[str, str], reading_store.Group]:
-    """The fresh readings by (shipment, device), plain and full apart, in batch order."""
-    ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
-    n = len(ts)
-    first = shipments[fresh[0]]
-    if (  # the usual batch: one logger in one shipment, all new
-        len(fresh) == n
-        and first is not None
-        and ids.count(ids[0]) == n
-        and shipments.count(first) == n
-    ):
-        if extras.count(None) == n:  # no optional measure
-            return {(first, ids[0]): (list(zip(ts, temps, strict=True)), [])}
-        plain = [(t, c) for t, c, e in zip(ts, temps, extras, strict=True) if e is None]
-        full = [(t, c, *e) for t, c, e in zip(ts, temps, extras, strict=True) if e is not None]
-        return {(first, ids[0]): (plain, full)}
-    groups: dict[tuple[str, str], reading_store.Group] = {}
-    for i in fresh:
-        key = (str(shipments[i]), ids[i])
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = ([], [])
-        extra = extras[i]
-        if extra is None:
-            group[0].append((ts[i], temps[i]))
-        else:
-            group[1].append((ts[i], temps[i], *extra))
-    return groups
-
-
 def _fresh(raw: Raw, columns: Columns, candidates: list[int], result: IngestResult) -> list[int]:
     """The candidates not stored yet, each once (indexes into columns); the rest counted
     as duplicates."""
@@ -413,6 +368,6 @@ def _write(
         stored = [i for i in fresh if (ids[i], ts[i]) in inserted]
         result.duplicates += len(fresh) - len(stored)
         return stored
-    groups = _groups(columns, shipments, fresh)
+    groups = reading_store.groups(columns, shipments, fresh)
     reading_store.insert_sqlite_overlapped(raw, groups, now_ms, during)
     return fresh

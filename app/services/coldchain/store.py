@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from app.raw import Raw, utc_ms
+from app.services.coldchain.decode import Columns
 
 # Columns of ``reading`` in insert order; a plain reading binds only the first four + last.
 COLUMNS = (
@@ -159,6 +160,38 @@ OVERLAP_MIN_READINGS = 1_000
 # optional measures after them.
 Group = tuple[list[tuple[int, float]], list[tuple[Any, ...]]]
 _HELPERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="v2v-sqlite-insert")
+
+
+def groups(
+    columns: Columns, shipments: list[str | None], fresh: list[int]
+) -> dict[tuple[str, str], Group]:
+    """The fresh readings by (shipment, device), plain and full apart, in batch order."""
+    ids, ts, temps, extras = columns.device_ids, columns.ts_ms, columns.temps, columns.extras
+    n = len(ts)
+    first = shipments[fresh[0]]
+    if (  # the usual batch: one logger in one shipment, all new
+        len(fresh) == n
+        and first is not None
+        and ids.count(ids[0]) == n
+        and shipments.count(first) == n
+    ):
+        if extras.count(None) == n:  # no optional measure
+            return {(first, ids[0]): (list(zip(ts, temps, strict=True)), [])}
+        plain = [(t, c) for t, c, e in zip(ts, temps, extras, strict=True) if e is None]
+        full = [(t, c, *e) for t, c, e in zip(ts, temps, extras, strict=True) if e is not None]
+        return {(first, ids[0]): (plain, full)}
+    groups: dict[tuple[str, str], Group] = {}
+    for i in fresh:
+        key = (str(shipments[i]), ids[i])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [])
+        extra = extras[i]
+        if extra is None:
+            group[0].append((ts[i], temps[i]))
+        else:
+            group[1].append((ts[i], temps[i], *extra))
+    return groups
 
 
 def insert_sqlite_overlapped(
