@@ -230,7 +230,8 @@ def insert_sqlite_overlapped(
 # PostgreSQL's types of ``COLUMNS``, for a binary COPY: the server takes each value as sent
 # instead of parsing its text (5,000 readings stored in 35 ms instead of 39, the same rows
 # interleaved on one migrated database). varchar's binary form is text's.
-_COPY_TYPES = ("text", "text", "int8", "float8", *("float8",) * 6, "int8")
+COPY_TYPES = ("text", "text", "int8", "float8", *("float8",) * 6, "int8")
+COPY_BINARY = f"COPY reading ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def copy_postgresql(
@@ -248,11 +249,10 @@ def copy_postgresql(
     """
     import psycopg
 
-    cols = ", ".join(COLUMNS)
     try:
         with raw.driver.transaction(), raw.driver.cursor() as cur:  # a savepoint
-            with cur.copy(f"COPY reading ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_COPY_TYPES)
+            with cur.copy(COPY_BINARY) as copy:
+                copy.set_types(COPY_TYPES)
                 for row in rows:
                     copy.write_row(row)
                 if during is not None:
