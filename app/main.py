@@ -96,6 +96,7 @@ def create_app(
                 await to_thread.run_sync(db.open_pool)
             except SQLAlchemyError as exc:  # the database may come up after the server
                 log.warning("could not open the database pool at start: %s", type(exc).__name__)
+            routeindex.build(app)  # before it listens; tests' many apps are spared it
         gctune.settle()  # once per process: what start-up made is not walked again
         scheduler = None
         if settings.scheduler_enabled:

@@ -11,8 +11,10 @@ import re
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from starlette.routing import Match
 
+from app.config import Settings
 from app.main import create_app
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
@@ -79,3 +81,18 @@ def test_requests_are_still_routed_with_their_problems(app: Any) -> None:
         wrong = client.delete("/api/v1/cases")
         assert wrong.status_code == 405
         assert client.get("/api/v1/cases").status_code == 401  # found, then refused: no key
+
+
+def _built(router: Any) -> bool:
+    # FastAPI's own mark that it has built an included router's routes (it builds them on
+    # the first match otherwise): if it goes, this test says the start-up build stopped working.
+    return router._effective_candidates_version is not None  # type: ignore[no-any-return]
+
+
+def test_a_server_builds_every_router_before_its_first_request(settings: Settings) -> None:
+    """The first call a router answers after a start does not pay for building its routes."""
+    served = create_app(settings)  # its own database, as a server: started in full
+    routers = [r for r in served.router.routes if hasattr(r, "effective_candidates")]
+    assert routers and not any(_built(r) for r in routers)
+    with TestClient(served):
+        assert all(_built(r) for r in routers)
