@@ -39,22 +39,20 @@ BATCHES_PER_REP = 8
 STEPS = 3 + REPS
 
 
-def copy_reference(conn: psycopg.Connection[tuple[object, ...]], batches: Sequence[Batch]) -> float:
-    """Seconds to COPY the batches, one transaction each."""
+def copy_reference(
+    conn: psycopg.Connection[tuple[object, ...]],
+    batches: Sequence[Batch],
+    *,
+    binary: bool = False,
+) -> float:
+    """Seconds to COPY the batches, one transaction each: in text (the reference), or in
+    binary as ingest does (``binary``, its floor)."""
     t0 = time.perf_counter()
     for batch in batches:
-        with conn.transaction(), conn.cursor() as cur, cur.copy(PG_COPY) as copy:
-            for row in batch.rows:
-                copy.write_row(row)
-    return time.perf_counter() - t0
-
-
-def copy_binary(conn: psycopg.Connection[tuple[object, ...]], batches: Sequence[Batch]) -> float:
-    """Seconds to COPY the batches in binary, as ingest does (its floor), one transaction each."""
-    t0 = time.perf_counter()
-    for batch in batches:
-        with conn.transaction(), conn.cursor() as cur, cur.copy(COPY_BINARY) as copy:
-            copy.set_types(COPY_TYPES)
+        statement = COPY_BINARY if binary else PG_COPY
+        with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+            if binary:
+                copy.set_types(COPY_TYPES)
             for row in batch.rows:
                 copy.write_row(row)
     return time.perf_counter() - t0
@@ -98,7 +96,7 @@ def run(step: Step) -> list[Figure]:
                     if not rep % 2:
                         theirs.append(readings / copy_reference(ref, batches))
                     # Fresh timestamps for the same rows' shape (the first copies are stored).
-                    binary.append(readings / copy_binary(ref, _batches(world, rep)))
+                    binary.append(readings / copy_reference(ref, _batches(world, rep), binary=True))
     per_batch_ms = 1000 * server_cpu / (REPS * BATCHES_PER_REP)
     return [
         ratio_figure(

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import make_url
 
 from app.main import create_app
+from bench.harness import sqlite_connect
 
 app = create_app()
 _FLOOR: list[sqlite3.Connection] = []
@@ -39,13 +40,7 @@ def _floor() -> sqlite3.Connection:
             database = make_url(app.state.settings.database_url).database
             if not database or database == ":memory:":
                 raise RuntimeError("/bench/durable needs a SQLite file database")
-            conn = sqlite3.connect(
-                Path(database).with_name("durable-floor.sqlite3"),
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = sqlite_connect(Path(database).with_name("durable-floor.sqlite3"))
             conn.execute("CREATE TABLE IF NOT EXISTS body (id INTEGER PRIMARY KEY, doc BLOB)")
             _FLOOR.append(conn)
         return _FLOOR[0]
